@@ -20,6 +20,14 @@ from user_io import UserError
 # letters, digits, '_' and '-' only, so they can never hold '/', '..' or a leading dot.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
 FRUITS = ("apple", "banana", "blackberry", "grapes", "pear", "strawberry", "watermelon")
 
 
@@ -45,6 +53,7 @@ def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Pat
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         # Whatever went wrong (disk full, Ctrl+C), the destination keeps its previous content.
