@@ -1,0 +1,560 @@
+"""MultiFruitGANTrainer: one DCGAN per fruit, all fruits trained in one session into models/model_<name>/.
+
+Each fruit keeps its own Generator/Discriminator pair, optimizers, data order and noise stream. Fruits
+whose datasets have the same size are stepped *together* through grouped_gan.GroupedGAN (same math per
+fruit, one set of larger kernels instead of seven small ones); ``schedule="sequential"`` trains one
+fruit at a time instead. Every epoch ends with a "latest" checkpoint (weights, optimizers, RNG states,
+history, cost so far) written atomically, so Ctrl+C or a kill at any moment loses at most one epoch and
+``resume=True`` continues exactly where it stopped.
+
+Under ``torchrun --nproc-per-node N`` each rank trains its own share of the fruits; rank 0 writes the
+model-wide files (config, summary, cost report, description).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import cost_analysis_training as cost_mod
+import data_loader
+from gan_model import GANConfig, network_payload, Generator, Discriminator
+from grouped_gan import GroupedGAN
+from safe_files import FRUITS, atomic_save_image, atomic_torch_save, atomic_write_json, check_name, inside
+from user_io import UserError
+
+CHECKPOINT_FORMAT = "fruitgan-checkpoint/1"
+DEFAULT_MILESTONES = (1, 10, 20, 30, 40, 100, 200, 300, 400)
+MILESTONE_EVERY_AFTER = 100       # past the listed milestones, one image grid every 100 epochs
+GRID_SIDE = 8                     # fixed-noise progress grids are 8 x 8 images
+GRID_PAD = 2                      # pixels between grid cells
+SEED_STRIDE = 1009                # per-fruit seeds: seed * SEED_STRIDE + fruit index (a prime, so no overlap)
+EVAL_SEED_OFFSET = 7919           # evaluation noise comes from its own stream, so it never shifts training RNG
+ETA_PROBE_STEPS = 2               # timed steps (on a throw-away copy) for the ETA before training
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; saved as info/training_config_<name>.json."""
+
+    dataset_version: str                  # npzData/<fruit>_version<NAME>.npz to train on
+    model_name: str = "v1"                # models/model_<name>/
+    epochs: Optional[int] = 400           # total epochs per fruit; None on resume: the saved number
+    batch_size: int = 64                  # images per fruit per step
+    lr: float = 2e-4                      # Adam learning rate, both networks
+    description: str = ""                 # free text, written into info/description.txt
+    device: str = "auto"                  # auto | cpu | cuda | cuda:N
+    fruits: Optional[List[str]] = None    # None: every fruit of the dataset version
+    seed: int = 0                         # makes CPU runs reproducible
+    precision: str = "fp32"               # fp32 | bf16 (autocast; GPU)
+    schedule: str = "together"            # together: same-size fruits stepped at once; sequential: one by one
+    milestones: Sequence[int] = DEFAULT_MILESTONES  # epochs that get a progress grid (+ the last epoch)
+    keep_checkpoint_every: int = 50       # checkpoints/epoch_NNNN.pt kept every N epochs (0: none)
+    evaluate: bool = True                 # quality metrics at milestones (classifier, FID, precision/recall)
+    eval_samples: int = 256               # generated images per fruit per evaluation
+    ema_decay: float = 0.0                # > 0: sample from a moving-average generator
+    real_label: float = 1.0               # < 1: one-sided label smoothing
+    stop_after_epochs: Optional[int] = None  # train at most this many epochs in this call, then stop cleanly
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present; an explicit 'cuda' without a GPU is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for, but no CUDA GPU is available; use --device cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+
+
+def fruit_seed(seed: int, fruit: str) -> int:
+    """A fruit's own seed: the same whichever group, rank or order trains it."""
+    return seed * SEED_STRIDE + FRUITS.index(fruit) if fruit in FRUITS else seed * SEED_STRIDE + sum(map(ord, fruit))
+
+
+def milestone_epochs(milestones: Sequence[int], last_epoch: int) -> set:
+    """The listed milestones, every 100 epochs after them, and the last epoch."""
+    marks = {m for m in milestones if 1 <= m <= last_epoch}
+    top = max(marks, default=0)
+    marks.update(range(top + MILESTONE_EVERY_AFTER, last_epoch + 1, MILESTONE_EVERY_AFTER))
+    marks.add(last_epoch)
+    return marks
+
+
+def image_grid(images: torch.Tensor, side: int = GRID_SIDE, pad: int = GRID_PAD):
+    """(N,1,R,R) in [-1,1] -> a PIL grayscale grid image, row-major, white strokes on black."""
+    from PIL import Image
+
+    n, _, r, _ = images.shape
+    cols = min(side, n)
+    rows = math.ceil(n / cols)
+    pixels = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()[:, 0]
+    canvas = np.full((rows * (r + pad) + pad, cols * (r + pad) + pad), 128, dtype=np.uint8)  # grey gutters
+    for i in range(n):
+        y, x = divmod(i, cols)
+        canvas[pad + y * (r + pad): pad + y * (r + pad) + r, pad + x * (r + pad): pad + x * (r + pad) + r] = pixels[i]
+    return Image.fromarray(canvas, mode="L")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+@dataclass
+class DistInfo:
+    """Where this process stands under torchrun (world 1 without it)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> "DistInfo":
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        return cls(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+@dataclass
+class FruitState:
+    """Per-fruit bookkeeping that is not a tensor of the networks."""
+
+    fruit: str
+    data_gen: torch.Generator            # shuffles this fruit's data
+    noise_gen: torch.Generator           # draws this fruit's training noise
+    fixed_noise: torch.Tensor            # (GRID_SIDE^2, nz): the same grid at every milestone
+    history: dict = field(default_factory=dict)
+    cost: Optional[dict] = None          # cost section so far (cost_analysis_training)
+    best_score: float = -math.inf
+
+
+class MultiFruitGANTrainer:
+    """Trains one GAN per fruit of a dataset version and writes the models/model_<name>/ tree."""
+
+    def __init__(self, config: TrainConfig, workdir: Path, *, overwrite: bool = False, resume: bool = False,
+                 log: Callable[[str], None] = print, pricing_path: Optional[Path] = None,
+                 cost_tracker: Optional[cost_mod.CostTracker] = None, dist: Optional[DistInfo] = None):
+        self.cfg = config
+        self.workdir = Path(workdir)
+        self.log = log
+        self.dist = dist or DistInfo()
+        self.resume = resume
+        self.overwrite = overwrite
+        check_name(config.model_name, "model name")
+        check_name(config.dataset_version, "dataset version")
+        self.model_dir = inside(self.workdir / "models", f"model_{config.model_name}")
+        self.info_dir = self.model_dir / "info"
+        self.pricing = cost_mod.load_pricing(pricing_path)
+        self.tracker = cost_tracker or cost_mod.CostTracker(self.pricing)
+        self.device = resolve_device(config.device if not self.dist.world > 1 or config.device != "auto"
+                                     else ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.device.type == "cuda" and self.dist.world > 1:
+            self.device = torch.device(f"cuda:{self.dist.local_rank}")
+        self._check_model_dir(overwrite)
+        self.start_epoch = 1
+        if resume:
+            self._load_saved_config()
+        self.datasets = data_loader.load_version(self.workdir, self.cfg.dataset_version, self.cfg.fruits)
+        self.all_fruits = list(self.datasets)
+        self.fruits = self.all_fruits[self.dist.rank::self.dist.world]   # this rank's share
+        first = next(iter(self.datasets.values()))
+        self.resolution = first.resolution
+        self.gan_config = GANConfig(resolution=self.resolution, lr=self.cfg.lr, ema_decay=self.cfg.ema_decay,
+                                    real_label=self.cfg.real_label)
+        self._check_numbers()
+        self.states: Dict[str, FruitState] = {f: self._new_fruit_state(f) for f in self.fruits}
+        self.groups = self._make_groups()
+        self.data = {f: self.datasets[f].images.to(self.device) for f in self.fruits}   # (N,1,R,R), resident
+        self.evaluator = None
+        self.milestones = milestone_epochs(self.cfg.milestones, self.cfg.epochs)
+
+    # ------------------------------------------------------------------ set-up
+    def _check_numbers(self) -> None:
+        c = self.cfg
+        if c.epochs < 1:
+            raise UserError(f"epochs must be at least 1, got {c.epochs}")
+        if c.batch_size < 1:
+            raise UserError(f"batch size must be at least 1, got {c.batch_size}")
+        if c.precision not in ("fp32", "bf16"):
+            raise UserError(f"precision must be fp32 or bf16, got {c.precision!r}")
+        if c.schedule not in ("together", "sequential"):
+            raise UserError(f"schedule must be together or sequential, got {c.schedule!r}")
+        if not self.fruits:
+            raise UserError(f"rank {self.dist.rank} of {self.dist.world} has no fruit to train; "
+                            f"use at most {len(self.all_fruits)} processes")
+
+    def _check_model_dir(self, overwrite: bool) -> None:
+        exists = (self.info_dir / f"training_config_{self.cfg.model_name}.json").exists()
+        if self.resume:
+            if not exists:
+                raise UserError(f"no model {self.cfg.model_name!r} to resume in {self.model_dir}; "
+                                "train it first (without --resume)")
+            return
+        if exists and not overwrite:
+            raise UserError(f"model {self.cfg.model_name!r} already exists in {self.model_dir}; choose another "
+                            "--model-name, continue it with --resume, or replace it with --overwrite")
+
+    def _load_saved_config(self) -> None:
+        import json
+
+        path = self.info_dir / f"training_config_{self.cfg.model_name}.json"
+        saved = json.loads(path.read_text())
+        keep = {k: saved[k] for k in ("dataset_version", "batch_size", "lr", "fruits", "seed", "precision",
+                                      "schedule", "ema_decay", "real_label", "description") if k in saved}
+        for k, v in keep.items():
+            setattr(self.cfg, k, v)
+        # A resumed run keeps the saved number of epochs unless it is given a larger one.
+        self.cfg.epochs = max(self.cfg.epochs or 0, int(saved.get("epochs") or 0)) or 1
+
+    def _new_fruit_state(self, fruit: str) -> FruitState:
+        s = fruit_seed(self.cfg.seed, fruit)
+        data_gen = torch.Generator().manual_seed(s)
+        noise_gen = torch.Generator().manual_seed(s + 1)
+        fixed = torch.randn(GRID_SIDE * GRID_SIDE, self.gan_config.noise_dim,
+                            generator=torch.Generator().manual_seed(s + 2))
+        history = {"fruit": fruit, "model_name": self.cfg.model_name, "dataset_version": self.cfg.dataset_version,
+                   "num_images": len(self.datasets[fruit]), "num_real_images": int((~self.datasets[fruit].augmented).sum()),
+                   "epochs": [], "quality": [], "reference_quality": None, "best_epoch": None}
+        return FruitState(fruit, data_gen, noise_gen, fixed, history)
+
+    def _make_groups(self) -> List[List[str]]:
+        """Fruits with equal dataset sizes share every step's batch sizes, so they can step together."""
+        if self.cfg.schedule == "sequential":
+            return [[f] for f in self.fruits]
+        by_size: Dict[int, List[str]] = {}
+        for f in self.fruits:
+            by_size.setdefault(len(self.datasets[f]), []).append(f)
+        return list(by_size.values())
+
+    def _build_models(self) -> None:
+        torch.manual_seed(self.cfg.seed)   # weight initialisation
+        self.models = [GroupedGAN(self.gan_config, len(g), device=self.device, precision=self.cfg.precision)
+                       for g in self.groups]
+
+    # ------------------------------------------------------------------ training
+    def _batches(self, group: List[str]):
+        """Yield (real (F,b,1,R,R), noise (F,b,nz)) for one epoch of a group, each fruit in its own order."""
+        n = len(self.data[group[0]])
+        perms = [torch.randperm(n, generator=self.states[f].data_gen) for f in group]
+        bs = self.cfg.batch_size
+        for start in range(0, n, bs):
+            real = torch.stack([self.data[f][p[start:start + bs].to(self.device)] for f, p in zip(group, perms)])
+            noise = torch.stack([torch.randn(real.shape[1], self.gan_config.noise_dim,
+                                             generator=self.states[f].noise_gen) for f in group]).to(self.device)
+            yield real, noise
+
+    def train_epoch(self, gi: int) -> Dict[str, dict]:
+        """One epoch of group ``gi``; returns per-fruit mean losses and D outputs."""
+        group, model = self.groups[gi], self.models[gi]
+        sums, steps = None, 0
+        for real, noise in self._batches(group):
+            out = model.train_step(real, noise)                           # dict of (F,) tensors
+            sums = {k: v.detach().float() for k, v in out.items()} if sums is None else \
+                {k: sums[k] + out[k].detach().float() for k in sums}
+            steps += 1
+        means = {k: (v / steps).cpu().tolist() for k, v in sums.items()}    # one sync per epoch
+        return {f: {k: means[k][i] for k in means} for i, f in enumerate(group)}
+
+    def estimate_epoch_seconds(self, gi: int) -> float:
+        """Time a few steps on a throw-away copy (RNG untouched), for the ETA printed before training."""
+        group = self.groups[gi]
+        probe = copy.deepcopy(self.models[gi])
+        n = len(self.data[group[0]])
+        b = min(self.cfg.batch_size, n)
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            real = torch.stack([self.data[f][:b] for f in group])
+            noise = torch.randn(len(group), b, self.gan_config.noise_dim, device=self.device)
+            probe.train_step(real, noise)                                  # warm-up (allocations, kernels)
+            self._sync()
+            t0 = time.perf_counter()
+            for _ in range(ETA_PROBE_STEPS):
+                probe.train_step(real, noise)
+            self._sync()
+        per_step = (time.perf_counter() - t0) / ETA_PROBE_STEPS
+        return per_step * math.ceil(n / self.cfg.batch_size)
+
+    def _barrier(self) -> None:
+        if self.dist.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # ------------------------------------------------------------------ milestones and evaluation
+    def _setup_evaluator(self) -> None:
+        if not self.cfg.evaluate:
+            return
+        import gan_evaluation
+
+        real = {f: d.images for f, d in self.datasets.items()}
+        classifier, info = gan_evaluation.load_or_train_classifier(
+            self.workdir, self.cfg.dataset_version, real,
+            source_index_by_fruit={f: d.source_index for f, d in self.datasets.items()},
+            augmented_by_fruit={f: d.augmented for f, d in self.datasets.items()},
+            device=self.device, seed=self.cfg.seed)
+        real_only = {f: d.real_images for f, d in self.datasets.items()}
+        self.evaluator = gan_evaluation.QualityEvaluator(classifier, list(self.datasets), real_only, device=self.device)
+        self.quality_score = gan_evaluation.quality_score
+        self.classifier_info = info
+        for f in self.fruits:
+            ref = self.evaluator.reference(f)
+            self.states[f].history["reference_quality"] = ref
+        acc = info.get("heldout_accuracy")
+        self.log(f"quality classifier: held-out accuracy on real drawings "
+                 f"{acc:.1%}" if isinstance(acc, float) else "quality classifier ready")
+
+    def _milestone(self, gi: int, epoch: int) -> None:
+        """Progress grid from the fixed noise, and quality figures, for each fruit of group ``gi``."""
+        group, model = self.groups[gi], self.models[gi]
+        fixed = torch.stack([self.states[f].fixed_noise for f in group]).to(self.device)
+        grids = model.generate(fixed)                                       # (F, 64, 1, R, R)
+        for i, f in enumerate(group):
+            path = self.model_dir / f"generated_epoch_images_{f}" / f"epoch_{epoch:04d}.png"
+            atomic_save_image(image_grid(grids[i]), path)
+        if self.evaluator is None:
+            return
+        gen = torch.Generator().manual_seed(self.cfg.seed * SEED_STRIDE + EVAL_SEED_OFFSET + epoch)
+        noise = torch.randn(len(group), self.cfg.eval_samples, self.gan_config.noise_dim, generator=gen).to(self.device)
+        samples = model.generate(noise)                                     # (F, S, 1, R, R)
+        for i, f in enumerate(group):
+            metrics = {"epoch": epoch, **self.evaluator.evaluate(f, samples[i].float())}
+            st = self.states[f]
+            st.history["quality"].append(metrics)
+            score = self.quality_score(metrics)
+            if score > st.best_score:
+                st.best_score = score
+                st.history["best_epoch"] = epoch
+                self._save_generator(gi, i, f, epoch, self.model_dir / "best" / f"generator_{f}.pt",
+                                     metrics=metrics, score=score)
+            self.log(f"  quality {f:<10} epoch {epoch}: recognised {metrics.get('recognizability', float('nan')):.0%}"
+                     f"  FID {metrics.get('fid', float('nan')):.2f}  recall {metrics.get('recall', float('nan')):.2f}"
+                     f"  coverage {metrics.get('coverage', float('nan')):.2f}")
+
+    # ------------------------------------------------------------------ files
+    def _save_generator(self, gi: int, i: int, fruit: str, epoch: int, path: Path, **extra) -> None:
+        states = self.models[gi].fruit_state_dicts(i)
+        g = Generator(self.gan_config)
+        g.load_state_dict(states["generator"])
+        atomic_torch_save(network_payload(g, self.gan_config, "generator", fruit=fruit, epoch=epoch,
+                                          ema_state_dict=states.get("ema"), **extra), path)
+
+    def save_networks(self, epoch: int) -> None:
+        """generator_<fruit>.pt and discriminator_<fruit>.pt: the latest weights, rebuildable alone."""
+        for gi, group in enumerate(self.groups):
+            for i, f in enumerate(group):
+                self._save_generator(gi, i, f, epoch, self.model_dir / f"generator_{f}.pt")
+                d = Discriminator(self.gan_config)
+                d.load_state_dict(self.models[gi].fruit_state_dicts(i)["discriminator"])
+                atomic_torch_save(network_payload(d, self.gan_config, "discriminator", fruit=f, epoch=epoch),
+                                  self.model_dir / f"discriminator_{f}.pt")
+
+    def _checkpoint_name(self, stem: str) -> str:
+        return f"{stem}.pt" if self.dist.world == 1 else f"{stem}_rank{self.dist.rank}of{self.dist.world}.pt"
+
+    def save_checkpoint(self, epoch: int) -> None:
+        """Everything needed to continue: weights, optimizers, RNG states, histories, cost so far."""
+        ckpt = {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": epoch,
+            "gan_config": self.gan_config.to_dict(),
+            # Per fruit, in the plain networks' format: a checkpoint does not depend on how fruits were grouped.
+            "fruits": {f: {**self.models[gi].fruit_state_dicts(i),
+                           "optimizers": self.models[gi].fruit_optimizer_states(i)}
+                       for gi, g in enumerate(self.groups) for i, f in enumerate(g)},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+                "fruits": {f: {"data": s.data_gen.get_state(), "noise": s.noise_gen.get_state()}
+                           for f, s in self.states.items()},
+            },
+            "history": {f: s.history for f, s in self.states.items()},
+            "cost": {f: s.cost for f, s in self.states.items()},
+            "best_score": {f: s.best_score for f, s in self.states.items()},
+        }
+        ckpt_dir = self.model_dir / "checkpoints"
+        atomic_torch_save(ckpt, ckpt_dir / self._checkpoint_name("latest"))
+        every = self.cfg.keep_checkpoint_every
+        if every and epoch % every == 0:
+            atomic_torch_save(ckpt, ckpt_dir / self._checkpoint_name(f"epoch_{epoch:04d}"))
+
+    def load_checkpoint(self) -> int:
+        """Restore the latest checkpoint; returns the next epoch to train."""
+        path = self.model_dir / "checkpoints" / self._checkpoint_name("latest")
+        if not path.exists():
+            raise UserError(f"model {self.cfg.model_name!r} has no checkpoint to resume from ({path.name} missing); "
+                            "train it again with --overwrite")
+        try:
+            ckpt = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # a damaged file: say which, keep everything else
+            raise UserError(f"cannot read checkpoint {path}: {type(exc).__name__}; "
+                            "restore a kept checkpoints/epoch_NNNN.pt as latest.pt") from None
+        missing = [f for f in self.fruits if f not in ckpt["fruits"]]
+        if missing:
+            raise UserError(f"checkpoint {path.name} has no {', '.join(missing)}; resume with the same fruits")
+        for gi, group in enumerate(self.groups):
+            for i, f in enumerate(group):
+                self.models[gi].load_fruit_state_dicts(i, ckpt["fruits"][f])
+                self.models[gi].load_fruit_optimizer_states(i, ckpt["fruits"][f]["optimizers"])
+        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+        if self.device.type == "cuda" and ckpt["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng"]["cuda"]])
+        for f, s in self.states.items():
+            s.data_gen.set_state(ckpt["rng"]["fruits"][f]["data"].cpu())
+            s.noise_gen.set_state(ckpt["rng"]["fruits"][f]["noise"].cpu())
+            s.history = ckpt["history"][f]
+            s.cost = ckpt["cost"][f]
+            s.best_score = ckpt["best_score"][f]
+        return int(ckpt["epoch"]) + 1
+
+    def write_config(self) -> None:
+        if not self.dist.is_main:
+            return
+        data = {"model_name": self.cfg.model_name, **self.cfg.to_dict(), "fruits": self.all_fruits,
+                "resolution": self.resolution, "gan_config": self.gan_config.to_dict(),
+                "device": str(self.device), "requested_device": self.cfg.device, "world_size": self.dist.world,
+                "dataset": self.dataset_info(), "created": _now()}
+        atomic_write_json(self.info_dir / f"training_config_{self.cfg.model_name}.json", data)
+
+    def dataset_info(self) -> dict:
+        return {"version": self.cfg.dataset_version, "resolution": self.resolution, "fruits": self.all_fruits,
+                "images": {f: len(d) for f, d in self.datasets.items()},
+                "real_images": {f: int((~d.augmented).sum()) for f, d in self.datasets.items()},
+                "augmentation": {f: d.metadata.get("augmentation") for f, d in self.datasets.items()}}
+
+    def write_histories(self) -> None:
+        for f, s in self.states.items():
+            doc = dict(s.history)
+            if s.cost:
+                doc["cost"] = s.cost
+                doc.update(cost_mod.cost_fields_for_history(s.cost))
+            atomic_write_json(self.info_dir / f"training_history_{f}.json", doc)
+
+    def _fruit_summary(self, f: str) -> dict:
+        s = self.states[f]
+        last = s.history["epochs"][-1] if s.history["epochs"] else {}
+        best = next((q for q in s.history["quality"] if q["epoch"] == s.history["best_epoch"]), None)
+        return {"final": {k: last.get(k) for k in ("epoch", "d_loss", "g_loss", "d_real", "d_fake")},
+                "best_epoch": s.history["best_epoch"],
+                "quality": s.history["quality"][-1] if s.history["quality"] else None,
+                "best_quality": best, "reference_quality": s.history["reference_quality"],
+                "num_images": s.history["num_images"], "num_real_images": s.history["num_real_images"],
+                "cost": s.cost}
+
+    def write_summary(self, epochs_done: int, status: str) -> None:
+        """training_summary_<name>.json (rank 0 gathers every rank's fruits under torchrun)."""
+        per_fruit = {f: self._fruit_summary(f) for f in self.fruits}
+        if self.dist.world > 1:
+            import torch.distributed as dist
+
+            parts: List[Optional[dict]] = [None] * self.dist.world
+            dist.all_gather_object(parts, per_fruit)
+            per_fruit = {k: v for p in parts for k, v in p.items()}
+        if not self.dist.is_main:
+            return
+        sections = {f: v["cost"] for f, v in per_fruit.items() if v.get("cost")}
+        summary = {"model_name": self.cfg.model_name, "dataset_version": self.cfg.dataset_version,
+                   "resolution": self.resolution, "fruits": self.all_fruits, "epochs_done": epochs_done,
+                   "epochs_planned": self.cfg.epochs, "status": status, "device": str(self.device),
+                   "precision": self.cfg.precision, "world_size": self.dist.world,
+                   "created": getattr(self, "created", _now()), "updated": _now(),
+                   "per_fruit": per_fruit}
+        if sections:
+            report = cost_mod.build_cost_report(sections, self.model_dir, self.cfg.to_dict(), self.pricing)
+            summary["cost"] = {k: report[k] for k in report if k not in ("per_fruit", "fruits")}
+            atomic_write_json(self.info_dir / "cost_analysis_report.json", report)
+            cost_mod.write_description(self.info_dir / "description.txt", self.cfg.description,
+                                       self.dataset_info(), self.cfg.to_dict(), sections, report)
+        atomic_write_json(self.info_dir / f"training_summary_{self.cfg.model_name}.json", summary)
+
+    # ------------------------------------------------------------------ the run
+    def train(self) -> dict:
+        """Train every fruit to ``epochs``; returns the summary of this rank's fruits."""
+        if self.overwrite and not self.resume and self.dist.is_main and self.model_dir.exists():
+            shutil.rmtree(self.model_dir)   # asked for explicitly: the old model's files must not mix in
+        self._barrier()
+        self._build_models()
+        self.created = _now()
+        if self.resume:
+            self.start_epoch = self.load_checkpoint()
+            self.log(f"resuming model {self.cfg.model_name!r} at epoch {self.start_epoch} of {self.cfg.epochs}")
+        self.write_config()
+        self._setup_evaluator()
+        last = self.cfg.epochs
+        if self.cfg.stop_after_epochs:
+            last = min(last, self.start_epoch - 1 + self.cfg.stop_after_epochs)
+        self.log(f"training {len(self.fruits)} fruit(s) {', '.join(self.fruits)} at {self.resolution}px on "
+                 f"{self.device} ({self.cfg.precision}), batch {self.cfg.batch_size}, epochs "
+                 f"{self.start_epoch}-{last} of {self.cfg.epochs}; groups stepped together: {self.groups}")
+        eta = sum(self.estimate_epoch_seconds(gi) for gi in range(len(self.groups)))
+        self.log(f"estimated time: {_fmt_duration(eta * max(0, last - self.start_epoch + 1))} "
+                 f"({eta:.2f} s per epoch for all fruits, measured)")
+        epoch = self.start_epoch - 1
+        status = "interrupted"
+        try:
+            bar = tqdm(range(self.start_epoch, last + 1), desc="epochs", unit="epoch", dynamic_ncols=True)
+            for epoch in bar:
+                self.run_epoch(epoch)
+                self.save_checkpoint(epoch)
+                self.write_histories()
+                self.write_summary(epoch, "running")
+            status = "complete" if epoch >= self.cfg.epochs else "stopped"
+        finally:
+            self.tracker.close()
+            if epoch >= self.start_epoch:
+                self.save_networks(epoch)
+            self.write_histories()
+            self.write_summary(epoch, status)
+        for f in self.fruits:
+            if self.states[f].cost:
+                self.log(cost_mod.format_cost_summary(f, self.states[f].cost))
+        self.log(f"model saved in {self.model_dir} (status: {status}, epoch {epoch} of {self.cfg.epochs})")
+        return {f: self._fruit_summary(f) for f in self.fruits}
+
+    def run_epoch(self, epoch: int) -> None:
+        for gi, group in enumerate(self.groups):
+            self.tracker.begin(group, previous={f: self.states[f].cost for f in group})
+            t0 = time.perf_counter()
+            stats = self.train_epoch(gi)
+            seconds = time.perf_counter() - t0
+            if epoch in self.milestones:
+                self._milestone(gi, epoch)
+            sections = self.tracker.end(group, {f: 1 for f in group})
+            for f in group:
+                self.states[f].cost = sections[f]
+                row = {"epoch": epoch, **{k: round(float(v), 6) for k, v in stats[f].items()},
+                       "seconds": seconds / len(group)}
+                self.states[f].history["epochs"].append(row)
+                tqdm.write(f"epoch {epoch:>4}/{self.cfg.epochs} {f:<10} D loss {row['d_loss']:.4f}  "
+                           f"G loss {row['g_loss']:.4f}  D(x) {row['d_real']:.3f}  D(G(z)) {row['d_fake']:.3f}")
