@@ -1,0 +1,588 @@
+"""Turn Quick, Draw! fruit drawings from rawData/ into PNG datasets under imageData/.
+
+    python rawDataToImage.py                      # asks each question, showing its default
+    python rawDataToImage.py --yes --resolution 28 --count 500 --fruits apple,pear
+
+Output (see contracts.md): imageData/<fruit>/version<NAME>/real_000000.png ... (+ aug_*.png with
+--augment) and metadata.json, written LAST. Images are mode "L", white strokes (255) on black (0).
+A version is built in a hidden ".version<NAME>.partial-<pid>" sibling and renamed into place when
+complete, so an interrupted run never leaves a half dataset and --overwrite swaps the old version
+out only at the very end.
+
+Speed: lines are read in chunks and a multiprocessing Pool (``--workers``, 2 by default) parses
+(orjson when installed), validates, renders and PNG-encodes them; the main process only
+de-duplicates and writes bytes. At most a few chunks are in flight, so memory stays flat whatever
+the file size, and reading stops as soon as ``--count`` images are kept.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+import quickdraw_formats as qf
+import stroke_render as sr
+from safe_files import FRUITS, atomic_write_json, check_name, default_workdir
+from user_io import Prompter, UserError, choice_of, cli_value, int_in_range, list_of, run_main
+
+RESOLUTION_MIN, RESOLUTION_MAX = 16, 256
+DEFAULT_RESOLUTION = 64
+DEFAULT_COUNT = 1000
+COUNT_MAX = 10_000_000
+DEFAULT_WORKERS = 2
+WORKERS_MAX = 64
+IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: keeps them busy while bounding memory
+AUGMENT_CHUNK = 64  # augmented images per worker task
+SOURCE_STREAM, IMAGE_STREAM = 1, 2  # separate seeded random streams: which source, how it is changed
+COLOUR = "white strokes (255) on black (0)"
+TOOL = "rawDataToImage.py"
+
+
+@dataclass
+class ConvertOptions:
+    """Everything convert() needs; the CLI fills it from flags and prompts."""
+
+    workdir: Path = field(default_factory=default_workdir)  # holds rawData/ imageData/ npzData/ models/
+    fruits: Optional[List[str]] = None  # None: every fruit that has data
+    resolution: int = DEFAULT_RESOLUTION  # output images are resolution x resolution (16-256)
+    quality: str = qf.DEFAULT_QUALITY  # a key of quickdraw_formats.QUALITY_PRESETS
+    count: int = DEFAULT_COUNT  # images per fruit: reading stops once this many are kept
+    version: Optional[str] = None  # dataset version name; None: the next free number
+    augment: bool = False  # fill up to `count` with augmented copies of the real drawings
+    seed: int = 0  # seeds the augmentation (results do not depend on the number of workers)
+    formats: Union[str, Sequence[str]] = qf.AUTO  # "auto" or a subset of simplified/raw/bitmap
+    workers: int = DEFAULT_WORKERS  # worker processes (1: everything in this process)
+    overwrite: bool = False  # replace an existing version (only once the new one is complete)
+    progress: bool = True  # tqdm bars on stderr
+    augment_settings: sr.AugmentSettings = field(default_factory=sr.AugmentSettings)
+
+
+# ----------------------------------------------------------------------------------------- worker side
+
+@dataclass(frozen=True)
+class RenderJob:
+    """What a worker needs to turn one fruit's records into PNGs (small and picklable)."""
+
+    fruit: str
+    fruit_index: int  # position in FRUITS: seeds stay the same whichever fruits are chosen
+    resolution: int
+    quality: str
+    keep_sources: bool  # send back strokes/bitmaps too (needed for augmentation)
+    seed: int = 0
+    augment_settings: sr.AugmentSettings = sr.AugmentSettings()
+
+
+@dataclass
+class ChunkResult:
+    """kept: (key_id or None, PNG bytes, source for augmentation or None); skipped: reason -> count."""
+
+    kept: List[Tuple[Optional[str], bytes, object]]
+    skipped: Dict[str, int]
+    lines: int
+
+
+@lru_cache(maxsize=8)
+def _renderer(resolution: int) -> sr.StrokeRenderer:
+    """One renderer per resolution per process: the supersampled canvas is reused across images."""
+    return sr.StrokeRenderer(resolution)
+
+
+def render_stroke_chunk(job: RenderJob, fmt: str, chunk: qf.LineChunk) -> ChunkResult:
+    """Parse, validate, filter by quality and render a chunk of ndjson lines."""
+    preset = qf.QUALITY_PRESETS[job.quality]
+    renderer = _renderer(job.resolution)
+    kept, skipped = [], Counter()
+    for line_no, line in chunk.lines:
+        drawing = qf.parse_line(line, fmt, job.fruit, line_no)
+        if isinstance(drawing, qf.Skip):
+            skipped[drawing.reason] += 1
+            continue
+        reason = preset.reject_reason(drawing)
+        if reason:
+            skipped[reason] += 1
+            continue
+        png = sr.encode_png(renderer.render(drawing.strokes))
+        source = [s.astype(np.float32) for s in drawing.strokes] if job.keep_sources else None
+        kept.append((drawing.key_id, png, source))
+    return ChunkResult(kept, dict(skipped), len(chunk.lines))
+
+
+def render_bitmap_chunk(job: RenderJob, path: str, start: int, stop: int) -> ChunkResult:
+    """Resize rows [start, stop) of a memory-mapped numpy-bitmap file."""
+    rows = np.array(qf.open_bitmaps(path)[start:stop])  # (k, 784) uint8
+    kept, skipped = [], Counter()
+    for row in rows:
+        if qf.is_blank_bitmap(row):
+            skipped[qf.SKIP_BLANK_BITMAP] += 1
+            continue
+        png = sr.encode_png(sr.render_bitmap(row, job.resolution))
+        kept.append((None, png, row if job.keep_sources else None))
+    return ChunkResult(kept, dict(skipped), len(rows))
+
+
+def render_augment_chunk(job: RenderJob, items: List[Tuple[int, int, object]]) -> List[Tuple[int, int, bytes]]:
+    """items: (image index, source index, source strokes or bitmap row) -> (index, source index, PNG)."""
+    out = []
+    for index, source_index, source in items:
+        # One generator per image: the result depends on (seed, fruit, index), never on scheduling.
+        rng = np.random.default_rng([job.seed, job.fruit_index, IMAGE_STREAM, index])
+        if isinstance(source, np.ndarray) and source.dtype == np.uint8:
+            image = sr.render_augmented_bitmap(source, job.resolution, rng, job.augment_settings)
+        else:
+            image = sr.render_augmented_strokes(_renderer(job.resolution), source, rng, job.augment_settings)
+        out.append((index, source_index, sr.encode_png(image)))
+    return out
+
+
+def run_task(task: tuple):
+    """Entry point of a pool task: (function name, args...). Module-level so it pickles by name."""
+    kind, *args = task
+    return _TASKS[kind](*args)
+
+
+_TASKS = {"strokes": render_stroke_chunk, "bitmap": render_bitmap_chunk, "augment": render_augment_chunk}
+
+
+def _worker_init() -> None:
+    # Ctrl+C is handled once, by the main process, which then stops the pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class TaskRunner:
+    """Runs tasks in order, in a Pool (or inline with one worker), never with more than a few in flight.
+
+    (Pool.imap would read the whole input ahead of the workers: for a 100+ MB file, all of it.)
+    """
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.pool = None
+
+    def __enter__(self) -> "TaskRunner":
+        if self.workers > 1:
+            self.pool = multiprocessing.get_context().Pool(self.workers, initializer=_worker_init)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.terminate()  # stale tasks after an early stop are not worth waiting for
+            self.pool.join()
+
+    def ordered(self, tasks: Iterable[tuple]) -> Iterator:
+        if self.pool is None:
+            for task in tasks:
+                yield run_task(task)
+            return
+        pending: deque = deque()
+        limit = self.workers * IN_FLIGHT_PER_WORKER
+        for task in tasks:
+            pending.append(self.pool.apply_async(run_task, (task,)))
+            if len(pending) >= limit:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+# ----------------------------------------------------------------------------------------- main side
+
+def version_folder(workdir: Path, fruit: str, version: str) -> Path:
+    return Path(workdir) / "imageData" / fruit / f"version{check_name(version, 'version')}"
+
+
+def existing_version_fruits(workdir: Path, version: str, fruits: Sequence[str]) -> List[str]:
+    return [f for f in fruits if version_folder(workdir, f, version).exists()]
+
+
+def next_free_version(workdir: Path) -> str:
+    """One more than the highest numeric version of any fruit ("1" when there is none)."""
+    numbers = [0]
+    root = Path(workdir) / "imageData"
+    if root.is_dir():
+        for folder in root.glob("*/version*"):
+            suffix = folder.name[len("version"):]
+            if folder.is_dir() and suffix.isdigit():
+                numbers.append(int(suffix))
+    return str(max(numbers) + 1)
+
+
+def parse_formats(text: str) -> Union[str, List[str]]:
+    """'auto' or a comma-separated subset of simplified,raw,bitmap."""
+    if text.strip().lower() == qf.AUTO:
+        return qf.AUTO
+    return list_of(qf.FORMATS, "format")(text)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _validate(opts: ConvertOptions) -> None:
+    if not RESOLUTION_MIN <= int(opts.resolution) <= RESOLUTION_MAX:
+        raise UserError(f"resolution {opts.resolution} is outside {RESOLUTION_MIN}-{RESOLUTION_MAX}")
+    if opts.quality not in qf.QUALITY_PRESETS:
+        raise UserError(f"unknown quality {opts.quality!r}; choose one of {', '.join(qf.QUALITY_PRESETS)}")
+    if not 1 <= int(opts.count) <= COUNT_MAX:
+        raise UserError(f"count {opts.count} is outside 1-{COUNT_MAX}")
+    if not 1 <= int(opts.workers) <= WORKERS_MAX:
+        raise UserError(f"workers {opts.workers} is outside 1-{WORKERS_MAX}")
+    if opts.formats != qf.AUTO:
+        bad = [f for f in opts.formats if f not in qf.FORMATS]
+        if bad or not opts.formats:
+            raise UserError(f"unknown formats {bad}; use auto or some of {', '.join(qf.FORMATS)}")
+
+
+def scan_workdir(workdir: Path) -> qf.RawDataScan:
+    raw_dir = Path(workdir) / "rawData"
+    if not raw_dir.is_dir():
+        raise UserError(f"no rawData/ folder in {workdir}; put the Quick, Draw! files there or pass --workdir")
+    return qf.scan_raw_data(raw_dir)
+
+
+def _resolve_fruits(opts: ConvertOptions, scan: qf.RawDataScan) -> List[str]:
+    found = scan.fruits_with_data(opts.formats)
+    if not found:
+        raise UserError(f"no usable Quick, Draw! data for any fruit in {scan.raw_dir} "
+                        f"(formats: {opts.formats}); see rawData/README.md")
+    if opts.fruits is None:
+        return found
+    missing = [f for f in opts.fruits if f not in found]
+    if missing:
+        raise UserError(f"no data for {', '.join(missing)} (formats: {opts.formats}); "
+                        f"fruits with data: {', '.join(found)}")
+    return list(dict.fromkeys(opts.fruits))
+
+
+class FruitWriter:
+    """Writes one fruit's images into its partial folder and publishes the folder at the end."""
+
+    def __init__(self, workdir: Path, fruit: str, version: str):
+        self.final = version_folder(workdir, fruit, version)
+        self.partial = self.final.with_name(f".{self.final.name}.partial-{os.getpid()}")
+        try:
+            if self.partial.exists():
+                shutil.rmtree(self.partial)
+            self.partial.mkdir(parents=True)
+        except OSError as exc:
+            raise UserError(f"cannot write to {self.final.parent}: {exc.strerror or exc}; "
+                            "choose a writable --workdir") from None
+
+    def write(self, name: str, data: bytes) -> None:
+        try:
+            with open(self.partial / name, "wb") as fh:
+                fh.write(data)
+        except OSError as exc:
+            raise UserError(f"cannot write {self.partial / name}: {exc.strerror or exc}") from None
+
+    def publish(self, metadata: dict) -> Path:
+        """metadata.json last, then swap the complete folder into place (old version out only now)."""
+        atomic_write_json(self.partial / "metadata.json", metadata)
+        old = None
+        if self.final.exists():
+            old = self.final.with_name(f".{self.final.name}.old-{os.getpid()}")
+            os.replace(self.final, old)
+        os.replace(self.partial, self.final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.final
+
+    def discard(self) -> None:
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+
+@dataclass
+class FruitProgress:
+    """Running totals for one fruit."""
+
+    real: int = 0
+    augmented: int = 0
+    lines: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    seen_keys: set = field(default_factory=set)
+    sources: list = field(default_factory=list)  # strokes/bitmaps of kept reals (augmentation only)
+    files_read: List[str] = field(default_factory=list)
+    formats_used: List[str] = field(default_factory=list)
+
+
+def _file_tasks(job: RenderJob, info: qf.FileInfo) -> Iterator[tuple]:
+    if info.format == qf.BITMAP:
+        for start in range(0, info.rows, qf.BITMAP_CHUNK_ROWS):
+            yield ("bitmap", job, str(info.path), start, min(start + qf.BITMAP_CHUNK_ROWS, info.rows))
+    else:
+        for chunk in qf.iter_line_chunks(info.path):
+            yield ("strokes", job, info.format, chunk)
+
+
+def _collect_reals(runner: TaskRunner, job: RenderJob, files: List[qf.FileInfo], scan: qf.RawDataScan,
+                   count: int, writer: FruitWriter, state: FruitProgress, bar) -> None:
+    """Render real drawings file after file until ``count`` are kept."""
+    for info in files:
+        if state.real >= count:
+            return
+        state.files_read.append(scan.relative(info.path))
+        if info.format not in state.formats_used:
+            state.formats_used.append(info.format)
+        for result in runner.ordered(_file_tasks(job, info)):
+            state.lines += result.lines
+            state.skipped.update(result.skipped)
+            for key_id, png, source in result.kept:
+                if key_id is not None:
+                    if key_id in state.seen_keys:  # raw files repeat the simplified drawings
+                        state.skipped[qf.SKIP_DUPLICATE] += 1
+                        continue
+                    state.seen_keys.add(key_id)
+                writer.write(f"real_{state.real:06d}.png", png)
+                if job.keep_sources:
+                    state.sources.append(source)
+                state.real += 1
+                bar.update(1)
+                if state.real >= count:
+                    return
+
+
+def _augment_tasks(job: RenderJob, state: FruitProgress, needed: int) -> Iterator[tuple]:
+    """Tasks of AUGMENT_CHUNK images; sources cycle through shuffled reals so each is used evenly."""
+    rng = np.random.default_rng([job.seed, job.fruit_index, SOURCE_STREAM])
+    order: List[int] = []
+    batch = []
+    for k in range(needed):
+        if not order:
+            order = list(rng.permutation(state.real))
+        source_index = int(order.pop())
+        batch.append((state.real + k, source_index, state.sources[source_index]))
+        if len(batch) >= AUGMENT_CHUNK:
+            yield ("augment", job, batch)
+            batch = []
+    if batch:
+        yield ("augment", job, batch)
+
+
+def _make_augmented(runner: TaskRunner, job: RenderJob, count: int, writer: FruitWriter,
+                    state: FruitProgress, bar) -> None:
+    needed = count - state.real
+    for result in runner.ordered(_augment_tasks(job, state, needed)):
+        for index, source_index, png in result:
+            writer.write(f"aug_{index:06d}_from_{source_index:06d}.png", png)
+            state.augmented += 1
+            bar.update(1)
+
+
+def convert_fruit(runner: TaskRunner, opts: ConvertOptions, scan: qf.RawDataScan, fruit: str,
+                  version: str) -> dict:
+    """Build imageData/<fruit>/version<NAME>/ and return this fruit's summary."""
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    files = qf.select_files(scan.files_for(fruit), opts.formats)
+    job = RenderJob(fruit, FRUITS.index(fruit), int(opts.resolution), opts.quality, bool(opts.augment),
+                    int(opts.seed), opts.augment_settings)
+    preset = qf.QUALITY_PRESETS[opts.quality]
+    state = FruitProgress()
+    writer = FruitWriter(opts.workdir, fruit, version)
+    bar = tqdm(total=opts.count, desc=f"{fruit:<10}", unit="img", disable=not opts.progress, leave=True)
+    try:
+        _collect_reals(runner, job, files, scan, opts.count, writer, state, bar)
+        if opts.augment and 0 < state.real < opts.count:
+            _make_augmented(runner, job, opts.count, writer, state, bar)
+        bar.close()
+        rule = preset.rule()
+        if qf.BITMAP in state.formats_used:
+            rule += " (bitmaps carry no strokes: kept whatever the preset)"
+        metadata = {
+            "fruit": fruit, "version": version, "resolution": int(opts.resolution),
+            "count": state.real + state.augmented, "real_count": state.real,
+            "augmented_count": state.augmented, "requested_count": int(opts.count),
+            "quality": opts.quality, "quality_rule": rule, "formats": state.formats_used,
+            "source_files": state.files_read,
+            "augmentation": {"enabled": bool(opts.augment),
+                             "settings": {**opts.augment_settings.to_dict(), "seed": int(opts.seed)}},
+            "skipped": dict(sorted(state.skipped.items())), "colour": COLOUR, "created": _now(), "tool": TOOL,
+        }
+        folder = writer.publish(metadata) if state.real else None
+        if folder is None:
+            writer.discard()
+    except BaseException:
+        bar.close()
+        writer.discard()  # nothing half-written stays; an old version is untouched
+        raise
+    return {
+        "folder": str(folder) if folder else None, "real_count": state.real, "augmented_count": state.augmented,
+        "count": state.real + state.augmented, "short": state.real + state.augmented < opts.count,
+        "skipped": dict(sorted(state.skipped.items())), "source_files": state.files_read,
+        "formats": state.formats_used, "lines_read": state.lines,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def convert(options: Union[ConvertOptions, dict]) -> dict:
+    """Convert rawData/ into imageData/<fruit>/version<NAME>/ for the chosen fruits; return a summary.
+
+    Raises UserError (one line) for bad options, missing data, an existing version without
+    ``overwrite`` or an unwritable folder. Summary keys: workdir, version, resolution, quality,
+    quality_rule, formats, augment, seed, workers, requested_count, fruits {fruit: {folder,
+    real_count, augmented_count, count, short, skipped, source_files, formats, lines_read, seconds}},
+    file_notes [{file, note}], images, seconds.
+    """
+    opts = options if isinstance(options, ConvertOptions) else ConvertOptions(**options)
+    opts = dataclasses.replace(opts, workdir=Path(opts.workdir))  # the caller's object stays as it was
+    _validate(opts)
+    scan = scan_workdir(opts.workdir)
+    fruits = _resolve_fruits(opts, scan)
+    version = check_name(opts.version or next_free_version(opts.workdir), "version")
+    existing = existing_version_fruits(opts.workdir, version, fruits)
+    if existing and not opts.overwrite:
+        raise UserError(f"version {version} already exists for {', '.join(existing)}; "
+                        "choose another --version or add --overwrite to replace it")
+    started = time.perf_counter()
+    per_fruit = {}
+    with TaskRunner(int(opts.workers)) as runner:
+        for fruit in fruits:
+            per_fruit[fruit] = convert_fruit(runner, opts, scan, fruit, version)
+    return {
+        "workdir": str(opts.workdir), "version": version, "resolution": int(opts.resolution),
+        "quality": opts.quality, "quality_rule": qf.QUALITY_PRESETS[opts.quality].rule(),
+        "formats": opts.formats if opts.formats == qf.AUTO else list(opts.formats),
+        "augment": bool(opts.augment), "seed": int(opts.seed), "workers": int(opts.workers),
+        "requested_count": int(opts.count), "fruits": per_fruit,
+        "file_notes": [{"file": f, "note": n} for f, n in scan.notes],
+        "images": sum(f["count"] for f in per_fruit.values()),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def format_summary(summary: dict) -> str:
+    """The end-of-run table: kept, augmented, skipped and why, per fruit."""
+    lines = [f"version {summary['version']}: {summary['resolution']}x{summary['resolution']} px, "
+             f"quality {summary['quality']} ({summary['quality_rule']}), {summary['seconds']:.1f} s"]
+    header = f"{'fruit':<11}{'real':>7}{'augmented':>11}{'total':>7}{'skipped':>9}  skipped because"
+    lines += [header, "-" * len(header)]
+    for fruit, info in summary["fruits"].items():
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in info["skipped"].items()) or "-"
+        lines.append(f"{fruit:<11}{info['real_count']:>7}{info['augmented_count']:>11}{info['count']:>7}"
+                     f"{sum(info['skipped'].values()):>9}  {reasons}")
+    for fruit, info in summary["fruits"].items():
+        if info["folder"] is None:
+            lines.append(f"{fruit}: no drawing kept, no folder written")
+        elif info["short"]:
+            hint = "" if summary["augment"] else " (--augment fills up to the count)"
+            lines.append(f"{fruit}: only {info['count']} images, fewer than the {summary['requested_count']} "
+                         f"asked for: the data has no more{hint}")
+    if summary["file_notes"]:
+        counts = Counter(n["note"] for n in summary["file_notes"])
+        lines.append(f"rawData: {len(summary['file_notes'])} file(s) set aside: "
+                     + "; ".join(f"{note}: {n}" for note, n in counts.items()))
+        lines += [f"  note: rawData/{n['file']}: {n['note']}" for n in summary["file_notes"]]
+    folders = [info["folder"] for info in summary["fruits"].values() if info["folder"]]
+    if folders:
+        lines.append(f"written: {len(folders)} folder(s) under {Path(summary['workdir']) / 'imageData'}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------- command line
+
+def build_parser() -> argparse.ArgumentParser:
+    presets = ", ".join(f"{p.name} ({p.rule()})" for p in qf.QUALITY_PRESETS.values())
+    parser = argparse.ArgumentParser(
+        prog="rawDataToImage.py",
+        description="Render Quick, Draw! fruit drawings from rawData/ as PNG datasets in imageData/.")
+    parser.add_argument("--fruits", type=cli_value(list_of(FRUITS, "fruit"), "--fruits"),
+                        help="comma-separated fruits, or 'all' (default: every fruit with data)")
+    parser.add_argument("--resolution", type=cli_value(int_in_range(RESOLUTION_MIN, RESOLUTION_MAX), "--resolution"),
+                        help=f"image side in pixels, {RESOLUTION_MIN}-{RESOLUTION_MAX} (default {DEFAULT_RESOLUTION})")
+    parser.add_argument("--quality", type=cli_value(choice_of(list(qf.QUALITY_PRESETS)), "--quality"),
+                        help=f"which drawings to keep: {presets} (default {qf.DEFAULT_QUALITY})")
+    parser.add_argument("--count", type=cli_value(int_in_range(1, COUNT_MAX), "--count"),
+                        help=f"images per fruit (default {DEFAULT_COUNT})")
+    parser.add_argument("--version", type=cli_value(lambda s: check_name(s.strip(), "version"), "--version"),
+                        help="dataset version name (default: the next free number)")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                        help="fill up to --count with augmented copies of real drawings (default: off)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the augmentation (default 0)")
+    parser.add_argument("--formats", type=cli_value(parse_formats, "--formats"), default=qf.AUTO,
+                        help="auto (strokes, bitmaps only for fruits without strokes) or e.g. simplified,raw,bitmap")
+    parser.add_argument("--workers", type=cli_value(int_in_range(1, WORKERS_MAX), "--workers"),
+                        default=DEFAULT_WORKERS, help=f"worker processes (default {DEFAULT_WORKERS})")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="folder holding rawData/ imageData/ npzData/ models/ (default: the scripts' folder)")
+    parser.add_argument("--yes", "-y", action="store_true", help="never ask: take defaults and flags")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def _choose_version(args, prompter: Prompter, workdir: Path, fruits: Sequence[str]) -> Tuple[str, bool]:
+    """The version name and whether it replaces an existing one; asks again after a refused overwrite."""
+    name = args.version
+    parse = lambda s: check_name(s.strip(), "version")  # noqa: E731 - a one-line parser
+    while True:
+        if name is None:
+            name = prompter.ask("Dataset version name", next_free_version(workdir), parse)
+        existing = existing_version_fruits(workdir, name, fruits)
+        if not existing or args.overwrite:
+            return name, bool(existing)
+        if prompter.assume_yes:
+            raise UserError(f"version {name} already exists for {', '.join(existing)}; "
+                            "choose another --version or add --overwrite to replace it")
+        if prompter.confirm(f"Version {name} already exists for {', '.join(existing)}. Replace it "
+                            "(the old images stay until the new ones are complete)?", False):
+            return name, True
+        name = None
+
+
+def gather_options(args, prompter: Prompter, scan: qf.RawDataScan, workdir: Path) -> ConvertOptions:
+    """Flags first; a prompt (showing its default) for each question a flag did not answer."""
+    found = scan.fruits_with_data(args.formats)
+    if not found:
+        raise UserError(f"no usable Quick, Draw! data in {scan.raw_dir} (formats: {args.formats}); "
+                        "see rawData/README.md")
+    fruits = args.fruits
+    if fruits is None:
+        fruits = prompter.ask("Fruits to convert (comma-separated, 'all' for every one)", found,
+                              list_of(found, "fruit"), show_default=",".join(found))
+    resolution = args.resolution or prompter.ask(
+        f"Image size in pixels ({RESOLUTION_MIN}-{RESOLUTION_MAX})", DEFAULT_RESOLUTION,
+        int_in_range(RESOLUTION_MIN, RESOLUTION_MAX))
+    quality = args.quality
+    if quality is None:
+        if not prompter.assume_yes:
+            print("Quality presets (which drawings are kept):", file=prompter.stdout)
+            for p in qf.QUALITY_PRESETS.values():
+                print(f"  {p.name:<9} {p.description}", file=prompter.stdout)
+        quality = prompter.ask("Quality", qf.DEFAULT_QUALITY, choice_of(list(qf.QUALITY_PRESETS)))
+    count = args.count or prompter.ask("Images per fruit", DEFAULT_COUNT, int_in_range(1, COUNT_MAX))
+    augment = args.augment
+    if augment is None:
+        augment = prompter.confirm("Fill up to that count with augmented copies (small rotations, "
+                                   "scaling, shifts, jitter of real strokes)?", False)
+    version, replaces = _choose_version(args, prompter, workdir, fruits)
+    return ConvertOptions(workdir=workdir, fruits=list(fruits), resolution=resolution, quality=quality,
+                          count=count, version=version, augment=bool(augment), seed=args.seed,
+                          formats=args.formats, workers=args.workers, overwrite=replaces,
+                          progress=not args.no_progress)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    workdir = Path(args.workdir) if args.workdir else default_workdir()
+    prompter = Prompter(assume_yes=args.yes)
+    scan = scan_workdir(workdir)
+    options = gather_options(args, prompter, scan, workdir)
+    summary = convert(options)
+    print(format_summary(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
