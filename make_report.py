@@ -208,6 +208,7 @@ print("after the input convolution:", tuple(h.shape))
         code("""
 # 2.3 LeakyReLU(0.2), then 2.4 Dropout2d(0.25): drops whole feature maps so D cannot memorise the few drawings.
 h = nn.Dropout2d(cfg.dropout)(nn.LeakyReLU(0.2)(h))
+print("after LeakyReLU and Dropout2d:", tuple(h.shape), f"share of zeroed values {(h == 0).float().mean():.2f}")
 # 2.5 Batch normalisation comes with the next convolutions (not on the input layer, as in DCGAN).
 """),
         code("""
@@ -348,7 +349,12 @@ for f, m, spe, gb, tot, pe in rows:
 report = json.loads((INFO / "cost_analysis_report.json").read_text())
 totals = report.get("totals", {})
 print()
-print("whole run:", json.dumps({k: v for k, v in totals.items() if not isinstance(v, dict)}, indent=None)[:600])
+print(f"whole run: {report['training_time_minutes']:.1f} min, {report['epochs_total']} fruit-epochs, peak memory "
+      f"{report['peak_memory_gb']:.2f} GB")
+for k in ("compute", "memory", "training", "storage", "total"):
+    print(f"  {k:<9} ${totals[k]:.6f}")
+print(f"  per epoch ${report['cost_per_epoch']:.8f}, per hour ${report['cost_per_hour']:.6f}, "
+      f"per fruit ${report['cost_per_fruit']:.6f}")
 """),
         code("""
 def quality_rows():
@@ -406,8 +412,9 @@ lines = [
     f"**{mean(r['recall'] for r in Q):.2f}**; real vs real: **{mean(r['real_recall'] for r in Q):.2f}**.",
     f"- Best fruit by recognisability: **{max(best_recog, key=lambda f: best_recog[f] or 0)}**; "
     f"worst: **{min(best_recog, key=lambda f: best_recog[f] or 0)}**.",
-    f"- Training time: **{totals.get('training_time_hours', float('nan')) * 60:.1f} min** in all, total cost "
-    f"**${totals.get('total_cost', totals.get('total', float('nan'))):.6f}** (see 4.5).",
+    f"- Training time: **{report['training_time_minutes']:.1f} min** in all ({report['training_hours']:.3f} h), "
+    f"peak memory **{report['peak_memory_gb']:.2f} GB**, total cost **${totals['total']:.6f}**, of which "
+    f"compute and memory **${totals['training']:.6f}** and one month of storage **${totals['storage']:.6f}**.",
 ]
 display(Markdown("\\n".join(lines)))
 """),

@@ -29,6 +29,11 @@ def run_main(main: Callable[[Optional[Sequence[str]]], Optional[int]], argv=None
     except KeyboardInterrupt:
         print("\ninterrupted: files already written are complete; run again to continue", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 class Prompter:

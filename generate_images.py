@@ -1,0 +1,413 @@
+"""Look at what a trained model draws.
+
+    python generate_images.py                               a table of the models there are
+    python generate_images.py v1                            model v1's fruits and their quality figures
+    python generate_images.py v1 apple --num-images 16      a grid of new apples (window, or a PNG when headless)
+    python generate_images.py v1 apple --interpolate        walks through the latent space between random points
+    python generate_images.py v1 apple --classify           ... and what the quality classifier makes of them
+
+The same --seed always gives the same images (and a byte-identical PNG). Without a display (or with --save)
+the grid is written to outputs/generated_<model>_<fruit>_seed<S>.png under the work folder and its path printed.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from safe_files import atomic_save_image, default_workdir
+from user_io import UserError, cli_value, int_in_range, run_main
+
+MAX_IMAGES = 1024            # a grid bigger than this is no longer something to look at
+MAX_ROWS = 64                # interpolation rows
+MIN_STEPS, MAX_STEPS = 2, 64
+MAX_SEED = 2**32 - 1
+DEFAULT_GRID_IMAGES = 16
+DEFAULT_INTERP_ROWS = 4
+DEFAULT_STEPS = 8
+GENERATE_BATCH = 64          # images per generator pass (bounded memory at 128 px)
+MIN_TILE_PX = 64             # small images are enlarged (nearest neighbour, whole factor) to at least this
+GRID_PAD = 1                 # pixels between tiles, before enlarging
+GRID_PAD_VALUE = 96          # grey: separates the black tile backgrounds
+SLERP_EPS = 1e-6             # nearly parallel endpoints: fall back to a straight line
+OUTPUTS_DIR = "outputs"
+# Tk first: when the display cannot be reached it raises an error we can catch (Qt aborts the process).
+INTERACTIVE_BACKENDS = ("TkAgg", "QtAgg", "GTK4Agg", "GTK3Agg", "MacOSX", "WXAgg")
+
+
+@dataclass
+class GenerateConfig:
+    """One run of generate_images.py."""
+
+    workdir: Path                       # folder holding models/ (and npzData/ for --classify)
+    model: Optional[str]                # model name (models/model_<name>); None: list the models
+    fruit: Optional[str]                # fruit to draw; None: describe the model
+    num_images: Optional[int]           # images in the grid, or rows with --interpolate (None: default)
+    seed: Optional[int]                 # noise seed (None: a random one, printed)
+    checkpoint: Union[str, int]         # "latest", "best" or an epoch number
+    interpolate: bool                   # rows of frames along a great circle between two noise vectors
+    steps: int                          # frames per interpolation row (both ends included)
+    save: Optional[Path]                # write the grid here instead of showing it
+    outdir: Optional[Path]              # write one PNG per image here (instead of the grid, unless --save)
+    classify: bool                      # report what the quality classifier sees in the images
+    use_ema: bool                       # the moving-average generator weights when the model has them
+
+
+# --------------------------------------------------------------------------------------------- noise and images
+def sample_noise(n: int, noise_dim: int, seed: int) -> torch.Tensor:
+    """(n, nz) standard normal noise from its own seeded stream (the same seed, the same noise)."""
+    return torch.randn(n, noise_dim, generator=torch.Generator().manual_seed(seed))
+
+
+def slerp(z0: torch.Tensor, z1: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation (B,nz),(B,nz) -> (B,nz): z0 at t=0, z1 at t=1 exactly.
+
+    Gaussian noise lives near a sphere; the straight line between two points cuts through its (unlikely)
+    inside, where images are washed out, while the great circle stays where the generator was trained.
+    """
+    if t <= 0.0:
+        return z0.clone()
+    if t >= 1.0:
+        return z1.clone()
+    n0, n1 = z0 / z0.norm(dim=-1, keepdim=True), z1 / z1.norm(dim=-1, keepdim=True)
+    omega = torch.acos((n0 * n1).sum(dim=-1, keepdim=True).clamp(-1.0, 1.0))   # (B,1) angle between them
+    so = torch.sin(omega)
+    straight = so.abs() < SLERP_EPS
+    safe = torch.where(straight, torch.ones_like(so), so)
+    arc = (torch.sin((1.0 - t) * omega) / safe) * z0 + (torch.sin(t * omega) / safe) * z1
+    return torch.where(straight, (1.0 - t) * z0 + t * z1, arc)
+
+
+def interpolation_noise(rows: int, steps: int, noise_dim: int, seed: int) -> torch.Tensor:
+    """(rows*steps, nz): row r walks from its own random z0 to z1 in ``steps`` frames (ends included)."""
+    ends = sample_noise(2 * rows, noise_dim, seed).view(rows, 2, noise_dim)
+    frames = [slerp(ends[:, 0], ends[:, 1], i / (steps - 1)) for i in range(steps)]   # steps x (rows, nz)
+    return torch.stack(frames, dim=1).reshape(rows * steps, noise_dim)
+
+
+@torch.no_grad()
+def generate(generator: torch.nn.Module, noise: torch.Tensor) -> torch.Tensor:
+    """(N,nz) -> (N,1,R,R) in [-1,1], eval mode, in batches."""
+    generator.eval()
+    device = next(generator.parameters()).device
+    out = [generator(noise[s:s + GENERATE_BATCH].to(device)).cpu() for s in range(0, noise.shape[0], GENERATE_BATCH)]
+    return torch.cat(out)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N,1,R,R) in [-1,1] -> (N,R,R) uint8, white strokes on black like the training data."""
+    pixels = ((images.detach().float().cpu()[:, 0] + 1.0) * 127.5).round().clamp(0, 255)
+    return pixels.to(torch.uint8).numpy()
+
+
+def image_grid(pixels: np.ndarray, columns: int):
+    """(N,R,R) uint8 -> one PIL image: tiles in rows of ``columns``, grey gaps, enlarged when small."""
+    from PIL import Image
+
+    n, r = pixels.shape[0], pixels.shape[1]
+    rows = math.ceil(n / columns)
+    step = r + GRID_PAD
+    grid = np.full((rows * step + GRID_PAD, columns * step + GRID_PAD), GRID_PAD_VALUE, dtype=np.uint8)
+    for i in range(n):
+        y, x = divmod(i, columns)
+        grid[GRID_PAD + y * step: GRID_PAD + y * step + r, GRID_PAD + x * step: GRID_PAD + x * step + r] = pixels[i]
+    scale = max(1, math.ceil(MIN_TILE_PX / r))
+    if scale > 1:
+        grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)        # nearest neighbour: crisp pixels
+    return Image.fromarray(grid)
+
+
+def save_png(image, path: Path) -> Path:
+    """Write a PIL image as PNG atomically (PIL adds no timestamp: same pixels, same bytes)."""
+    return atomic_save_image(image, path)
+
+
+def show_in_window(image, title: str) -> bool:
+    """Show the image in a matplotlib window if there is a display and a GUI backend works; False otherwise.
+
+    Never raises: without a display, with MPLBACKEND set to a file backend (Agg), without a GUI toolkit or
+    when the display cannot be reached, the caller saves a PNG instead.
+    """
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    wanted = os.environ.get("MPLBACKEND")
+    interactive = {b.lower() for b in INTERACTIVE_BACKENDS}
+    if wanted and wanted.lower() not in interactive:
+        return False                                # e.g. MPLBACKEND=Agg: the user asked for no window
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    previous = matplotlib.get_backend()
+    try:
+        for backend in [wanted] if wanted else INTERACTIVE_BACKENDS:
+            try:
+                matplotlib.use(backend, force=True)
+                break
+            except (ImportError, ValueError, RuntimeError):
+                continue
+        else:
+            return False
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(title)
+        plt.imshow(np.asarray(image), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        plt.axis("off")
+        plt.tight_layout()
+        plt.show()
+        plt.close(fig)
+        return True
+    except Exception:        # display not reachable after all, or a broken GUI toolkit: save instead
+        try:
+            import matplotlib.pyplot as plt
+
+            plt.close("all")
+            matplotlib.use(previous, force=True)
+        except Exception:
+            pass
+        return False
+
+
+# --------------------------------------------------------------------------------------------- listing
+def _mean(values) -> Optional[float]:
+    nums = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)]
+    return sum(nums) / len(nums) if nums else None
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _quality_of(q: dict) -> dict:
+    """The best checkpoint's figures when there are some, else the latest's."""
+    return (q or {}).get("best") or (q or {}).get("latest") or {}
+
+
+def models_table(models: Sequence[dict]) -> str:
+    """One line per model: name, date, dataset, size, fruits, epochs, status, mean best-checkpoint quality."""
+    header = ("model", "created", "dataset", "px", "fruits", "epochs", "status", "recognised", "FID", "coverage")
+    rows = [header]
+    for m in models:
+        per_fruit = [_quality_of(q) for q in m["quality"].values()]
+        created = (m.get("created") or "-")[:16].replace("T", " ")
+        epochs = f"{_fmt(m.get('epochs_done'), 'd')}/{_fmt(m.get('epochs_planned'), 'd')}"
+        rows.append((m["name"], created, str(m.get("dataset_version") or "-"), _fmt(m.get("resolution"), "d"),
+                     ",".join(m["fruits"]) or "-", epochs, str(m.get("status") or "-"),
+                     _fmt(_mean(q.get("recognizability") for q in per_fruit), ".0%"),
+                     _fmt(_mean(q.get("fid") for q in per_fruit), ".2f"),
+                     _fmt(_mean(q.get("coverage") for q in per_fruit), ".2f")))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def print_models(workdir: Path) -> int:
+    import model_store
+
+    models = model_store.list_models(workdir)
+    if not models:
+        print(f"No trained models in {model_store.models_root(workdir)} yet.")
+        print("Train one: python train_gan.py --dataset-version 1 --model-name v1   (build the dataset first with "
+              "rawDataToImage.py and imageToNPZ.py, or run python run_pipeline.py for all of it)")
+        return 0
+    print(models_table(models))
+    print("\n(quality: mean over the fruits of the best checkpoints' figures; recognised = share the classifier "
+          "takes for the intended fruit, FID lower is better, coverage higher is better)")
+    first = models[0]
+    example = first["fruits"][0] if first["fruits"] else "apple"
+    print(f"Draw new images: python generate_images.py {first['name']} {example} --num-images 16")
+    return 0
+
+
+def print_model(workdir: Path, name: str) -> int:
+    """A model's fruits with their latest and best quality figures."""
+    import gan_evaluation
+    import model_store
+
+    info = model_store.describe_model(workdir, name)
+    print(f"model {name}: dataset version {info['dataset_version'] or '-'}, {_fmt(info['resolution'], 'd')} px, "
+          f"epochs {_fmt(info['epochs_done'], 'd')}/{_fmt(info['epochs_planned'], 'd')}, status {info['status'] or '-'}")
+    rows = []
+    for fruit in info["fruits"]:
+        q = info["quality"].get(fruit, {})
+        latest = dict(q.get("latest") or {})
+        best = dict(q.get("best") or {})
+        rows.append({"fruit": fruit, "checkpoint": f"latest (epoch {latest.get('epoch', '-')})", **latest})
+        if best:
+            rows.append({"fruit": fruit, "checkpoint": f"best (epoch {q.get('best_epoch', best.get('epoch', '-'))})",
+                         **best})
+    for row in rows:
+        row.pop("epoch", None)
+        if "recognizability" in row:
+            row["score"] = gan_evaluation.quality_score(row)
+    if rows:
+        print(gan_evaluation.format_metrics_table(rows))
+    if info["saved_epochs"]:
+        print(f"kept checkpoints (--checkpoint N): {', '.join(map(str, info['saved_epochs']))}")
+    fruit = info["fruits"][0] if info["fruits"] else "apple"
+    print(f"Draw new images: python generate_images.py {name} {fruit} --num-images 16")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- classify
+def load_classifier_for(workdir: Path, meta: dict, fruits: Sequence[str], log=print):
+    """The quality classifier of the model's dataset version (trained and cached if needed)."""
+    import data_loader
+    import gan_evaluation
+
+    version = meta.get("dataset_version")
+    if not version:
+        raise UserError(f"model {meta['model']!r} does not record its dataset version, so there is no classifier "
+                        "to ask; retrain it with train_gan.py")
+    try:
+        datasets = data_loader.load_version(workdir, str(version), fruits=list(fruits))
+    except UserError as missing:
+        try:
+            return gan_evaluation.load_cached_classifier(workdir, str(version), meta["resolution"], fruits)
+        except UserError:
+            raise UserError(f"--classify needs dataset version {version} of the model: {missing}") from None
+    return gan_evaluation.load_or_train_classifier(
+        workdir, str(version), {f: d.images for f, d in datasets.items()},
+        source_index_by_fruit={f: d.source_index for f, d in datasets.items()},
+        augmented_by_fruit={f: d.augmented for f, d in datasets.items()}, log=log)
+
+
+def classification_report(images: torch.Tensor, labels: Sequence[str], fruit: str, classifier) -> List[str]:
+    """Lines: one per image (predicted fruit and its probability), then how many were taken for ``fruit``."""
+    import gan_evaluation
+
+    pred, probs = gan_evaluation.predict(classifier, images)
+    names = list(classifier.fruits)
+    lines = [f"  {label}: {names[int(p)]:<11} {float(probs[i, int(p)]):.0%}" for i, (label, p) in enumerate(zip(labels, pred))]
+    target = names.index(fruit)
+    hits = int((pred == target).sum())
+    n = len(labels)
+    counts = torch.bincount(pred, minlength=len(names)).tolist()
+    seen = ", ".join(f"{names[i]} {c}" for i, c in sorted(enumerate(counts), key=lambda x: -x[1]) if c)
+    lines.append(f"recognised as {fruit}: {hits} of {n} ({hits / n:.0%}); mean probability of {fruit} "
+                 f"{float(probs[:, target].mean()):.2f}, of the predicted fruit {float(probs.max(dim=1).values.mean()):.2f}")
+    lines.append(f"predicted: {seen}")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Show a table of the trained models, or draw new images with one.")
+    p.add_argument("model", nargs="?", help="model name (models/model_<name>); omit to list the models")
+    p.add_argument("fruit", nargs="?", help="fruit to draw; omit to see the model's fruits")
+    p.add_argument("--num-images", type=cli_value(int_in_range(1, MAX_IMAGES), "--num-images"),
+                   help=f"images in the grid (default {DEFAULT_GRID_IMAGES}); with --interpolate: rows "
+                        f"(default {DEFAULT_INTERP_ROWS}, at most {MAX_ROWS})")
+    p.add_argument("--seed", type=cli_value(int_in_range(0, MAX_SEED), "--seed"),
+                   help="noise seed: the same seed gives the same images (default: a random one, printed)")
+    p.add_argument("--checkpoint", default="latest", help="latest (default), best, or an epoch number with a kept checkpoint")
+    p.add_argument("--interpolate", action="store_true", help="rows of frames along a great circle between random noise vectors")
+    p.add_argument("--steps", type=cli_value(int_in_range(MIN_STEPS, MAX_STEPS), "--steps"), default=DEFAULT_STEPS,
+                   help=f"frames per interpolation row, ends included (default {DEFAULT_STEPS})")
+    p.add_argument("--save", type=Path, help="write the grid to this PNG file instead of showing it")
+    p.add_argument("--outdir", type=Path, help="write one PNG per image into this folder (no grid unless --save)")
+    p.add_argument("--classify", action="store_true", help="print what the quality classifier makes of the images")
+    p.add_argument("--no-ema", action="store_true", help="use the raw generator weights even if a moving average was kept")
+    p.add_argument("--workdir", type=Path, default=default_workdir(), help="folder holding models/ (default: the scripts' folder)")
+    return p
+
+
+def parse_config(argv: Optional[Sequence[str]]) -> GenerateConfig:
+    import model_store
+
+    args = build_parser().parse_args(argv)
+    try:
+        checkpoint = model_store.parse_checkpoint(args.checkpoint)
+    except ValueError as exc:
+        raise UserError(f"--checkpoint: {exc}") from None
+    if args.interpolate and args.num_images is not None and args.num_images > MAX_ROWS:
+        raise UserError(f"--num-images: with --interpolate it counts rows, at most {MAX_ROWS} (got {args.num_images})")
+    if args.save is not None and args.save.suffix.lower() != ".png":
+        raise UserError(f"--save: {args.save} should be a .png file name")
+    if args.save is not None and args.save.is_dir():
+        raise UserError(f"--save: {args.save} is a folder; give a file name ending in .png")
+    if args.outdir is not None and args.outdir.exists() and not args.outdir.is_dir():
+        raise UserError(f"--outdir: {args.outdir} is a file, not a folder")
+    if not args.model and (args.fruit or args.classify or args.interpolate or args.save or args.outdir):
+        raise UserError("give a model name first, e.g. generate_images.py v1 apple (run it alone to list the models)")
+    return GenerateConfig(workdir=args.workdir, model=args.model, fruit=args.fruit, num_images=args.num_images,
+                          seed=args.seed, checkpoint=checkpoint, interpolate=args.interpolate, steps=args.steps,
+                          save=args.save, outdir=args.outdir, classify=args.classify, use_ema=not args.no_ema)
+
+
+def output_tag(cfg: GenerateConfig, seed: int) -> str:
+    """generated_<model>_<fruit>_seed<S>[_best|_epochN][_interpolation]"""
+    tag = f"generated_{cfg.model}_{cfg.fruit}_seed{seed}"
+    if cfg.checkpoint != "latest":
+        tag += f"_{cfg.checkpoint}" if isinstance(cfg.checkpoint, str) else f"_epoch{cfg.checkpoint}"
+    return tag + ("_interpolation" if cfg.interpolate else "")
+
+
+def draw(cfg: GenerateConfig) -> int:
+    import model_store
+
+    generator, meta = model_store.load_generator(cfg.workdir, cfg.model, cfg.fruit, cfg.checkpoint,
+                                                 use_ema=cfg.use_ema)
+    seed = cfg.seed if cfg.seed is not None else secrets.randbelow(MAX_SEED + 1)
+    nz = generator.config.noise_dim
+    if cfg.interpolate:
+        rows = cfg.num_images or DEFAULT_INTERP_ROWS
+        noise, columns = interpolation_noise(rows, cfg.steps, nz, seed), cfg.steps
+        labels = [f"row {r + 1} frame {f + 1}" for r in range(rows) for f in range(cfg.steps)]
+    else:
+        n = cfg.num_images or DEFAULT_GRID_IMAGES
+        noise, columns = sample_noise(n, nz, seed), math.ceil(math.sqrt(n))
+        labels = [f"image {i + 1:>3}" for i in range(n)]
+    images = generate(generator, noise)                                    # (N,1,R,R)
+    pixels = to_uint8(images)
+    epoch = meta.get("epoch")
+    which = f"epoch-{meta['checkpoint']}" if isinstance(meta["checkpoint"], int) else meta["checkpoint"]
+    print(f"{cfg.model} {cfg.fruit}: {len(pixels)} images, {which} checkpoint (epoch {epoch}"
+          f"{', moving-average weights' if meta['used_ema'] else ''}), seed {seed}"
+          f"{'' if cfg.seed is not None else f' (use --seed {seed} to get the same images again)'}")
+    tag = output_tag(cfg, seed)
+    if cfg.outdir is not None:
+        from PIL import Image
+
+        for i, frame in enumerate(pixels):
+            save_png(Image.fromarray(np.ascontiguousarray(frame)), cfg.outdir / f"{tag}_{i + 1:04d}.png")
+        print(f"wrote {len(pixels)} images to {cfg.outdir}")
+    grid = image_grid(pixels, columns)
+    if cfg.save is not None:
+        print(f"saved {save_png(grid, cfg.save)}")
+    elif cfg.outdir is None and not show_in_window(grid, f"{cfg.model} {cfg.fruit} seed {seed}"):
+        path = save_png(grid, Path(cfg.workdir) / OUTPUTS_DIR / f"{tag}.png")
+        print(f"saved {path}")
+    if cfg.classify:
+        import model_store as ms
+
+        fruits = ms.model_fruits(ms.model_dir(cfg.workdir, cfg.model), cfg.model)
+        classifier, info = load_classifier_for(cfg.workdir, meta, fruits)
+        acc = info.get("heldout_accuracy")
+        print(f"quality classifier (dataset version {meta['dataset_version']}, fruits {', '.join(classifier.fruits)}; "
+              f"right on {_fmt(acc, '.0%')} of real drawings it never saw):")
+        print("\n".join(classification_report(images, labels, cfg.fruit, classifier)))
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    cfg = parse_config(argv)
+    if cfg.model is None:
+        return print_models(cfg.workdir)
+    if cfg.fruit is None:
+        import model_store
+
+        model_store.model_dir(cfg.workdir, cfg.model)         # unknown model: one line listing the models
+        return print_model(cfg.workdir, cfg.model)
+    return draw(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

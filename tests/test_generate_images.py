@@ -1,0 +1,187 @@
+"""generate_images.py: listing, deterministic grids, interpolation, per-image files, errors, --classify.
+
+Models are built with tests/test_model_store.build_model (gan_model's real networks at 28 px, random
+weights) in the layout gan_trainer.py writes; --classify runs on the real 'tiny' dataset of conftest.
+"""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import generate_images as gi
+import model_store
+from conftest import TINY_VERSION, run_script
+from test_model_store import build_model
+from user_io import UserError
+
+
+@pytest.fixture
+def headless(monkeypatch):
+    """No display: the grid must be saved, never shown."""
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+
+
+@pytest.fixture
+def modeldir(tmp_path, headless):
+    build_model(tmp_path, "v1", fruits=("apple", "banana"))
+    return tmp_path
+
+
+def run(workdir, *args):
+    return gi.main(["--workdir", str(workdir), *map(str, args)])
+
+
+def test_same_seed_same_bytes_other_seed_other_images(modeldir, tmp_path):
+    a, b, c = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png"
+    assert run(modeldir, "v1", "apple", "--num-images", 9, "--seed", 5, "--save", a) == 0
+    assert run(modeldir, "v1", "apple", "--num-images", 9, "--seed", 5, "--save", b) == 0
+    assert run(modeldir, "v1", "apple", "--num-images", 9, "--seed", 6, "--save", c) == 0
+    assert a.read_bytes() == b.read_bytes()
+    assert not np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(c)))
+    grid = np.asarray(Image.open(a))
+    tile = 28 * gi.math.ceil(gi.MIN_TILE_PX / 28)
+    assert grid.shape[0] >= 3 * tile and grid.shape[0] == grid.shape[1]     # 3 x 3 enlarged tiles
+
+
+def test_grid_shows_the_generators_images(modeldir):
+    g, _ = model_store.load_generator(modeldir, "v1", "banana")
+    noise = gi.sample_noise(4, 100, seed=11)
+    pixels = gi.to_uint8(gi.generate(g, noise))
+    with torch.no_grad():
+        direct = ((g(noise)[:, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    assert np.array_equal(pixels, direct)
+    grid = np.asarray(gi.image_grid(pixels, columns=2))
+    scale = gi.math.ceil(gi.MIN_TILE_PX / 28)
+    top_left = grid[gi.GRID_PAD * scale:(gi.GRID_PAD + 28) * scale:scale, gi.GRID_PAD * scale:(gi.GRID_PAD + 28) * scale:scale]
+    assert np.array_equal(top_left, pixels[0])
+
+
+def test_headless_default_saves_under_outputs_and_prints_path(modeldir, capsys):
+    assert run(modeldir, "v1", "apple", "--num-images", 4, "--seed", 3) == 0
+    path = modeldir / "outputs" / "generated_v1_apple_seed3.png"
+    assert path.is_file() and str(path) in capsys.readouterr().out
+    assert run(modeldir, "v1", "apple", "--num-images", 4, "--seed", 3, "--checkpoint", "best") == 0
+    assert (modeldir / "outputs" / "generated_v1_apple_seed3_best.png").is_file()
+
+
+def test_unreachable_display_falls_back_to_saving(modeldir, monkeypatch, capsys):
+    monkeypatch.setenv("DISPLAY", ":4321")             # no X server there
+    monkeypatch.setenv("MPLBACKEND", "TkAgg")
+    assert run(modeldir, "v1", "apple", "--num-images", 4, "--seed", 1) == 0
+    assert (modeldir / "outputs" / "generated_v1_apple_seed1.png").is_file()
+    monkeypatch.setenv("MPLBACKEND", "Agg")             # a file backend: never a window
+    assert gi.show_in_window(Image.new("L", (4, 4)), "x") is False
+
+
+def test_random_seed_is_printed_and_reproduces(modeldir, tmp_path, capsys):
+    assert run(modeldir, "v1", "apple", "--num-images", 4, "--save", tmp_path / "r.png") == 0
+    out = capsys.readouterr().out
+    seed = int(out.split("use --seed ")[1].split()[0])
+    assert run(modeldir, "v1", "apple", "--num-images", 4, "--seed", seed, "--save", tmp_path / "s.png") == 0
+    assert (tmp_path / "r.png").read_bytes() == (tmp_path / "s.png").read_bytes()
+
+
+def test_slerp_ends_and_norm():
+    gen = torch.Generator().manual_seed(0)
+    z0, z1 = torch.randn(5, 100, generator=gen), torch.randn(5, 100, generator=gen)
+    assert torch.equal(gi.slerp(z0, z1, 0.0), z0) and torch.equal(gi.slerp(z0, z1, 1.0), z1)
+    mid = gi.slerp(z0, z1 * (z0.norm(dim=1, keepdim=True) / z1.norm(dim=1, keepdim=True)), 0.5)
+    assert torch.allclose(mid.norm(dim=1), z0.norm(dim=1), rtol=1e-5)     # stays on the sphere, unlike a line
+    assert torch.allclose(gi.slerp(z0, z0, 0.3), z0, atol=1e-6)              # parallel ends: no NaN
+
+
+def test_interpolation_rows_start_at_g_z0_and_end_at_g_z1(modeldir):
+    g, _ = model_store.load_generator(modeldir, "v1", "apple")
+    rows, steps = 3, 5
+    noise = gi.interpolation_noise(rows, steps, 100, seed=9)
+    ends = gi.sample_noise(2 * rows, 100, seed=9).view(rows, 2, 100)
+    frames = gi.generate(g, noise).view(rows, steps, 1, 28, 28)
+    assert torch.equal(noise.view(rows, steps, 100)[:, 0], ends[:, 0])
+    assert torch.equal(noise.view(rows, steps, 100)[:, -1], ends[:, 1])
+    assert torch.allclose(frames[:, 0], gi.generate(g, ends[:, 0]), atol=1e-5)
+    assert torch.allclose(frames[:, -1], gi.generate(g, ends[:, 1]), atol=1e-5)
+    assert not torch.allclose(frames[:, 0], frames[:, 2], atol=1e-3)
+
+
+def test_interpolate_writes_rows_of_frames(modeldir, tmp_path):
+    out = tmp_path / "walk.png"
+    assert run(modeldir, "v1", "apple", "--interpolate", "--num-images", 2, "--steps", 6, "--seed", 0, "--save", out) == 0
+    grid = np.asarray(Image.open(out))
+    assert grid.shape[1] > 2.5 * grid.shape[0]                             # 6 frames wide, 2 rows high
+
+
+def test_outdir_writes_one_png_per_image(modeldir, tmp_path):
+    outdir = tmp_path / "each"
+    assert run(modeldir, "v1", "banana", "--num-images", 5, "--seed", 2, "--outdir", outdir, "--checkpoint", 2) == 0
+    files = sorted(outdir.glob("*.png"))
+    assert [f.name for f in files] == [f"generated_v1_banana_seed2_epoch2_{i:04d}.png" for i in range(1, 6)]
+    assert all(Image.open(f).size == (28, 28) and Image.open(f).mode == "L" for f in files)
+    assert not (modeldir / "outputs").exists()                              # no grid without --save
+
+
+def test_listing(tmp_path, capsys, headless):
+    assert run(tmp_path) == 0
+    assert "No trained models" in capsys.readouterr().out
+    build_model(tmp_path, "v1", fruits=("apple", "banana"))
+    build_model(tmp_path, "night2", fruits=("pear",), dataset_version="big", summary=False, best=False)
+    assert run(tmp_path) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:5] == ["model", "created", "dataset", "px", "fruits"]
+    v1 = next(line for line in lines if line.startswith("v1 ")).split()
+    assert v1[1:8] == ["2025-01-02", "03:04", "1", "28", "apple,banana", "4/10", "interrupted"]
+    assert v1[8:] == ["50%", "3.00", "0.40"]                                # best checkpoints' figures
+    night = next(line for line in lines if line.startswith("night2 ")).split()
+    assert night[3:6] == ["big", "28", "pear"] and night[-3:] == ["-", "-", "-"]
+    assert run(tmp_path, "v1") == 0
+    out = capsys.readouterr().out
+    assert "best (epoch 2)" in out and "latest (epoch 4)" in out and "kept checkpoints (--checkpoint N): 2, 4" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["v9", "apple"], r"no model 'v9' \(models there are: v1\)"),
+    (["v1", "grapes"], r"no 'grapes' generator \(fruits there are: apple, banana\)"),
+    (["../models", "apple"], "invalid model name.*models there are: v1"),
+    (["v1", "apple", "--checkpoint", "7"], r"no checkpoint of epoch 7 .*latest, best, 2, 4"),
+    (["v1", "apple", "--checkpoint", "soon"], "--checkpoint: checkpoint 'soon' is not"),
+    (["v1", "apple", "--save", "grid.jpg"], r"--save: grid.jpg should be a .png"),
+    (["v1", "apple", "--interpolate", "--num-images", "100"], "at most 64"),
+])
+def test_bad_input_is_one_clear_line(modeldir, args, message):
+    with pytest.raises(UserError, match=message):
+        run(modeldir, *args)
+
+
+@pytest.mark.parametrize("args", [["--num-images", "0"], ["--num-images", "many"], ["--seed", "-1"], ["--steps", "1"]])
+def test_bad_numbers_are_refused(modeldir, args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run(modeldir, "v1", "apple", *args)
+    assert exc.value.code == 2
+    assert args[0] in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_script_runs_headless_and_errors_without_traceback(modeldir):
+    r = run_script("generate_images.py", "--workdir", str(modeldir), "v1", "apple", "--num-images", "4", "--seed", "8")
+    assert r.returncode == 0, r.stderr
+    assert (modeldir / "outputs" / "generated_v1_apple_seed8.png").is_file()
+    r = run_script("generate_images.py", "--workdir", str(modeldir), "v1", "kiwi")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == "error: model 'v1' has no 'kiwi' generator (fruits there are: apple, banana)"
+
+
+def test_classify_uses_the_dataset_versions_classifier(tiny_workdir, capsys, headless):
+    build_model(tiny_workdir, "t", fruits=("apple", "banana", "pear"), dataset_version=TINY_VERSION)
+    assert run(tiny_workdir, "t", "pear", "--num-images", 6, "--seed", 1, "--classify") == 0
+    out = capsys.readouterr().out
+    assert (tiny_workdir / "models" / "evaluators" / f"classifier_version{TINY_VERSION}_28px.pt").is_file()
+    image_lines = [line for line in out.splitlines() if line.strip().startswith("image")]
+    assert len(image_lines) == 6 and all(line.split()[2] in ("apple", "banana", "pear") for line in image_lines)
+    assert "recognised as pear: " in out and " of 6 (" in out and "predicted: " in out
+    # The second time the cached classifier answers (no training message).
+    assert run(tiny_workdir, "t", "pear", "--num-images", 2, "--seed", 1, "--classify") == 0
+    assert "training the quality classifier" not in capsys.readouterr().out
+
+
+def test_classify_without_dataset_says_what_to_build(modeldir):
+    with pytest.raises(UserError, match="--classify needs dataset version 1 of the model: no dataset version '1'"):
+        run(modeldir, "v1", "apple", "--num-images", 2, "--seed", 0, "--classify")

@@ -1,0 +1,195 @@
+"""model_store.py: listing the models/ tree and loading generators from its files.
+
+The model folders are built here with gan_model's real networks at 28 px (random weights, a different
+seed per checkpoint so the tests can tell which file was loaded), laid out as contracts.md says
+gan_trainer.py writes them.
+"""
+from fractions import Fraction
+
+import pytest
+import torch
+
+import model_store
+from gan_model import Discriminator, GANConfig, Generator, network_payload
+from safe_files import atomic_torch_save, atomic_write_json
+from user_io import UserError
+
+TINY_CFG = GANConfig(resolution=28, g_channels=16, d_channels=8)
+
+
+OUTPUT_GAIN = 30.0   # an untrained DCGAN draws near-uniform grey; a louder last layer draws varied images
+
+
+def seeded_generator(seed: int, cfg: GANConfig = TINY_CFG) -> Generator:
+    """A random generator (fixed by ``seed``) whose images visibly differ from noise to noise."""
+    torch.manual_seed(seed)
+    g = Generator(cfg)
+    for m in g.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            m.reset_parameters()                   # PyTorch's default init: larger than DCGAN's N(0, 0.02)
+        if isinstance(m, torch.nn.BatchNorm2d):    # random BN statistics: eval mode differs per seed everywhere
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    with torch.no_grad():
+        g.conv_out.weight.mul_(OUTPUT_GAIN)
+    return g.eval()
+
+
+def build_model(workdir, name="v1", fruits=("apple", "banana"), dataset_version="1", epochs_done=4,
+                kept_epochs=(2, 4), best=True, ema=False, summary=True, cfg: GANConfig = TINY_CFG) -> dict:
+    """Write models/model_<name>/ like gan_trainer.py does; returns {(fruit, checkpoint): Generator} written."""
+    folder = workdir / "models" / f"model_{name}"
+    written = {}
+    for i, fruit in enumerate(fruits):
+        latest = seeded_generator(100 + i, cfg)
+        ema_net = seeded_generator(200 + i, cfg) if ema else None
+        atomic_torch_save(network_payload(latest, cfg, "generator", fruit=fruit, epoch=epochs_done,
+                                          ema_state_dict=ema_net.state_dict() if ema else None),
+                          folder / f"generator_{fruit}.pt")
+        atomic_torch_save(network_payload(Discriminator(cfg), cfg, "discriminator", fruit=fruit, epoch=epochs_done),
+                          folder / f"discriminator_{fruit}.pt")
+        written[(fruit, "latest")] = latest
+        if ema:
+            written[(fruit, "ema")] = ema_net
+        if best:
+            b = seeded_generator(300 + i, cfg)
+            metrics = {"epoch": 2, "recognizability": 0.5 + 0.1 * i, "fid": 3.0, "coverage": 0.4, "recall": 0.3}
+            atomic_torch_save(network_payload(b, cfg, "generator", fruit=fruit, epoch=2, ema_state_dict=None,
+                                              metrics=metrics, score=1.0), folder / "best" / f"generator_{fruit}.pt")
+            written[(fruit, "best")] = b
+    for e in kept_epochs:
+        states = {}
+        for i, fruit in enumerate(fruits):
+            g = seeded_generator(1000 * e + i, cfg)
+            written[(fruit, e)] = g
+            states[fruit] = {"generator": g.state_dict(), "discriminator": Discriminator(cfg).state_dict(), "ema": None}
+        atomic_torch_save({"format": "fruitgan-checkpoint/1", "epoch": e, "gan_config": cfg.to_dict(),
+                           "fruits": states, "groups": [], "rng": {}, "history": {}},
+                          folder / "checkpoints" / f"epoch_{e:04d}.pt")
+    created = "2025-01-02T03:04:05+00:00"
+    atomic_write_json(folder / "info" / f"training_config_{name}.json", {
+        "model_name": name, "dataset_version": dataset_version, "fruits": list(fruits),
+        "resolution": cfg.resolution, "epochs": 10, "batch_size": 8, "lr": 2e-4, "description": "test model",
+        "device": "cpu", "seed": 0, "precision": "fp32", "gan_config": cfg.to_dict(), "created": created})
+    if summary:
+        per_fruit = {f: {"final": {"d_loss": 1.0, "g_loss": 1.0}, "best_epoch": 2 if best else None,
+                         "quality": {"epoch": epochs_done, "recognizability": 0.25, "fid": 9.0, "coverage": 0.1},
+                         "best_quality": {"epoch": 2, "recognizability": 0.5, "fid": 3.0, "coverage": 0.4} if best else None}
+                     for f in fruits}
+        atomic_write_json(folder / "info" / f"training_summary_{name}.json", {
+            "model_name": name, "dataset_version": dataset_version, "resolution": cfg.resolution,
+            "fruits": list(fruits), "epochs_done": epochs_done, "epochs_planned": 10, "status": "interrupted",
+            "created": created, "updated": created, "per_fruit": per_fruit, "cost": {}})
+    return written
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_no_models_lists_nothing(tmp_path):
+    assert model_store.list_models(tmp_path) == []
+    with pytest.raises(UserError, match="no models .* yet; train one"):
+        model_store.model_dir(tmp_path, "v1")
+
+
+def test_list_models_reads_summary_and_config(tmp_path):
+    build_model(tmp_path, "v1", fruits=("apple", "banana"))
+    build_model(tmp_path, "b2", fruits=("pear",), dataset_version="7", summary=False, best=False, kept_epochs=())
+    (tmp_path / "models" / "not a model").mkdir()            # ignored: not model_<name>
+    (tmp_path / "models" / "model_bad name").mkdir()          # ignored: not a valid name
+    models = model_store.list_models(tmp_path)
+    assert [m["name"] for m in models] == ["b2", "v1"]
+    b2, v1 = models
+    assert v1["fruits"] == ["apple", "banana"] and v1["dataset_version"] == "1" and v1["resolution"] == 28
+    assert v1["epochs_done"] == 4 and v1["epochs_planned"] == 10 and v1["status"] == "interrupted"
+    assert v1["quality"]["banana"]["best"]["recognizability"] == 0.5
+    assert v1["quality"]["apple"]["latest"]["fid"] == 9.0 and v1["saved_epochs"] == [2, 4]
+    # Without a summary the config still tells version and size; the status says it is unknown.
+    assert b2["fruits"] == ["pear"] and b2["dataset_version"] == "7" and b2["epochs_done"] is None
+    assert b2["status"] == "unknown" and b2["quality"] == {} and b2["saved_epochs"] == []
+
+
+def test_damaged_summary_does_not_break_the_listing(tmp_path):
+    build_model(tmp_path, "v1")
+    (tmp_path / "models" / "model_v1" / "info" / "training_summary_v1.json").write_text("{half a file")
+    (m,) = model_store.list_models(tmp_path)
+    assert m["name"] == "v1" and m["status"] == "unknown" and m["dataset_version"] == "1"
+
+
+def test_unknown_and_unsafe_model_names_list_the_models(tmp_path):
+    build_model(tmp_path, "v1")
+    build_model(tmp_path, "v2", fruits=("pear",))
+    with pytest.raises(UserError, match=r"no model 'v3' \(models there are: v1, v2\)"):
+        model_store.model_dir(tmp_path, "v3")
+    for bad in ("../v1", "v1/../../x", ".hidden", "a b", ""):
+        with pytest.raises(UserError, match="invalid model name.*models there are: v1, v2"):
+            model_store.model_dir(tmp_path, bad)
+
+
+@pytest.mark.parametrize("checkpoint", ["latest", "best", 2, 4, "4"])
+def test_load_generator_reads_the_named_checkpoint(tmp_path, checkpoint):
+    written = build_model(tmp_path, "v1")
+    g, meta = model_store.load_generator(tmp_path, "v1", "banana", checkpoint)
+    key = int(checkpoint) if str(checkpoint).isdigit() else checkpoint
+    assert same_weights(g, written[("banana", key)])
+    assert not same_weights(g, written[("apple", key)])
+    assert not g.training and meta["fruit"] == "banana" and meta["dataset_version"] == "1"
+    assert meta["resolution"] == 28 and meta["config"]["g_channels"] == 16
+    if key == "best":
+        assert meta["metrics"]["recognizability"] == pytest.approx(0.6) and meta["epoch"] == 2
+    if isinstance(key, int):
+        assert meta["epoch"] == key
+    with torch.no_grad():
+        assert g(torch.randn(3, 100)).shape == (3, 1, 28, 28)
+
+
+def test_moving_average_weights_are_used_when_kept(tmp_path):
+    written = build_model(tmp_path, "v1", ema=True)
+    g, meta = model_store.load_generator(tmp_path, "v1", "apple")
+    assert meta["used_ema"] and same_weights(g, written[("apple", "ema")])
+    raw, meta = model_store.load_generator(tmp_path, "v1", "apple", use_ema=False)
+    assert not meta["used_ema"] and same_weights(raw, written[("apple", "latest")])
+
+
+def test_unknown_fruit_and_checkpoint_list_what_exists(tmp_path):
+    build_model(tmp_path, "v1", fruits=("apple", "pear"), kept_epochs=(2,))
+    with pytest.raises(UserError, match=r"no 'grapes' generator \(fruits there are: apple, pear\)"):
+        model_store.load_generator(tmp_path, "v1", "grapes")
+    with pytest.raises(UserError, match="no 'apple/../x' generator"):
+        model_store.load_generator(tmp_path, "v1", "apple/../x")
+    with pytest.raises(UserError, match=r"epoch 3 .*checkpoints of apple: latest, best, 2\)"):
+        model_store.load_generator(tmp_path, "v1", "apple", 3)
+    with pytest.raises(UserError, match="not 'latest', 'best' or an epoch number; checkpoints of v1 apple: latest, best, 2"):
+        model_store.load_generator(tmp_path, "v1", "apple", "newest")
+
+
+def test_missing_best_says_when_it_appears(tmp_path):
+    build_model(tmp_path, "v1", best=False, kept_epochs=())
+    with pytest.raises(UserError, match=r"no best apple generator yet .*checkpoints of apple: latest\)"):
+        model_store.load_generator(tmp_path, "v1", "apple", "best")
+
+
+def test_damaged_or_foreign_files_are_one_line_errors(tmp_path):
+    build_model(tmp_path, "v1")
+    folder = tmp_path / "models" / "model_v1"
+    (folder / "generator_apple.pt").write_bytes(b"not a torch file")
+    with pytest.raises(UserError, match="cannot read .*generator_apple.pt.*damaged"):
+        model_store.load_generator(tmp_path, "v1", "apple")
+    # A discriminator file renamed to a generator file is refused, not half-loaded.
+    (folder / "generator_banana.pt").write_bytes((folder / "discriminator_banana.pt").read_bytes())
+    with pytest.raises(UserError, match="holds a discriminator, not a generator"):
+        model_store.load_generator(tmp_path, "v1", "banana")
+    # A file that would need pickle to load (arbitrary objects) is refused by weights_only loading.
+    torch.save({"format": "fruitgan/1", "obj": Fraction(1, 3)}, folder / "best" / "generator_banana.pt")
+    with pytest.raises(UserError, match="cannot read"):
+        model_store.load_generator(tmp_path, "v1", "banana", "best")
+
+
+def test_parse_checkpoint():
+    assert model_store.parse_checkpoint("Best") == "best"
+    assert model_store.parse_checkpoint(" 12 ") == 12 and model_store.parse_checkpoint(3) == 3
+    for bad in ("-1", "1.5", "first", -2):
+        with pytest.raises(ValueError):
+            model_store.parse_checkpoint(bad)
