@@ -98,8 +98,7 @@ for epoch in 1..E:
 import json, math, os, sys
 from pathlib import Path
 
-import matplotlib
-matplotlib.use("Agg")
+%matplotlib inline
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -454,7 +453,7 @@ collapsed to a single mode, and the 8 x 8 grids at epoch 400 show varied outline
 
 *What failed.* Blackberry peaked at epoch 40 (82% recognised) and fell to 57% by epoch 400 while its
 discriminator kept winning (mean D(x) 0.87 against D(G(z)) 0.13 over the last 20 epochs): its fakes drifted
-toward a blob of dots that the classifier confuses with grapes: of 256 new blackberries drawn from the final
+toward filled blobs (see the epoch-400 grid in 4.2) that the classifier confuses with grapes: of 256 new blackberries drawn from the final
 weights (`python generate_images.py report blackberry --num-images 256 --seed 0 --classify`), 149 (58%) were
 recognised as blackberry and 80 (31%) taken for grapes. The same
 imbalance appears for every fruit in the second half of training (D(G(z)) around 0.10-0.18, G loss rising
@@ -491,7 +490,6 @@ def execute(nb, run_dir: Optional[Path] = None, timeout: int = EXECUTE_TIMEOUT_S
 
     if run_dir is not None:
         os.environ["FRUITGAN_REPORT_RUN"] = str(Path(run_dir).resolve())
-    os.environ.setdefault("MPLBACKEND", "Agg")
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
     return nb
 

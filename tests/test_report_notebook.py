@@ -18,7 +18,6 @@ def test_report_notebook_executes_against_a_tiny_run(tiny_workdir):
     nb = nbformat.read(ROOT / "report.ipynb", as_version=4)
     assert len(nb.cells) > 20
     os.environ["FRUITGAN_REPORT_RUN"] = str(tiny_workdir / "models" / "model_nb")
-    os.environ["MPLBACKEND"] = "Agg"
     try:
         NotebookClient(nb, timeout=300, kernel_name="python3",
                        resources={"metadata": {"path": str(ROOT)}}).execute()   # raises on any cell error
