@@ -520,27 +520,42 @@ class MultiFruitGANTrainer:
         eta = sum(self.estimate_epoch_seconds(gi) for gi in range(len(self.groups)))
         self.log(f"estimated time: {_fmt_duration(eta * max(0, last - self.start_epoch + 1))} "
                  f"({eta:.2f} s per epoch for all fruits, measured)")
-        epoch = self.start_epoch - 1
+        done = self.start_epoch - 1          # last epoch whose checkpoint is on disk
         status = "interrupted"
         try:
             bar = tqdm(range(self.start_epoch, last + 1), desc="epochs", unit="epoch", dynamic_ncols=True)
             for epoch in bar:
                 self.run_epoch(epoch)
                 self.save_checkpoint(epoch)
+                done = epoch
+                if epoch in self.milestones:
+                    self.save_networks(epoch)
                 self.write_histories()
                 self.write_summary(epoch, "running")
-            status = "complete" if epoch >= self.cfg.epochs else "stopped"
+            status = "complete" if done >= self.cfg.epochs else "stopped"
+            if done not in self.milestones and done >= self.start_epoch:
+                self.save_networks(done)
+            self.write_summary(done, status)
         finally:
             self.tracker.close()
-            if epoch >= self.start_epoch:
-                self.save_networks(epoch)
-            self.write_histories()
-            self.write_summary(epoch, status)
+            if status == "interrupted":
+                self._mark_interrupted(done)
         for f in self.fruits:
             if self.states[f].cost:
                 self.log(cost_mod.format_cost_summary(f, self.states[f].cost))
-        self.log(f"model saved in {self.model_dir} (status: {status}, epoch {epoch} of {self.cfg.epochs})")
+        self.log(f"model saved in {self.model_dir} (status: {status}, epoch {done} of {self.cfg.epochs})")
         return {f: self._fruit_summary(f) for f in self.fruits}
+
+    def _mark_interrupted(self, done: int) -> None:
+        """Say so in the summary; everything else stays as the last finished epoch wrote it."""
+        import json
+
+        path = self.info_dir / f"training_summary_{self.cfg.model_name}.json"
+        if not self.dist.is_main or not path.exists():
+            return
+        summary = json.loads(path.read_text())
+        summary.update(status="interrupted", epochs_done=done, updated=_now())
+        atomic_write_json(path, summary)
 
     def run_epoch(self, epoch: int) -> None:
         for gi, group in enumerate(self.groups):

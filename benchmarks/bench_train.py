@@ -1,0 +1,251 @@
+"""Training speed: the plain reference loop against the project's fast multi-fruit path.
+
+Both train 7 fruits' GANs for the same number of steps on the same SYNTHETIC data (random
+black/white images; the cost of a GAN step does not depend on what the images show):
+
+(a) reference: the assignment's plan in fp32, a torch DataLoader over a host TensorDataset
+    (batch 64, shuffled), fruits one after another, gan_model.train_step;
+(b) fast: grouped_gan.GroupedGAN, data resident on the device, all fruits stepped together,
+    no host syncs inside the loop.
+
+Warm-up steps are not timed; on CUDA the clock stops after torch.cuda.synchronize(). Each
+measurement runs in a fresh Python process (so one method's allocator or thread-pool state never
+helps the other); the methods alternate for --rounds rounds and the fastest round counts (the
+machine may be shared). On CPU the fast path also calls grouped_gan.tune_cpu_allocator()
+(--tune-allocator off to measure without it).
+
+    python benchmarks/bench_train.py --sizes 28,64 --steps 4 --device cpu
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+import gan_model as gm  # noqa: E402
+import grouped_gan as gg  # noqa: E402
+from user_io import UserError, cli_value, choice_of, int_in_range, run_main  # noqa: E402
+
+NUM_FRUITS = 7
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One benchmark run."""
+
+    sizes: tuple = (28, 64)        # image sides to measure
+    steps: int = 4                 # timed steps per fruit per method
+    warmup: int = 1                # untimed steps first (allocations, kernel selection)
+    rounds: int = 2                # alternate (a)/(b) this many times; best round counts
+    batch: int = 64                # images per fruit per step
+    images: int = 1024             # synthetic training images per fruit
+    device: str = "cpu"            # "cpu" or "cuda"
+    precision: str = "fp32"        # fast path only: "fp32" or "bf16" (the reference is always fp32)
+    layout: str = "auto"           # fast path: "auto", "grouped" (fruits on channels) or "loop"
+    channels_last: Optional[bool] = None  # fast path: channels-last activations (None: its default)
+    compile: bool = False          # fast path: torch.compile the forward passes
+    cuda_graph: bool = False       # fast path on CUDA: capture the whole step as a CUDA graph
+    threads: int = 0               # torch CPU threads (0: leave torch's default)
+    tune_allocator: Optional[bool] = None  # fast path: keep freed memory in-process (None: on for CPU)
+    seed: int = 0
+
+
+def synthetic_images(num_fruits: int, count: int, resolution: int, seed: int) -> torch.Tensor:
+    """SYNTHETIC stand-in data: (F, N, 1, R, R) random pixels at -1 or 1 (no real doodles)."""
+    gen = torch.Generator().manual_seed(seed)
+    sparse = torch.rand(num_fruits, count, 1, resolution, resolution, generator=gen) < 0.15   # ~stroke density
+    return sparse.float() * 2 - 1
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(step, bc: BenchConfig) -> dict:
+    """Run warm-up steps, then time bc.steps steps: wall seconds and this process's CPU seconds."""
+    device = torch.device(bc.device)
+    for _ in range(bc.warmup):
+        step()
+    _sync(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(bc.steps):
+        step()
+    _sync(device)
+    return {"seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
+
+
+def run_reference(cfg: gm.GANConfig, data: torch.Tensor, bc: BenchConfig) -> dict:
+    """(a) Wall and CPU seconds for bc.steps steps of the plain loop (fruits one after another)."""
+    device = torch.device(bc.device)
+    gans = [gm.compile_gan(cfg, device) for _ in range(data.shape[0])]
+    loaders = [DataLoader(TensorDataset(images), batch_size=bc.batch, shuffle=True, drop_last=True)
+               for images in data]
+    iters = [iter(loader) for loader in loaders]
+
+    def fruit_step(i: int) -> None:
+        try:
+            (real,) = next(iters[i])
+        except StopIteration:  # next epoch
+            iters[i] = iter(loaders[i])
+            (real,) = next(iters[i])
+        gm.train_step(gans[i], real.to(device), torch.randn(bc.batch, cfg.noise_dim, device=device))
+
+    def step() -> None:
+        for i in range(len(gans)):
+            fruit_step(i)
+
+    return _timed(step, bc)
+
+
+def run_fast(cfg: gm.GANConfig, data: torch.Tensor, bc: BenchConfig) -> dict:
+    """(b) Wall and CPU seconds for bc.steps steps of the project's fast path (all fruits together)."""
+    device = torch.device(bc.device)
+    if bc.tune_allocator if bc.tune_allocator is not None else device.type == "cpu":
+        gg.tune_cpu_allocator()
+    group = gg.GroupedGAN(cfg, data.shape[0], device=device, precision=bc.precision, layout=bc.layout,
+                          channels_last=bc.channels_last, compile=bc.compile, cuda_graph=bc.cuda_graph)
+    images = data.to(device)                                       # (F, N, 1, R, R) on the device
+    fruits, count = images.shape[:2]
+    fruit_index = torch.arange(fruits, device=device).unsqueeze(1)  # (F, 1)
+
+    def step() -> None:
+        # Random batches drawn on the device (sampling with replacement keeps it sync-free).
+        idx = torch.randint(count, (fruits, bc.batch), device=device)        # (F, B)
+        noise = torch.randn(fruits, bc.batch, cfg.noise_dim, device=device)  # (F, B, nz)
+        group.train_step(images[fruit_index, idx], noise)
+
+    return _timed(step, bc)
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> tuple:
+    """(BenchConfig, which methods to run, worker method or None)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", default="28,64", help="comma-separated image sides (default 28,64)")
+    p.add_argument("--steps", type=cli_value(int_in_range(1, 100000), "--steps"), default=BenchConfig.steps)
+    p.add_argument("--warmup", type=cli_value(int_in_range(0, 1000), "--warmup"), default=BenchConfig.warmup)
+    p.add_argument("--rounds", type=cli_value(int_in_range(1, 20), "--rounds"), default=BenchConfig.rounds)
+    p.add_argument("--batch", type=cli_value(int_in_range(2, 4096), "--batch"), default=BenchConfig.batch)
+    p.add_argument("--device", type=cli_value(choice_of(("cpu", "cuda")), "--device"), default="cpu")
+    p.add_argument("--precision", type=cli_value(choice_of(gg.PRECISIONS), "--precision"), default="fp32")
+    p.add_argument("--layout", type=cli_value(choice_of(gg.LAYOUTS), "--layout"), default="auto")
+    p.add_argument("--channels-last", type=cli_value(choice_of(("auto", "on", "off")), "--channels-last"),
+                   default="auto", help="fast path memory format (auto: on for CPU, off for CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the fast path's forward passes")
+    p.add_argument("--cuda-graph", action="store_true", help="capture the fast step as a CUDA graph")
+    p.add_argument("--threads", type=cli_value(int_in_range(0, 512), "--threads"), default=0)
+    p.add_argument("--tune-allocator", type=cli_value(choice_of(("auto", "on", "off")), "--tune-allocator"),
+                   default="auto", help="fast path: grouped_gan.tune_cpu_allocator() (auto: on for CPU)")
+    p.add_argument("--only", type=cli_value(choice_of(("both", "reference", "fast")), "--only"), default="both")
+    p.add_argument("--worker", choices=("reference", "fast"), help=argparse.SUPPRESS)   # one timing, JSON out
+    a = p.parse_args(argv)
+    try:
+        sizes = tuple(int(s) for s in a.sizes.split(",") if s.strip())
+        for s in sizes:
+            gm.GANConfig(resolution=s)
+    except ValueError:
+        raise UserError(f"--sizes {a.sizes!r}: give whole numbers like 28,64") from None
+    if a.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
+    auto_on_off = {"auto": None, "on": True, "off": False}
+    bc = BenchConfig(sizes=sizes, steps=a.steps, warmup=a.warmup, rounds=a.rounds, batch=a.batch, device=a.device,
+                     precision=a.precision, layout=a.layout, channels_last=auto_on_off[a.channels_last],
+                     compile=a.compile, cuda_graph=a.cuda_graph, threads=a.threads,
+                     tune_allocator=auto_on_off[a.tune_allocator])
+    return replace(bc, images=max(bc.images, bc.batch)), a.only, a.worker
+
+
+def measure_in_subprocess(method: str, size: int, argv: Sequence[str]) -> dict:
+    """{"seconds", "cpu_seconds"} for one method at one size, timed in a fresh interpreter."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--sizes", str(size), "--worker", method]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"{method} run at {size} px failed: {tail}")
+    return json.loads(lines[-1])
+
+
+def worker(bc: BenchConfig, method: str) -> int:
+    """Child process: time one method at bc.sizes[0] and print {"seconds": ...}."""
+    size = bc.sizes[0]
+    fn = run_reference if method == "reference" else run_fast
+    timing = fn(gm.GANConfig(resolution=size), synthetic_images(NUM_FRUITS, bc.images, size, bc.seed), bc)
+    print(json.dumps(timing), flush=True)
+    return 0
+
+
+def _drop_flag_value(argv: Sequence[str], flag: str) -> list:
+    """argv without ``flag VALUE`` / ``flag=VALUE`` (the parent passes its own per child)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == flag:
+            skip = True
+        elif not a.startswith(flag + "="):
+            out.append(a)
+    return out
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    bc, only, worker_method = parse_args(argv)
+    if bc.threads:
+        torch.set_num_threads(bc.threads)
+    torch.manual_seed(bc.seed)
+    if worker_method:
+        return worker(bc, worker_method)
+    methods = ["reference", "fast"] if only == "both" else [only]
+    child_argv = _drop_flag_value(argv, "--sizes")
+    print(f"device: {device_name(bc.device)} | torch {torch.__version__} | {NUM_FRUITS} fruits x batch {bc.batch} | "
+          f"{bc.steps} timed steps (+{bc.warmup} warm-up), best of {bc.rounds} rounds | SYNTHETIC data")
+    print(f"fast path: precision={bc.precision} layout={bc.layout} channels_last={bc.channels_last} "
+          f"compile={bc.compile} cuda_graph={bc.cuda_graph} tune_allocator={bc.tune_allocator} (None = auto)")
+    print("img/s = images per wall-clock second; img/cpu-s = per CPU second of the process (steadier when "
+          "the machine is shared)")
+    print(f"{'size':>5} {'reference img/s':>16} {'fast img/s':>11} {'speed-up':>9} | "
+          f"{'ref img/cpu-s':>14} {'fast img/cpu-s':>15} {'speed-up':>9}")
+    images = NUM_FRUITS * bc.batch * bc.steps
+    for size in bc.sizes:
+        best = {name: {"seconds": float("inf"), "cpu_seconds": float("inf")} for name in methods}
+        for _ in range(bc.rounds):
+            for name in methods:
+                timing = measure_in_subprocess(name, size, child_argv)
+                best[name] = {k: min(best[name][k], timing[k]) for k in best[name]}
+        cells = []
+        for key in ("seconds", "cpu_seconds"):
+            ref, fast = (images / best[m][key] if m in best else None for m in ("reference", "fast"))
+            ratio = f"{fast / ref:8.2f}x" if ref and fast else "       -"
+            cells.append((f"{ref:.1f}" if ref else "-", f"{fast:.1f}" if fast else "-", ratio))
+        (r1, f1, x1), (r2, f2, x2) = cells
+        print(f"{size:>5} {r1:>16} {f1:>11} {x1:>9} | {r2:>14} {f2:>15} {x2:>9}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

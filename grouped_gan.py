@@ -1,0 +1,607 @@
+"""Fast path: the GANs of several fruits trained together, each computing exactly what it would alone.
+
+Every parameter and buffer of the F fruits' networks is stacked on a new leading axis (F, ...), and
+each step runs the reference recipe of gan_model.train_step for all fruits at once:
+
+* "grouped" layout (default on CUDA): fruits side by side on the channel axis, activations
+  (B, F*C, H, W); convolutions use groups=F, so group f only sees fruit f's channels and weights;
+  BatchNorm2d over F*C channels is per-fruit BN (statistics per channel over that fruit's batch);
+  linear layers are batched matrix products over (F, out, in) weights; Dropout2d drops channels.
+* "loop" layout (default on CPU): fruit after fruit, a whole reference step each, through the
+  same functional layers on that fruit's (1, ...) slice of the stacked tensors. Measured faster on
+  a CPU: oneDNN's dense convolutions run ~2x faster than its grouped ones, and only one fruit's
+  activations are alive at a time (less memory traffic and fewer page faults).
+
+Grouped: the loss is the sum over fruits of each fruit's mean BCE; fruits share no parameters, so
+each fruit's gradient is exactly its own, and one Adam over the stacked tensors equals F separate
+Adams (Adam is elementwise and every fruit takes the same number of steps). Loop: Adam's update
+is applied to each fruit's slice of the same optimizer state. Either way checkpoints are the same.
+
+"Upsample x2 (nearest) then 3x3 convolution" is computed as one stride-2 transposed convolution
+with a 4x4 kernel derived from the 3x3 weights (sub-pixel form): the same function and gradients
+(up to float rounding) with 2.25x fewer multiply-adds and no upsampled tensor in memory. The
+trainable parameters stay the 3x3 weights, so exported weights load into gan_model.Generator.
+
+Speed switches (none changes the maths): precision "bf16" (autocast; for GPUs, CPUs without
+AVX512-BF16/AMX gain nothing), channels_last (default on for CPU), compile (torch.compile of the
+forward passes; measured slower on the 2-core CPU), cuda_graph (CUDA: the whole step replayed as
+one graph), and tune_cpu_allocator() for CPU processes.
+
+Shapes: F fruits, B images per fruit, nz noise size, R image side, C channels of a layer.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import math
+import sys
+import warnings
+from typing import Callable, Mapping, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import gan_model as gm
+
+PRECISIONS = ("fp32", "bf16")
+LAYOUTS = ("auto", "grouped", "loop")
+GROUP_FORMAT = "fruitgan-group/1"
+CUDA_GRAPH_WARMUP_STEPS = 3   # eager steps on a side stream before capture, as torch.cuda.graphs asks
+
+# Sub-pixel form of "nearest x2 upsample, then 3x3 conv (padding 1)": output row 2i+a of the conv
+# reads upsampled rows 2i+a-1..2i+a+1, i.e. input rows i-1, i (a=0) or i, i+1 (a=1). A transposed
+# conv (stride 2, padding 1, kernel 4) writes input row i to output rows 2i-1+k, so its kernel tap k
+# is the sum of the 3x3 taps landing there: k=0 <- w2, k=1 <- w1+w2, k=2 <- w0+w1, k=3 <- w0.
+SUBPIXEL_TAPS = ((0.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0))   # (4, 3)
+
+
+def tune_cpu_allocator(keep_bytes: int = 1 << 30) -> bool:
+    """Keep freed memory in the process instead of handing it back to the OS (glibc only).
+
+    A CPU training step allocates and frees the same big activation buffers every time; by
+    default glibc maps each one fresh (mmap) and unmaps it on free, so every step pays page
+    faults all over again (measured: a third of the reference loop's CPU time at 64 px).
+    Process-wide, so the caller decides: call it once at start-up of a CPU training run.
+    Returns False where it does not apply (not Linux/glibc).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4          # glibc's mallopt parameter numbers
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, int(keep_bytes)))
+
+
+def _mangle(name: str) -> str:
+    return name.replace(".", "__")   # nn.Module attribute names cannot hold dots
+
+
+class StackedNets(nn.Module):
+    """The same network for F fruits: every parameter and buffer stacked on a leading (F,) axis."""
+
+    def __init__(self, nets: Sequence[nn.Module]):
+        super().__init__()
+        self.num_fruits = len(nets)
+        self.plain_keys = list(nets[0].state_dict().keys())     # export order = plain state_dict order
+        self.param_names = [n for n, _ in nets[0].named_parameters()]
+        states = [net.state_dict() for net in nets]
+        for name in self.plain_keys:
+            stacked = torch.stack([s[name].detach() for s in states]).clone()   # (F, *plain shape)
+            if name in self.param_names:
+                self.register_parameter(_mangle(name), nn.Parameter(stacked))
+            else:
+                self.register_buffer(_mangle(name), stacked)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Plain name -> stacked tensor (F, ...), parameters and buffers."""
+        return {name: getattr(self, _mangle(name)) for name in self.plain_keys}
+
+    def stacked_params(self) -> list[nn.Parameter]:
+        return [getattr(self, _mangle(n)) for n in self.param_names]
+
+    def fruit_views(self, i: int) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+        """Fruit i as a 1-fruit group: name -> (1, ...) views, and the views to differentiate by."""
+        params = [getattr(self, _mangle(n))[i] for n in self.param_names]   # gradients are taken here
+        w = {name: t[i:i + 1] for name, t in self.tensors().items()}        # buffers: in-place BN updates
+        w.update({n: p.unsqueeze(0) for n, p in zip(self.param_names, params)})
+        return w, params
+
+    def counters(self) -> list[torch.Tensor]:
+        """BatchNorm num_batches_tracked buffers (F,), one per BN layer."""
+        return [t for n, t in self.tensors().items() if n.endswith("num_batches_tracked")]
+
+    def fruit_state_dict(self, i: int) -> dict[str, torch.Tensor]:
+        """Fruit i's weights in the plain network's state_dict format (CPU copies)."""
+        return {name: t[i].detach().cpu().clone() for name, t in self.tensors().items()}
+
+    @torch.no_grad()
+    def load_fruit_state_dict(self, i: int, state: Mapping[str, torch.Tensor]) -> None:
+        missing = sorted(set(self.plain_keys) - set(state))
+        extra = sorted(set(state) - set(self.plain_keys))
+        if missing or extra:
+            raise ValueError(f"state_dict does not fit: missing {missing}, unexpected {extra}")
+        for name, t in self.tensors().items():
+            if tuple(state[name].shape) != tuple(t.shape[1:]):
+                raise ValueError(f"{name}: shape {tuple(state[name].shape)} != {tuple(t.shape[1:])}")
+            t[i].copy_(state[name])
+
+
+# ---------------------------------------------------------------- functional layers, any G fruits
+# ``w`` maps plain names to stacked tensors with a leading fruit axis of size G (G = F in the
+# grouped layout, 1 in the loop layout). Activations are (B, G*C, H, W): fruit g owns channels
+# g*C .. g*C+C-1, which is exactly what a groups=G convolution expects.
+
+def _conv(x, w, name, groups, stride=1):
+    weight = w[name + ".weight"]                                   # (G, Cout, Cin, 3, 3)
+    bias = w.get(name + ".bias")                                   # (G, Cout) or None
+    return F.conv2d(x, weight.flatten(0, 1), None if bias is None else bias.flatten(),
+                    stride=stride, padding=gm.PADDING, groups=groups)   # (B, G*Cout, H', W')
+
+
+def _upconv(x, w, name, groups, taps):
+    """Nearest x2 upsample + 3x3 conv as one transposed conv: (B, G*Cin, H, W) -> (B, G*Cout, 2H, 2W)."""
+    weight = w[name + ".weight"]                                   # (G, Cout, Cin, 3, 3)
+    g, c_out, c_in = weight.shape[:3]
+    taps = taps.to(weight.dtype)
+    kernel = torch.einsum("ka,lb,goiab->giokl", taps, taps, weight)   # (G, Cin, Cout, 4, 4)
+    bias = w.get(name + ".bias")
+    return F.conv_transpose2d(x, kernel.reshape(g * c_in, c_out, 4, 4),
+                              None if bias is None else bias.flatten(), stride=2, padding=1, groups=groups)
+
+
+def _bn(x, w, name, training):
+    return F.batch_norm(x, w[name + ".running_mean"].view(-1), w[name + ".running_var"].view(-1),
+                        w[name + ".weight"].view(-1), w[name + ".bias"].view(-1),
+                        training=training, momentum=gm.BN_MOMENTUM, eps=gm.BN_EPS)
+
+
+def generator_forward(w, z, cfg: gm.GANConfig, training: bool, taps, channels_last=False):
+    """Noise (G, B, nz) -> images (B, G, R, R) for G fruits at once."""
+    groups, batch = z.shape[0], z.shape[1]
+    c, s, slope = cfg.g_channels, cfg.start_size, cfg.leaky_slope
+    h = torch.baddbmm(w["fc.bias"].unsqueeze(1), z, w["fc.weight"].transpose(1, 2))  # (G, B, C*S*S)
+    h = F.leaky_relu(h, slope)
+    h = h.view(groups, batch, c, s, s).transpose(0, 1).reshape(batch, groups * c, s, s)  # (B, G*C, S, S)
+    if channels_last:
+        h = h.contiguous(memory_format=torch.channels_last)
+    h = _bn(h, w, "bn0", training)
+    h = F.leaky_relu(_bn(_upconv(h, w, "conv1", groups, taps), w, "bn1", training), slope)  # (B, G*C, 2S, 2S)
+    h = F.leaky_relu(_bn(_conv(h, w, "conv2", groups), w, "bn2", training), slope)       # (B, G*C/2, 2S, 2S)
+    h = F.leaky_relu(_bn(_upconv(h, w, "conv3", groups, taps), w, "bn3", training), slope)  # (B, G*C/2, R, R)
+    return torch.tanh(_conv(h, w, "conv_out", groups))                                   # (B, G, R, R)
+
+
+def discriminator_forward(w, x, cfg: gm.GANConfig, training: bool, channels_last=False):
+    """Images (B, G, R, R) -> logits (B, G) for G fruits at once."""
+    batch, groups = x.shape[0], x.shape[1]
+    slope, p = cfg.leaky_slope, cfg.dropout
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    drop = training and p > 0
+    h = F.leaky_relu(_conv(x, w, "conv1", groups, stride=2), slope)                      # (B, G*D, R/2, R/2)
+    h = F.dropout2d(h, p, training=drop)
+    h = F.leaky_relu(_bn(_conv(h, w, "conv2", groups, stride=2), w, "bn2", training), slope)  # (B, G*2D, R/4, R/4)
+    h = F.dropout2d(h, p, training=drop)
+    h = F.leaky_relu(_bn(_conv(h, w, "conv3", groups, stride=2), w, "bn3", training), slope)  # (B, G*4D, f, f)
+    h = F.dropout2d(h, p, training=drop)
+    feats = h.reshape(batch, groups, -1)                                                 # (B, G, 4D*f*f)
+    return torch.einsum("bgk,gk->bg", feats, w["fc.weight"][:, 0]) + w["fc.bias"][:, 0]  # (B, G)
+
+
+def _bce_per_fruit(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """Mean BCE-with-logits per fruit: logits (B, G) -> (G,), like BCEWithLogitsLoss per fruit."""
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()       # autocast: losses in fp32
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target), reduction="none").mean(0)
+
+
+class GroupedGAN:
+    """F fruits' GANs (same GANConfig) trained in lock-step; see the module docstring."""
+
+    def __init__(self, cfg: gm.GANConfig, num_fruits: int, device: str | torch.device = "cpu",
+                 precision: str = "fp32", layout: str = "auto", channels_last: Optional[bool] = None,
+                 compile: bool = False, cuda_graph: bool = False):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        if num_fruits < 1:
+            raise ValueError("num_fruits must be >= 1")
+        self.config = cfg
+        self.num_fruits = num_fruits
+        self.device = torch.device(device)
+        is_cuda = self.device.type == "cuda"
+        self.precision = precision
+        self.layout = ("grouped" if is_cuda else "loop") if layout == "auto" else layout
+        # channels-last measured ~1.5x faster for oneDNN's CPU convolutions here; CUDA keeps NCHW
+        # unless asked (cuDNN's grouped convolutions are not known to gain from it).
+        self.channels_last = (not is_cuda) if channels_last is None else bool(channels_last)
+        self.cuda_graph = bool(cuda_graph and is_cuda)
+        if self.cuda_graph and self.layout != "grouped":
+            raise ValueError("cuda_graph needs layout='grouped' (the loop layout reads Adam's step on the host)")
+        if cuda_graph and not is_cuda:
+            warnings.warn("cuda_graph needs a CUDA device; running eagerly", stacklevel=2)
+
+        # Each fruit starts from its own freshly initialised plain networks (same init as gan_model).
+        self.g = StackedNets([gm.Generator(cfg) for _ in range(num_fruits)]).to(self.device)
+        self.d = StackedNets([gm.Discriminator(cfg) for _ in range(num_fruits)]).to(self.device)
+        self.ema: Optional[StackedNets] = None
+        if cfg.ema_decay > 0:
+            self.ema = StackedNets([gm.Generator(cfg) for _ in range(num_fruits)]).to(self.device)
+            self.ema.requires_grad_(False)
+            self._copy_ema_from_generator()
+        self._taps = torch.tensor(SUBPIXEL_TAPS, device=self.device)
+        # One Adam per network over the stacked tensors (== one Adam per fruit). fused/foreach are
+        # the multi-tensor kernels; the CUDA graph needs capturable state (step counter on device).
+        opt_kwargs = {"capturable": True, "foreach": True} if self.cuda_graph else {"fused": True}
+        self.g_optimizer = gm.make_adam(self.g.stacked_params(), cfg, **opt_kwargs)
+        self.d_optimizer = gm.make_adam(self.d.stacked_params(), cfg, **opt_kwargs)
+
+        self.compile = bool(compile)
+        self._build_fns()
+        self._graphs: dict = {}       # CUDA graphs by batch shape: {shape: (graph, static tensors)}
+
+    def _build_fns(self) -> None:
+        # torch.compile wraps the three forward pieces separately (one compiled autograd node
+        # each, so the D step's backward cannot free what the G step still needs); autograd and
+        # Adam stay eager. The CUDA graph, when on, captures the eager step instead.
+        self._eager_fns = {"g_forward": self._g_forward, "d_losses": self._d_losses, "g_loss": self._g_loss}
+        self._fns = {k: self._compiled(f) for k, f in self._eager_fns.items()} if self.compile \
+            else dict(self._eager_fns)
+
+    def __getstate__(self) -> dict:
+        """copy.deepcopy support: graphs and compiled wrappers belong to the original, rebuilt on demand."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_fns", "_eager_fns")}
+        state["_graphs"] = {}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._build_fns()
+
+    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def from_compiled(cls, gans: Sequence[gm.CompiledGAN], device=None, **kwargs) -> "GroupedGAN":
+        """Group existing per-fruit GANs (same config): weights, BN statistics, EMA and Adam state."""
+        if not gans:
+            raise ValueError("need at least one CompiledGAN")
+        cfg = gans[0].config
+        if any(g.config != cfg for g in gans):
+            raise ValueError("all fruits of a group must share one GANConfig")
+        if device is None:
+            device = next(gans[0].generator.parameters()).device
+        group = cls(cfg, len(gans), device=device, **kwargs)
+        for i, gan in enumerate(gans):
+            group.load_fruit_state_dicts(i, {
+                "generator": gan.generator.state_dict(),
+                "discriminator": gan.discriminator.state_dict(),
+                "ema": None if gan.ema is None else gan.ema.state_dict(),
+            })
+        if any(gan.g_optimizer.state or gan.d_optimizer.state for gan in gans):
+            for i, gan in enumerate(gans):
+                group.load_fruit_optimizer_states(i, {"generator": _plain_adam_state(gan.g_optimizer, gan.generator),
+                                                      "discriminator": _plain_adam_state(gan.d_optimizer,
+                                                                                         gan.discriminator)})
+        return group
+
+    def _compiled(self, fn: Callable) -> Callable:
+        """torch.compile'd ``fn``, falling back to eager (with a warning) if compilation fails."""
+        compiled = torch.compile(fn, dynamic=False)
+        state = {"fn": compiled}
+
+        def call(*args):
+            try:
+                return state["fn"](*args)
+            except Exception as exc:  # a missing C++ compiler or an unsupported op: stay correct, go eager
+                if state["fn"] is fn:
+                    raise
+                warnings.warn(f"torch.compile failed ({type(exc).__name__}); training eagerly", stacklevel=2)
+                state["fn"] = fn
+                return fn(*args)
+
+        return call
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            # cache disabled: required inside CUDA graph capture, harmless elsewhere
+            return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False)
+        return contextlib.nullcontext()
+
+    # ------------------------------------------------------------------ the step
+    def _generate(self, w, z, training):
+        """Noise (G, B, nz) -> (B, G, R, R) with weights ``w`` (G fruits)."""
+        return generator_forward(w, z, self.config, training, self._taps, self.channels_last)
+
+    def _discriminate(self, w, x):
+        """Images (B, G, R, R) -> logits (B, G), train mode."""
+        return discriminator_forward(w, x, self.config, True, self.channels_last)
+
+    def _g_forward(self, wg, noise: torch.Tensor) -> torch.Tensor:
+        """Training-mode generator pass: noise (G, B, nz) -> fakes (B, G, R, R)."""
+        with self._autocast():
+            return self._generate(wg, noise, True)
+
+    def _d_losses(self, wd, real: torch.Tensor, fake: torch.Tensor):
+        """Discriminator step losses on real (B, G, R, R) and detached fakes (B, G, R, R)."""
+        cfg = self.config
+        with self._autocast():
+            logits_real = self._discriminate(wd, real)                      # (B, G)
+            logits_fake = self._discriminate(wd, fake)                      # (B, G)
+        d_loss = 0.5 * (_bce_per_fruit(logits_real, cfg.real_label) + _bce_per_fruit(logits_fake, gm.FAKE_LABEL))
+        d_real = torch.sigmoid(logits_real.detach()).to(d_loss.dtype).mean(0)   # (G,)
+        d_fake = torch.sigmoid(logits_fake.detach()).to(d_loss.dtype).mean(0)   # (G,)
+        return d_loss, d_real, d_fake
+
+    def _g_loss(self, wd, fake: torch.Tensor) -> torch.Tensor:
+        """The stacked model's loss: the (updated) discriminator on the same fakes, labelled real."""
+        with self._autocast():
+            logits = self._discriminate(wd, fake)                           # (B, G)
+        return _bce_per_fruit(logits, self.config.real_label)               # (G,)
+
+    def _losses_d_step(self, wg, wd, real, noise):
+        fake = self._fns["g_forward"](wg, noise)                            # (B, G, R, R)
+        d_loss, d_real, d_fake = self._fns["d_losses"](wd, real, fake.detach())
+        return fake, d_loss, d_real, d_fake
+
+    def _step(self, real: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The reference step for every fruit: real (F, B, 1, R, R), noise (F, B, nz) -> metrics (4, F)."""
+        metrics = self._step_grouped(real, noise) if self.layout == "grouped" else self._step_loop(real, noise)
+        with torch.no_grad():
+            torch._foreach_add_(self.g.counters(), 1)    # BN layers saw 1 G pass and 3 D passes
+            torch._foreach_add_(self.d.counters(), 3)
+            if self.ema is not None:
+                self._update_ema()
+        return metrics
+
+    def _step_grouped(self, real, noise):
+        """All fruits in one pass per network; one Adam step over the stacked tensors."""
+        f, b, r = noise.shape[0], noise.shape[1], self.config.resolution
+        real = real.reshape(f, b, r, r).transpose(0, 1)                     # (B, F, R, R)
+        wg, wd = self.g.tensors(), self.d.tensors()
+        fake, d_loss, d_real, d_fake = self._losses_d_step(wg, wd, real, noise)
+        self._set_grads(self.d, torch.autograd.grad(d_loss.sum(), self.d.stacked_params()))
+        self.d_optimizer.step()
+        g_loss = self._fns["g_loss"](wd, fake)
+        # Only the generator's gradients: D's weight gradients would be thrown away anyway.
+        self._set_grads(self.g, torch.autograd.grad(g_loss.sum(), self.g.stacked_params()))
+        self.g_optimizer.step()
+        return torch.stack([d_loss.detach(), g_loss.detach(), d_real, d_fake])   # (4, F)
+
+    def _step_loop(self, real, noise):
+        """Fruit after fruit, each a whole reference step on its slice of the stacked tensors.
+
+        Only one fruit's activations live at a time (like the reference loop), and Adam updates
+        that fruit's slice; the shared step counters advance once all fruits have stepped.
+        """
+        rows = []
+        for i in range(self.num_fruits):
+            wg, g_params = self.g.fruit_views(i)
+            wd, d_params = self.d.fruit_views(i)
+            fake, d_loss, d_real, d_fake = self._losses_d_step(wg, wd, real[i], noise[i:i + 1])
+            self._adam_slice(self.d_optimizer, self.d, i, torch.autograd.grad(d_loss.sum(), d_params))
+            wd, _ = self.d.fruit_views(i)                                   # views of the updated D
+            g_loss = self._fns["g_loss"](wd, fake)
+            self._adam_slice(self.g_optimizer, self.g, i, torch.autograd.grad(g_loss.sum(), g_params))
+            rows.append(torch.cat([d_loss.detach(), g_loss.detach(), d_real, d_fake]))   # (4,)
+        with torch.no_grad():
+            for opt in (self.d_optimizer, self.g_optimizer):
+                torch._foreach_add_([opt.state[p]["step"] for p in opt.param_groups[0]["params"]], 1)
+        return torch.stack(rows, 1)                                         # (4, F)
+
+    @torch.no_grad()
+    def _adam_slice(self, opt: torch.optim.Adam, stack: "StackedNets", i: int, grads) -> None:
+        """torch.optim.Adam's update (no weight decay/amsgrad) applied to fruit i's slice only."""
+        group = opt.param_groups[0]
+        beta1, beta2 = group["betas"]
+        params = stack.stacked_params()
+        states = [self._adam_state(opt, p) for p in params]
+        step = float(states[0]["step"]) + 1                                 # this step's number
+        exp_avg = [st["exp_avg"][i] for st in states]
+        exp_avg_sq = [st["exp_avg_sq"][i] for st in states]
+        torch._foreach_lerp_(exp_avg, list(grads), 1 - beta1)
+        torch._foreach_mul_(exp_avg_sq, beta2)
+        torch._foreach_addcmul_(exp_avg_sq, list(grads), list(grads), 1 - beta2)
+        denom = torch._foreach_sqrt(exp_avg_sq)
+        torch._foreach_div_(denom, math.sqrt(1 - beta2 ** step))
+        torch._foreach_add_(denom, group["eps"])
+        torch._foreach_addcdiv_([p[i] for p in params], exp_avg, denom, -group["lr"] / (1 - beta1 ** step))
+
+    @staticmethod
+    def _adam_state(opt: torch.optim.Adam, p: torch.Tensor) -> dict:
+        """Adam's per-parameter state, created as Adam itself would on its first step."""
+        st = opt.state[p]
+        if not st:
+            st["step"] = torch.zeros((), dtype=torch.float32)
+            st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return st
+
+    @staticmethod
+    def _set_grads(stack: StackedNets, grads) -> None:
+        for p, g in zip(stack.stacked_params(), grads):
+            # Fused Adam walks raw memory: a gradient with other strides than its parameter (the
+            # transposed fc weight's) would be read in the wrong order, so lay it out like p.
+            p.grad = g if g.stride() == p.stride() else g.contiguous()
+
+    def _prepare(self, real: torch.Tensor, noise: torch.Tensor):
+        f, b = self.num_fruits, noise.shape[1]
+        r = self.config.resolution
+        if real.shape != (f, b, 1, r, r) or noise.shape != (f, b, self.config.noise_dim):
+            raise ValueError(f"expected real ({f}, {b}, 1, {r}, {r}) and noise ({f}, {b}, "
+                             f"{self.config.noise_dim}); got {tuple(real.shape)} and {tuple(noise.shape)}")
+        return real.to(self.device, non_blocking=True), noise.to(self.device, non_blocking=True)
+
+    def train_step(self, real: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One step for every fruit: real (F,B,1,R,R), noise (F,B,nz) -> dict of (F,) tensors.
+
+        Returned tensors stay on the device (no host sync); call .cpu()/.tolist() when logging.
+        """
+        real, noise = self._prepare(real, noise)
+        if self.cuda_graph:
+            metrics = self._graph_step(real, noise)
+        else:
+            metrics = self._step(real, noise)
+        return dict(zip(("d_loss", "g_loss", "d_real", "d_fake"), metrics.unbind(0)))
+
+    # ------------------------------------------------------------------ CUDA graph (whole step)
+    def _graph_step(self, real: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Replay the step captured for this batch shape (captured on its first use)."""
+        key = tuple(real.shape)
+        if key not in self._graphs:
+            self._graphs[key] = self._capture(real, noise)
+        graph, static = self._graphs[key]
+        static["real"].copy_(real)
+        static["noise"].copy_(noise)
+        graph.replay()
+        return static["metrics"].clone()
+
+    def _step_eager(self, real, noise):
+        fns, self._fns = self._fns, dict(self._eager_fns)
+        try:
+            return self._step(real, noise)
+        finally:
+            self._fns = fns
+
+    def _capture(self, real: torch.Tensor, noise: torch.Tensor) -> tuple:
+        """Warm up on a side stream (as torch.cuda.graphs asks), undo the warm-up, then capture."""
+        static_real, static_noise = real.clone(), noise.clone()
+        saved = self._snapshot()
+        stream = torch.cuda.Stream(device=self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            for _ in range(CUDA_GRAPH_WARMUP_STEPS):
+                self._step_eager(static_real, static_noise)   # creates Adam state, picks kernels
+            self._restore(saved)                              # the warm-up must not count as training
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):                         # records only: nothing runs until replay
+            metrics = self._step_eager(static_real, static_noise)
+        return graph, {"real": static_real, "noise": static_noise, "metrics": metrics}
+
+    def _all_state_tensors(self) -> list[torch.Tensor]:
+        stacks = [self.g, self.d] + ([self.ema] if self.ema is not None else [])
+        tensors = [t for s in stacks for t in s.tensors().values()]
+        for opt in (self.g_optimizer, self.d_optimizer):
+            for p in opt.param_groups[0]["params"]:
+                tensors.extend(v for v in opt.state.get(p, {}).values() if torch.is_tensor(v))
+        return tensors
+
+    @torch.no_grad()
+    def _snapshot(self) -> dict:
+        """Copies of every weight, buffer and existing Adam state tensor, keyed by identity."""
+        return {id(t): (t, t.detach().clone()) for t in self._all_state_tensors()}
+
+    @torch.no_grad()
+    def _restore(self, saved: dict) -> None:
+        """Back to the snapshot in place (addresses kept); Adam state created since starts at zero."""
+        for t in self._all_state_tensors():
+            if id(t) in saved:
+                t.copy_(saved[id(t)][1])
+            else:
+                t.zero_()
+
+    def _drop_graph(self) -> None:
+        self._graphs = {}
+
+    # ------------------------------------------------------------------ EMA and sampling
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        ema, g = self.ema.tensors(), self.g.tensors()
+        names = self.g.param_names
+        torch._foreach_lerp_([ema[n] for n in names], [g[n].detach() for n in names], 1.0 - self.config.ema_decay)
+        for name in self.g.plain_keys:
+            if name not in names:
+                ema[name].copy_(g[name])
+
+    @torch.no_grad()
+    def _copy_ema_from_generator(self) -> None:
+        for e, t in zip(self.ema.tensors().values(), self.g.tensors().values()):
+            e.copy_(t)
+
+    @torch.no_grad()
+    def generate(self, noise: torch.Tensor, use_ema: bool = True) -> torch.Tensor:
+        """Images (F, B, 1, R, R) in [-1, 1] from noise (F, B, nz), eval-mode BN, no gradients."""
+        stack = self.ema if (use_ema and self.ema is not None) else self.g
+        with self._autocast():
+            images = self._generate(stack.tensors(), noise.to(self.device), False)   # (B, F, R, R)
+        return images.float().transpose(0, 1).unsqueeze(2).contiguous()
+
+    # ------------------------------------------------------------------ per-fruit import/export
+    def fruit_state_dicts(self, i: int) -> dict:
+        """Fruit i's weights in plain gan_model.Generator / Discriminator state_dict format."""
+        return {"generator": self.g.fruit_state_dict(i), "discriminator": self.d.fruit_state_dict(i),
+                "ema": None if self.ema is None else self.ema.fruit_state_dict(i)}
+
+    def load_fruit_state_dicts(self, i: int, states: Mapping) -> None:
+        self.g.load_fruit_state_dict(i, states["generator"])
+        self.d.load_fruit_state_dict(i, states["discriminator"])
+        if self.ema is not None:
+            ema = states.get("ema")
+            self.ema.load_fruit_state_dict(i, ema if ema is not None else states["generator"])
+
+    def fruit_optimizer_states(self, i: int) -> dict:
+        """Fruit i's Adam state: {"generator"|"discriminator": {param name: {"step","exp_avg","exp_avg_sq"}}}."""
+        out = {}
+        for kind, stack, opt in (("generator", self.g, self.g_optimizer), ("discriminator", self.d, self.d_optimizer)):
+            out[kind] = {}
+            for name, p in zip(stack.param_names, stack.stacked_params()):
+                st = opt.state.get(p)
+                if st:
+                    out[kind][name] = {"step": float(st["step"]), "exp_avg": st["exp_avg"][i].detach().cpu().clone(),
+                                       "exp_avg_sq": st["exp_avg_sq"][i].detach().cpu().clone()}
+        return out
+
+    @torch.no_grad()
+    def load_fruit_optimizer_states(self, i: int, states: Mapping) -> None:
+        """Set fruit i's Adam moments; every fruit of a group must be at the same Adam step."""
+        for kind, stack, opt in (("generator", self.g, self.g_optimizer), ("discriminator", self.d, self.d_optimizer)):
+            for name, p in zip(stack.param_names, stack.stacked_params()):
+                src = states[kind].get(name)
+                if src is None:
+                    continue
+                st = opt.state[p]
+                if not st:   # same layout Adam creates lazily on its first step
+                    step_device = p.device if (opt.defaults["capturable"] or opt.defaults["fused"]) else "cpu"
+                    st["step"] = torch.tensor(float(src["step"]), dtype=torch.float32, device=step_device)
+                    st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                elif float(st["step"]) != float(src["step"]):
+                    raise ValueError(f"fruit {i} is at Adam step {src['step']}, its group at {float(st['step'])}")
+                st["exp_avg"][i].copy_(src["exp_avg"])
+                st["exp_avg_sq"][i].copy_(src["exp_avg_sq"])
+        self._drop_graph()
+
+    # ------------------------------------------------------------------ whole-group checkpoints
+    def state_dict(self) -> dict:
+        """Weights, BN statistics, EMA and both optimizers (torch.load(weights_only=True) safe)."""
+        return {"format": GROUP_FORMAT, "config": self.config.to_dict(), "num_fruits": self.num_fruits,
+                "generator": self.g.state_dict(), "discriminator": self.d.state_dict(),
+                "ema": None if self.ema is None else self.ema.state_dict(),
+                "g_optimizer": self.g_optimizer.state_dict(), "d_optimizer": self.d_optimizer.state_dict()}
+
+    def load_state_dict(self, sd: Mapping) -> None:
+        if sd.get("format") != GROUP_FORMAT or sd.get("num_fruits") != self.num_fruits:
+            raise ValueError(f"not a {GROUP_FORMAT} state for {self.num_fruits} fruits")
+        if gm.GANConfig.from_dict(sd["config"]) != self.config:
+            raise ValueError("checkpoint was made with a different GAN config")
+        self.g.load_state_dict(sd["generator"])
+        self.d.load_state_dict(sd["discriminator"])
+        if self.ema is not None and sd.get("ema") is not None:
+            self.ema.load_state_dict(sd["ema"])
+        self.g_optimizer.load_state_dict(sd["g_optimizer"])
+        self.d_optimizer.load_state_dict(sd["d_optimizer"])
+        self._drop_graph()   # the optimizer state tensors were replaced: recapture
+
+
+def _plain_adam_state(opt: torch.optim.Optimizer, net: nn.Module) -> dict:
+    """A plain network's Adam state keyed by parameter name (for from_compiled)."""
+    out = {}
+    for name, p in net.named_parameters():
+        st = opt.state.get(p)
+        if st:
+            out[name] = {"step": float(st["step"]), "exp_avg": st["exp_avg"], "exp_avg_sq": st["exp_avg_sq"]}
+    return out

@@ -1,0 +1,280 @@
+"""The fast multi-fruit path must compute, for every fruit, what gan_model's reference step computes.
+
+Random images and noise here are synthetic test inputs (the equivalence does not depend on them).
+"""
+import io
+import warnings
+
+import pytest
+import torch
+
+import gan_model as gm
+import grouped_gan as gg
+
+SMALL = dict(g_channels=16, d_channels=8)   # narrow networks: same layer plan, fast tests
+FRUITS, BATCH, SIZE, STEPS = 3, 4, 28, 3
+
+
+@pytest.fixture
+def float64():
+    """Run in double precision: rounding then cannot hide a real difference (see the fp32 test)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def _batches(steps, seed=123):
+    gen = torch.Generator().manual_seed(seed)
+    dtype = torch.get_default_dtype()
+    return [(torch.rand(FRUITS, BATCH, 1, SIZE, SIZE, generator=gen, dtype=dtype) * 2 - 1,
+             torch.randn(FRUITS, BATCH, gm.NOISE_DIM, generator=gen, dtype=dtype)) for _ in range(steps)]
+
+
+def _reference_and_group(cfg, **kwargs):
+    torch.manual_seed(0)
+    gans = [gm.compile_gan(cfg) for _ in range(FRUITS)]
+    return gans, gg.GroupedGAN.from_compiled(gans, **kwargs)
+
+
+def _train_both(gans, group, steps):
+    """Step every reference GAN alone and the group together on the same real batches and noise."""
+    history = []
+    for real, noise in _batches(steps):
+        ref = [gm.train_step(gan, real[i], noise[i]) for i, gan in enumerate(gans)]
+        out = group.train_step(real, noise)
+        history.append((ref, {k: v.tolist() for k, v in out.items()}))
+    return history
+
+
+def _differences(gans, group):
+    """Plain name -> max |difference| for every weight, BN buffer, EMA weight and Adam moment."""
+    diffs = {}
+    for i, gan in enumerate(gans):
+        mine = group.fruit_state_dicts(i)
+        nets = {"generator": gan.generator, "discriminator": gan.discriminator, "ema": gan.ema}
+        for kind, net in nets.items():
+            if net is None:
+                assert mine[kind] is None
+                continue
+            ref = net.state_dict()
+            assert list(mine[kind]) == list(ref)                      # plain state_dict format and order
+            for name, t in ref.items():
+                diffs[f"{i}/{kind}/{name}"] = (mine[kind][name].double() - t.double()).abs().max().item()
+        adam = group.fruit_optimizer_states(i)
+        for kind, net, opt in (("generator", gan.generator, gan.g_optimizer),
+                               ("discriminator", gan.discriminator, gan.d_optimizer)):
+            for name, p in net.named_parameters():
+                assert adam[kind][name]["step"] == float(opt.state[p]["step"])
+                for moment in ("exp_avg", "exp_avg_sq"):
+                    diffs[f"{i}/{kind}/{name}/{moment}"] = (adam[kind][name][moment].double()
+                                                           - opt.state[p][moment].double()).abs().max().item()
+    return diffs
+
+
+@pytest.mark.parametrize("layout,channels_last", [("grouped", False), ("loop", False), ("grouped", True),
+                                                  ("loop", True)])
+def test_group_step_equals_each_fruit_stepped_alone(float64, layout, channels_last):
+    # dropout 0: the masks are random and would differ; BN is in train mode as in real training.
+    cfg = gm.GANConfig(resolution=SIZE, dropout=0.0, ema_decay=0.9, **SMALL)
+    gans, group = _reference_and_group(cfg, layout=layout, channels_last=channels_last)
+    assert group.layout == layout
+    for ref, out in _train_both(gans, group, STEPS):
+        for i in range(FRUITS):
+            for key, value in ref[i].items():
+                assert out[key][i] == pytest.approx(value, abs=1e-9), (i, key)
+    diffs = _differences(gans, group)
+    assert len(diffs) > 100                                  # weights, buffers, EMA and Adam moments all compared
+    worst = max(diffs, key=diffs.get)
+    assert diffs[worst] < 1e-9, (worst, diffs[worst])
+
+
+def test_group_step_in_float32_matches_up_to_rounding():
+    # In fp32 both paths round differently (the sub-pixel upsample-conv adds in another order).
+    # Adam's first steps move a weight by about lr * sign(gradient), so the rare weight whose
+    # gradient is ~0 can land up to 2*lr apart; everything else must agree to 1e-5.
+    cfg = gm.GANConfig(resolution=SIZE, dropout=0.0, **SMALL)
+    gans, group = _reference_and_group(cfg, layout="loop")
+    for ref, out in _train_both(gans, group, 2):
+        for i in range(FRUITS):
+            for key, value in ref[i].items():
+                assert out[key][i] == pytest.approx(value, abs=1e-4), (i, key)
+    total = off = 0
+    for i, gan in enumerate(gans):
+        mine = group.fruit_state_dicts(i)
+        for kind, net in (("generator", gan.generator), ("discriminator", gan.discriminator)):
+            for name, t in net.state_dict().items():
+                d = (mine[kind][name].float() - t.float()).abs()
+                assert d.max() <= 2 * 2 * cfg.lr + 1e-6, name
+                total += d.numel()
+                off += int((d > 1e-5).sum())
+    assert off / total < 1e-3, (off, total)
+
+
+def test_adam_state_is_imported_from_trained_gans(float64):
+    cfg = gm.GANConfig(resolution=SIZE, dropout=0.0, **SMALL)
+    torch.manual_seed(1)
+    gans = [gm.compile_gan(cfg) for _ in range(FRUITS)]
+    for real, noise in _batches(1, seed=7):                 # the fruits have trained before grouping
+        for i, gan in enumerate(gans):
+            gm.train_step(gan, real[i], noise[i])
+    group = gg.GroupedGAN.from_compiled(gans)
+    _train_both(gans, group, 2)
+    diffs = _differences(gans, group)
+    assert max(diffs.values()) < 1e-9
+
+
+def test_exported_weights_load_into_plain_networks():
+    cfg = gm.GANConfig(resolution=32, ema_decay=0.5, **SMALL)
+    torch.manual_seed(2)
+    group = gg.GroupedGAN(cfg, 2)
+    group.train_step(torch.rand(2, 4, 1, 32, 32) * 2 - 1, torch.randn(2, 4, gm.NOISE_DIM))
+    noise = torch.randn(2, 5, gm.NOISE_DIM)
+    images = group.generate(noise, use_ema=False)
+    ema_images = group.generate(noise)
+    assert images.shape == (2, 5, 1, 32, 32) and not images.requires_grad
+    assert images.abs().max() <= 1 and not torch.allclose(images, ema_images)
+    for i in range(2):
+        states = group.fruit_state_dicts(i)
+        g, d, ema = gm.Generator(cfg), gm.Discriminator(cfg), gm.Generator(cfg)
+        g.load_state_dict(states["generator"])                 # strict: same keys and shapes
+        d.load_state_dict(states["discriminator"])
+        ema.load_state_dict(states["ema"])
+        torch.testing.assert_close(gm.generate(g, noise[i]), images[i], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(gm.generate(ema, noise[i]), ema_images[i], atol=1e-5, rtol=1e-4)
+        assert int(states["discriminator"]["bn2.num_batches_tracked"]) == 3   # D ran 3 passes in the step
+        assert int(states["generator"]["bn0.num_batches_tracked"]) == 1
+
+
+def test_load_fruit_state_dicts_replaces_one_fruit_only():
+    cfg = gm.GANConfig(resolution=SIZE, **SMALL)
+    group = gg.GroupedGAN(cfg, 3)
+    before = [group.fruit_state_dicts(i) for i in range(3)]
+    donor = gm.compile_gan(cfg)
+    group.load_fruit_state_dicts(1, {"generator": donor.generator.state_dict(),
+                                     "discriminator": donor.discriminator.state_dict(), "ema": None})
+    after = group.fruit_state_dicts(1)
+    assert torch.equal(after["generator"]["fc.weight"], donor.generator.fc.weight.detach())
+    for i in (0, 2):
+        assert torch.equal(group.fruit_state_dicts(i)["generator"]["fc.weight"], before[i]["generator"]["fc.weight"])
+    with pytest.raises(ValueError, match="does not fit"):
+        group.load_fruit_state_dicts(0, {"generator": {}, "discriminator": {}})
+
+
+def test_checkpoint_round_trip_continues_identically():
+    cfg = gm.GANConfig(resolution=SIZE, ema_decay=0.9, **SMALL)
+    torch.manual_seed(3)
+    group = gg.GroupedGAN(cfg, 2)
+    real, noise = torch.rand(2, 4, 1, SIZE, SIZE) * 2 - 1, torch.randn(2, 4, gm.NOISE_DIM)
+    group.train_step(real, noise)
+    buf = io.BytesIO()
+    torch.save(group.state_dict(), buf)
+    buf.seek(0)
+    restored = gg.GroupedGAN(cfg, 2)
+    restored.load_state_dict(torch.load(buf, weights_only=True))
+    torch.manual_seed(4)                                     # same dropout masks for both continuations
+    a = group.train_step(real, noise)
+    torch.manual_seed(4)
+    b = restored.train_step(real, noise)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+    for i in range(2):
+        sa, sb = group.fruit_state_dicts(i), restored.fruit_state_dicts(i)
+        for kind in ("generator", "discriminator", "ema"):
+            for name in sa[kind]:
+                torch.testing.assert_close(sa[kind][name], sb[kind][name])
+    with pytest.raises(ValueError, match="fruits"):
+        gg.GroupedGAN(cfg, 3).load_state_dict(group.state_dict())
+
+
+def test_bad_inputs_are_refused():
+    cfg = gm.GANConfig(resolution=SIZE, **SMALL)
+    group = gg.GroupedGAN(cfg, 2)
+    with pytest.raises(ValueError, match="expected real"):
+        group.train_step(torch.zeros(3, 4, 1, SIZE, SIZE), torch.zeros(3, 4, gm.NOISE_DIM))
+    with pytest.raises(ValueError, match="precision"):
+        gg.GroupedGAN(cfg, 2, precision="fp8")
+    with pytest.raises(ValueError, match="share one GANConfig"):
+        gg.GroupedGAN.from_compiled([gm.compile_gan(cfg), gm.compile_gan(gm.GANConfig(resolution=32, **SMALL))])
+
+
+def test_bf16_autocast_step_runs_and_trains():
+    cfg = gm.GANConfig(resolution=SIZE, **SMALL)
+    torch.manual_seed(5)
+    group = gg.GroupedGAN(cfg, 2, precision="bf16")
+    before = group.fruit_state_dicts(0)["generator"]["conv1.weight"]
+    out = group.train_step(torch.rand(2, 4, 1, SIZE, SIZE) * 2 - 1, torch.randn(2, 4, gm.NOISE_DIM))
+    assert all(v.shape == (2,) and v.dtype == torch.float32 and torch.isfinite(v).all() for v in out.values())
+    after = group.fruit_state_dicts(0)["generator"]["conv1.weight"]
+    assert after.dtype == torch.float32 and not torch.equal(before, after)   # master weights stay fp32
+
+
+def test_compile_failure_falls_back_to_eager(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def call(*args):
+            raise RuntimeError("no compiler here")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    cfg = gm.GANConfig(resolution=SIZE, **SMALL)
+    group = gg.GroupedGAN(cfg, 2, compile=True)
+    with pytest.warns(UserWarning, match="training eagerly"):
+        out = group.train_step(torch.rand(2, 4, 1, SIZE, SIZE) * 2 - 1, torch.randn(2, 4, gm.NOISE_DIM))
+    assert torch.isfinite(out["g_loss"]).all()
+
+
+def test_cuda_graph_request_on_cpu_runs_eagerly():
+    cfg = gm.GANConfig(resolution=SIZE, **SMALL)
+    with pytest.warns(UserWarning, match="CUDA"):
+        group = gg.GroupedGAN(cfg, 2, cuda_graph=True)
+    assert not group.cuda_graph
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = group.train_step(torch.rand(2, 4, 1, SIZE, SIZE) * 2 - 1, torch.randn(2, 4, gm.NOISE_DIM))
+    assert torch.isfinite(out["d_loss"]).all()
+
+
+def test_subpixel_upconv_equals_upsample_then_conv(float64):
+    torch.manual_seed(6)
+    x = torch.randn(2, 3 * 4, 5, 5)                           # 3 fruits x 4 channels
+    weight = torch.randn(3, 6, 4, 3, 3)                       # (G, Cout, Cin, 3, 3)
+    taps = torch.tensor(gg.SUBPIXEL_TAPS)
+    fast = gg._upconv(x, {"c.weight": weight}, "c", 3, taps)
+    slow = torch.nn.functional.conv2d(torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"),
+                                      weight.flatten(0, 1), padding=1, groups=3)
+    assert fast.shape == (2, 18, 10, 10)
+    torch.testing.assert_close(fast, slow, atol=1e-12, rtol=1e-12)
+
+
+def test_snapshot_restore_undoes_steps_and_zeroes_new_adam_state():
+    # The CUDA-graph warm-up relies on this: warm-up steps must leave no trace in the training.
+    cfg = gm.GANConfig(resolution=SIZE, ema_decay=0.9, **SMALL)
+    torch.manual_seed(7)
+    group = gg.GroupedGAN(cfg, 2, layout="grouped")
+    before = [group.fruit_state_dicts(i) for i in range(2)]
+    saved = group._snapshot()
+    assert not group.g_optimizer.state                        # no Adam state before the first step
+    group.train_step(torch.rand(2, 4, 1, SIZE, SIZE) * 2 - 1, torch.randn(2, 4, gm.NOISE_DIM))
+    group._restore(saved)
+    for i in range(2):
+        now = group.fruit_state_dicts(i)
+        for kind in ("generator", "discriminator", "ema"):
+            for name, t in before[i][kind].items():
+                assert torch.equal(now[kind][name], t), (kind, name)
+    for opt in (group.g_optimizer, group.d_optimizer):
+        for st in opt.state.values():
+            assert float(st["step"]) == 0 and not st["exp_avg"].any() and not st["exp_avg_sq"].any()
+
+
+def test_deepcopy_gives_an_independent_group():
+    # The trainer times a few steps on a deep copy before training; the original must not move.
+    import copy
+
+    cfg = gm.GANConfig(resolution=SIZE, **SMALL)
+    group = gg.GroupedGAN(cfg, 2)
+    before = group.fruit_state_dicts(1)["generator"]["fc.weight"]
+    probe = copy.deepcopy(group)
+    probe.train_step(torch.rand(2, 4, 1, SIZE, SIZE) * 2 - 1, torch.randn(2, 4, gm.NOISE_DIM))
+    assert torch.equal(group.fruit_state_dicts(1)["generator"]["fc.weight"], before)
+    assert not torch.equal(probe.fruit_state_dicts(1)["generator"]["fc.weight"], before)
+    assert not group.g_optimizer.state and probe.g_optimizer.state
