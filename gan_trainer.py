@@ -29,7 +29,7 @@ from tqdm import tqdm
 import cost_analysis_training as cost_mod
 import data_loader
 from gan_model import GANConfig, network_payload, Generator, Discriminator
-from grouped_gan import GroupedGAN
+from grouped_gan import GroupedGAN, tune_cpu_allocator
 from safe_files import FRUITS, atomic_save_image, atomic_torch_save, atomic_write_json, check_name, inside
 from user_io import UserError
 
@@ -65,6 +65,8 @@ class TrainConfig:
     ema_decay: float = 0.0                # > 0: sample from a moving-average generator
     real_label: float = 1.0               # < 1: one-sided label smoothing
     stop_after_epochs: Optional[int] = None  # train at most this many epochs in this call, then stop cleanly
+    compile: bool = False                 # torch.compile the forward passes (falls back to eager if it fails)
+    cuda_graph: bool = False              # CUDA only: replay each step as a captured CUDA graph
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -257,7 +259,11 @@ class MultiFruitGANTrainer:
 
     def _build_models(self) -> None:
         torch.manual_seed(self.cfg.seed)   # weight initialisation
-        self.models = [GroupedGAN(self.gan_config, len(g), device=self.device, precision=self.cfg.precision)
+        if self.device.type == "cpu":
+            tune_cpu_allocator()           # each step frees and re-allocates the same big buffers
+        cuda_graph = self.cfg.cuda_graph and self.device.type == "cuda"
+        self.models = [GroupedGAN(self.gan_config, len(g), device=self.device, precision=self.cfg.precision,
+                                  compile=self.cfg.compile, cuda_graph=cuda_graph)
                        for g in self.groups]
 
     # ------------------------------------------------------------------ training

@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="> 0 samples from a moving average of the generator")
     p.add_argument("--stop-after-epochs", type=cli_value(int_in_range(1, MAX_EPOCHS), "--stop-after-epochs"),
                    help="train at most N epochs now, then stop cleanly (continue later with --resume)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the forward passes (eager if it fails)")
+    p.add_argument("--cuda-graph", action="store_true", help="CUDA: replay each training step as a CUDA graph")
     p.add_argument("--resume", action="store_true", help="continue an existing model where it stopped")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model of the same name")
     p.add_argument("--yes", action="store_true", help="never prompt: defaults for what is not given")
@@ -108,7 +110,8 @@ def ask_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path):
                            evaluate=not args.no_eval, eval_samples=args.eval_samples,
                            milestones=args.milestones or TrainConfig.milestones,
                            keep_checkpoint_every=args.keep_checkpoint_every,
-                           stop_after_epochs=args.stop_after_epochs)
+                           stop_after_epochs=args.stop_after_epochs, compile=args.compile,
+                           cuda_graph=args.cuda_graph)
     version = args.dataset_version
     if version is None:
         version = prompter.ask("Dataset version", newest_version(workdir, versions), parse_version)
@@ -128,7 +131,8 @@ def ask_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path):
                        milestones=args.milestones or TrainConfig.milestones,
                        keep_checkpoint_every=args.keep_checkpoint_every, evaluate=not args.no_eval,
                        eval_samples=args.eval_samples, ema_decay=args.ema_decay,
-                       stop_after_epochs=args.stop_after_epochs)
+                       stop_after_epochs=args.stop_after_epochs, compile=args.compile,
+                       cuda_graph=args.cuda_graph)
 
 
 def init_distributed():

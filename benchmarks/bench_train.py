@@ -5,14 +5,16 @@ black/white images; the cost of a GAN step does not depend on what the images sh
 
 (a) reference: the assignment's plan in fp32, a torch DataLoader over a host TensorDataset
     (batch 64, shuffled), fruits one after another, gan_model.train_step;
-(b) fast: grouped_gan.GroupedGAN, data resident on the device, all fruits stepped together,
-    no host syncs inside the loop.
+(b) trainer: the project's MultiFruitGANTrainer (the code train_gan.py runs): its own batching
+    from data resident on the device, the fruits stepped together as one grouped network
+    (grouped_gan.GroupedGAN), per-epoch statistics with one host sync per epoch. Its synthetic
+    dataset is saved as NPZ files in a temporary folder and loaded the way train_gan.py loads one.
 
 Warm-up steps are not timed; on CUDA the clock stops after torch.cuda.synchronize(). Each
 measurement runs in a fresh Python process (so one method's allocator or thread-pool state never
 helps the other); the methods alternate for --rounds rounds and the fastest round counts (the
-machine may be shared). On CPU the fast path also calls grouped_gan.tune_cpu_allocator()
-(--tune-allocator off to measure without it).
+machine may be shared). Both see the same batch * steps images per fruit, so one trainer epoch
+is exactly the timed steps.
 
     python benchmarks/bench_train.py --sizes 28,64 --steps 4 --device cpu
 """
@@ -24,21 +26,27 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 import gan_model as gm  # noqa: E402
 import grouped_gan as gg  # noqa: E402
+from gan_trainer import MultiFruitGANTrainer, TrainConfig  # noqa: E402
+from imageToNPZ import PackedFruit, npz_file, write_npz  # noqa: E402
+from safe_files import FRUITS  # noqa: E402
 from user_io import UserError, cli_value, choice_of, int_in_range, run_main  # noqa: E402
 
 NUM_FRUITS = 7
+BENCH_VERSION = "bench"   # dataset version name of the synthetic data in a temporary workdir
 
 
 @dataclass(frozen=True)
@@ -50,15 +58,11 @@ class BenchConfig:
     warmup: int = 1                # untimed steps first (allocations, kernel selection)
     rounds: int = 2                # alternate (a)/(b) this many times; best round counts
     batch: int = 64                # images per fruit per step
-    images: int = 1024             # synthetic training images per fruit
     device: str = "cpu"            # "cpu" or "cuda"
-    precision: str = "fp32"        # fast path only: "fp32" or "bf16" (the reference is always fp32)
-    layout: str = "auto"           # fast path: "auto", "grouped" (fruits on channels) or "loop"
-    channels_last: Optional[bool] = None  # fast path: channels-last activations (None: its default)
-    compile: bool = False          # fast path: torch.compile the forward passes
-    cuda_graph: bool = False       # fast path on CUDA: capture the whole step as a CUDA graph
+    precision: str = "fp32"        # trainer only: "fp32" or "bf16" (the reference is always fp32)
+    compile: bool = False          # trainer: torch.compile the forward passes
+    cuda_graph: bool = False       # trainer on CUDA: replay each step as a CUDA graph
     threads: int = 0               # torch CPU threads (0: leave torch's default)
-    tune_allocator: Optional[bool] = None  # fast path: keep freed memory in-process (None: on for CPU)
     seed: int = 0
 
 
@@ -110,24 +114,42 @@ def run_reference(cfg: gm.GANConfig, data: torch.Tensor, bc: BenchConfig) -> dic
     return _timed(step, bc)
 
 
-def run_fast(cfg: gm.GANConfig, data: torch.Tensor, bc: BenchConfig) -> dict:
-    """(b) Wall and CPU seconds for bc.steps steps of the project's fast path (all fruits together)."""
-    device = torch.device(bc.device)
-    if bc.tune_allocator if bc.tune_allocator is not None else device.type == "cpu":
-        gg.tune_cpu_allocator()
-    group = gg.GroupedGAN(cfg, data.shape[0], device=device, precision=bc.precision, layout=bc.layout,
-                          channels_last=bc.channels_last, compile=bc.compile, cuda_graph=bc.cuda_graph)
-    images = data.to(device)                                       # (F, N, 1, R, R) on the device
-    fruits, count = images.shape[:2]
-    fruit_index = torch.arange(fruits, device=device).unsqueeze(1)  # (F, 1)
+def write_synthetic_dataset(workdir: Path, data: torch.Tensor) -> list:
+    """Save SYNTHETIC (F, N, 1, R, R) images in [-1, 1] as dataset version BENCH_VERSION; returns the fruits."""
+    fruits = list(FRUITS[:data.shape[0]])
+    pixels = ((data[:, :, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()   # (F, N, R, R)
+    for fruit, images in zip(fruits, pixels):
+        n = images.shape[0]
+        meta = {"fruit": fruit, "version": BENCH_VERSION, "resolution": images.shape[-1], "count": n,
+                "note": "SYNTHETIC benchmark data, not drawings"}
+        write_npz(npz_file(workdir, fruit, BENCH_VERSION),
+                  PackedFruit(images, np.zeros(n, dtype=bool), np.arange(n, dtype=np.int32), meta))
+    return fruits
 
-    def step() -> None:
-        # Random batches drawn on the device (sampling with replacement keeps it sync-free).
-        idx = torch.randint(count, (fruits, bc.batch), device=device)        # (F, B)
-        noise = torch.randn(fruits, bc.batch, cfg.noise_dim, device=device)  # (F, B, nz)
-        group.train_step(images[fruit_index, idx], noise)
 
-    return _timed(step, bc)
+def run_trainer(cfg: gm.GANConfig, data: torch.Tensor, bc: BenchConfig) -> dict:
+    """(b) Wall and CPU seconds for bc.steps steps of MultiFruitGANTrainer (one epoch = bc.steps steps)."""
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        workdir = Path(tmp)
+        write_synthetic_dataset(workdir, data)
+        config = TrainConfig(dataset_version=BENCH_VERSION, model_name="bench", epochs=1, batch_size=bc.batch,
+                             lr=cfg.lr, device=bc.device, seed=bc.seed, precision=bc.precision, evaluate=False,
+                             compile=bc.compile, cuda_graph=bc.cuda_graph)
+        trainer = MultiFruitGANTrainer(config, workdir, log=lambda _msg: None)
+        trainer._build_models()            # what train() does first; the rest of train() writes files
+        if len(trainer.groups) != 1:
+            raise UserError(f"expected the {data.shape[0]} fruits in one group, got {trainer.groups}")
+        group = trainer.groups[0]
+        real = torch.stack([trainer.data[f][:bc.batch] for f in group])              # (F, B, 1, R, R)
+        noise = torch.randn(len(group), bc.batch, cfg.noise_dim, device=trainer.device)
+        for _ in range(bc.warmup):         # allocations, kernel choice, graph capture
+            trainer.models[0].train_step(real, noise)
+        device = torch.device(bc.device)
+        _sync(device)
+        wall, cpu = time.perf_counter(), time.process_time()
+        trainer.train_epoch(0)             # bc.steps batches: the trainer's own batching and statistics
+        _sync(device)
+        return {"seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
 
 
 def device_name(device: str) -> str:
@@ -152,16 +174,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> tuple:
     p.add_argument("--batch", type=cli_value(int_in_range(2, 4096), "--batch"), default=BenchConfig.batch)
     p.add_argument("--device", type=cli_value(choice_of(("cpu", "cuda")), "--device"), default="cpu")
     p.add_argument("--precision", type=cli_value(choice_of(gg.PRECISIONS), "--precision"), default="fp32")
-    p.add_argument("--layout", type=cli_value(choice_of(gg.LAYOUTS), "--layout"), default="auto")
-    p.add_argument("--channels-last", type=cli_value(choice_of(("auto", "on", "off")), "--channels-last"),
-                   default="auto", help="fast path memory format (auto: on for CPU, off for CUDA)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the fast path's forward passes")
-    p.add_argument("--cuda-graph", action="store_true", help="capture the fast step as a CUDA graph")
+    p.add_argument("--compile", action="store_true", help="trainer: torch.compile the forward passes")
+    p.add_argument("--cuda-graph", action="store_true", help="trainer on CUDA: replay each step as a CUDA graph")
     p.add_argument("--threads", type=cli_value(int_in_range(0, 512), "--threads"), default=0)
-    p.add_argument("--tune-allocator", type=cli_value(choice_of(("auto", "on", "off")), "--tune-allocator"),
-                   default="auto", help="fast path: grouped_gan.tune_cpu_allocator() (auto: on for CPU)")
-    p.add_argument("--only", type=cli_value(choice_of(("both", "reference", "fast")), "--only"), default="both")
-    p.add_argument("--worker", choices=("reference", "fast"), help=argparse.SUPPRESS)   # one timing, JSON out
+    p.add_argument("--only", type=cli_value(choice_of(("both", "reference", "trainer")), "--only"), default="both")
+    p.add_argument("--worker", choices=("reference", "trainer"), help=argparse.SUPPRESS)   # one timing, JSON out
     a = p.parse_args(argv)
     try:
         sizes = tuple(int(s) for s in a.sizes.split(",") if s.strip())
@@ -171,12 +188,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> tuple:
         raise UserError(f"--sizes {a.sizes!r}: give whole numbers like 28,64") from None
     if a.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
-    auto_on_off = {"auto": None, "on": True, "off": False}
     bc = BenchConfig(sizes=sizes, steps=a.steps, warmup=a.warmup, rounds=a.rounds, batch=a.batch, device=a.device,
-                     precision=a.precision, layout=a.layout, channels_last=auto_on_off[a.channels_last],
-                     compile=a.compile, cuda_graph=a.cuda_graph, threads=a.threads,
-                     tune_allocator=auto_on_off[a.tune_allocator])
-    return replace(bc, images=max(bc.images, bc.batch)), a.only, a.worker
+                     precision=a.precision, compile=a.compile, cuda_graph=a.cuda_graph, threads=a.threads)
+    return bc, a.only, a.worker
 
 
 def measure_in_subprocess(method: str, size: int, argv: Sequence[str]) -> dict:
@@ -193,8 +207,9 @@ def measure_in_subprocess(method: str, size: int, argv: Sequence[str]) -> dict:
 def worker(bc: BenchConfig, method: str) -> int:
     """Child process: time one method at bc.sizes[0] and print {"seconds": ...}."""
     size = bc.sizes[0]
-    fn = run_reference if method == "reference" else run_fast
-    timing = fn(gm.GANConfig(resolution=size), synthetic_images(NUM_FRUITS, bc.images, size, bc.seed), bc)
+    fn = run_reference if method == "reference" else run_trainer
+    data = synthetic_images(NUM_FRUITS, bc.batch * bc.steps, size, bc.seed)   # one trainer epoch = bc.steps
+    timing = fn(gm.GANConfig(resolution=size), data, bc)
     print(json.dumps(timing), flush=True)
     return 0
 
@@ -220,16 +235,15 @@ def main(argv=None) -> int:
     torch.manual_seed(bc.seed)
     if worker_method:
         return worker(bc, worker_method)
-    methods = ["reference", "fast"] if only == "both" else [only]
+    methods = ["reference", "trainer"] if only == "both" else [only]
     child_argv = _drop_flag_value(argv, "--sizes")
     print(f"device: {device_name(bc.device)} | torch {torch.__version__} | {NUM_FRUITS} fruits x batch {bc.batch} | "
           f"{bc.steps} timed steps (+{bc.warmup} warm-up), best of {bc.rounds} rounds | SYNTHETIC data")
-    print(f"fast path: precision={bc.precision} layout={bc.layout} channels_last={bc.channels_last} "
-          f"compile={bc.compile} cuda_graph={bc.cuda_graph} tune_allocator={bc.tune_allocator} (None = auto)")
+    print(f"trainer: precision={bc.precision} compile={bc.compile} cuda_graph={bc.cuda_graph}")
     print("img/s = images per wall-clock second; img/cpu-s = per CPU second of the process (steadier when "
           "the machine is shared)")
-    print(f"{'size':>5} {'reference img/s':>16} {'fast img/s':>11} {'speed-up':>9} | "
-          f"{'ref img/cpu-s':>14} {'fast img/cpu-s':>15} {'speed-up':>9}")
+    print(f"{'size':>5} {'reference img/s':>16} {'trainer img/s':>14} {'speed-up':>9} | "
+          f"{'ref img/cpu-s':>14} {'trainer img/cpu-s':>18} {'speed-up':>9}")
     images = NUM_FRUITS * bc.batch * bc.steps
     for size in bc.sizes:
         best = {name: {"seconds": float("inf"), "cpu_seconds": float("inf")} for name in methods}
@@ -239,11 +253,11 @@ def main(argv=None) -> int:
                 best[name] = {k: min(best[name][k], timing[k]) for k in best[name]}
         cells = []
         for key in ("seconds", "cpu_seconds"):
-            ref, fast = (images / best[m][key] if m in best else None for m in ("reference", "fast"))
+            ref, fast = (images / best[m][key] if m in best else None for m in ("reference", "trainer"))
             ratio = f"{fast / ref:8.2f}x" if ref and fast else "       -"
             cells.append((f"{ref:.1f}" if ref else "-", f"{fast:.1f}" if fast else "-", ratio))
         (r1, f1, x1), (r2, f2, x2) = cells
-        print(f"{size:>5} {r1:>16} {f1:>11} {x1:>9} | {r2:>14} {f2:>15} {x2:>9}", flush=True)
+        print(f"{size:>5} {r1:>16} {f1:>14} {x1:>9} | {r2:>14} {f2:>18} {x2:>9}", flush=True)
     return 0
 
 

@@ -1,0 +1,37 @@
+"""The benchmarks run end to end at tiny sizes and print consistent figures (no timing is asserted)."""
+import re
+
+from conftest import run_script
+
+
+def _floats(line: str) -> list:
+    return [float(x) for x in re.findall(r"\d+\.\d+", line)]
+
+
+def test_bench_train_prints_both_methods_and_their_ratio():
+    r = run_script("benchmarks/bench_train.py", "--sizes", "28", "--steps", "1", "--warmup", "0", "--rounds", "1",
+                   "--batch", "4", "--threads", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SYNTHETIC data" in r.stdout
+    row = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith("28 "))
+    ref, trainer, ratio = _floats(row)[:3]
+    assert ref > 0 and trainer > 0
+    assert abs(ratio - trainer / ref) <= 0.01 * ratio + 0.005   # the ratio is of the two printed rates
+
+
+def test_bench_train_refuses_bad_sizes_in_one_line():
+    r = run_script("benchmarks/bench_train.py", "--sizes", "abc")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and "--sizes" in r.stderr
+
+
+def test_bench_convert_times_both_methods_on_the_same_drawings():
+    r = run_script("benchmarks/bench_convert.py", "--lines", "200", "--workers", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = {ln.split("|")[1].strip(): ln for ln in r.stdout.splitlines() if ln.startswith("| ")}
+    naive = next(v for k, v in rows.items() if k.startswith("naive"))
+    project = next(v for k, v in rows.items() if k.startswith("rawDataToImage"))
+    assert int(naive.split("|")[2]) == int(project.split("|")[2]) == 200   # same work on both sides
+    ratio = next(v for k, v in rows.items() if k.startswith("ratio"))
+    rate = lambda row: float(row.split("|")[4])   # noqa: E731
+    assert abs(float(ratio.split("|")[4].strip().rstrip("x")) - rate(project) / rate(naive)) < 0.05 * rate(project) / rate(naive) + 0.01
