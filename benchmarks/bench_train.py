@@ -152,6 +152,25 @@ def run_trainer(cfg: gm.GANConfig, data: torch.Tensor, bc: BenchConfig) -> dict:
         return {"seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
 
 
+def step_gflop_per_image(method: str, cfg: gm.GANConfig, batch: int) -> float:
+    """Arithmetic of one training step per image (GFLOP, counted by torch.utils.flop_counter on CPU).
+
+    The trainer's grouped generator computes "upsample x2 then 3x3 convolution" as 2x2 sub-pixel
+    convolutions on the small image (same result, fewer multiply-adds), so its count is lower.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    real = torch.rand(NUM_FRUITS, batch, 1, cfg.resolution, cfg.resolution) * 2 - 1
+    noise = torch.randn(NUM_FRUITS, batch, cfg.noise_dim)
+    with FlopCounterMode(display=False) as counter:
+        if method == "reference":
+            for i in range(NUM_FRUITS):
+                gm.train_step(gm.compile_gan(cfg, torch.device("cpu")), real[i], noise[i])
+        else:
+            gg.GroupedGAN(cfg, NUM_FRUITS).train_step(real, noise)
+    return counter.get_total_flops() / (NUM_FRUITS * batch) / 1e9
+
+
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
@@ -245,6 +264,7 @@ def main(argv=None) -> int:
     print(f"{'size':>5} {'reference img/s':>16} {'trainer img/s':>14} {'speed-up':>9} | "
           f"{'ref img/cpu-s':>14} {'trainer img/cpu-s':>18} {'speed-up':>9}")
     images = NUM_FRUITS * bc.batch * bc.steps
+    flops: dict = {}
     for size in bc.sizes:
         best = {name: {"seconds": float("inf"), "cpu_seconds": float("inf")} for name in methods}
         for _ in range(bc.rounds):
@@ -258,6 +278,11 @@ def main(argv=None) -> int:
             cells.append((f"{ref:.1f}" if ref else "-", f"{fast:.1f}" if fast else "-", ratio))
         (r1, f1, x1), (r2, f2, x2) = cells
         print(f"{size:>5} {r1:>16} {f1:>14} {x1:>9} | {r2:>14} {f2:>18} {x2:>9}", flush=True)
+        flops[size] = {m: step_gflop_per_image(m, gm.GANConfig(resolution=size), bc.batch) for m in methods}
+        flops[size]["rate"] = {m: images / best[m]["seconds"] * flops[size][m] for m in methods}
+    print("arithmetic (torch.utils.flop_counter, forward + backward of D and G per image) and the rate reached:")
+    for size, f in flops.items():
+        print(f"{size:>5} " + " | ".join(f"{m}: {f[m]:.3f} GFLOP/img, {f['rate'][m]:.1f} GFLOP/s" for m in methods))
     return 0
 
 
