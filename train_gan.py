@@ -10,7 +10,6 @@ Writes models/model_<name>/ (see README: "The models tree").
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence

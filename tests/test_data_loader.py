@@ -7,8 +7,6 @@ through imageToNPZ.pack. Fruit names other than apple label apple drawings (synt
 malformed files (wrong shape, dtype, metadata, garbage bytes) are deliberately broken.
 """
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -174,10 +172,3 @@ def test_load_version_all_fruits_subset_and_mixed_resolutions(workdir):
         data_loader.load_version(workdir, "A")
     assert data_loader.load_fruit(workdir, "A", "pear").resolution == 56
 
-
-def test_import_has_no_side_effects(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", "import data_loader"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "" and proc.stderr == ""
-    assert list(tmp_path.iterdir()) == []

@@ -330,10 +330,3 @@ def test_no_image_data_says_what_to_run(workdir):
     (workdir / "imageData" / "apple" / "versionA").mkdir(parents=True)
     assert_one_line_error(run_cli(workdir, "--yes"), "no complete image version", "A (incomplete)")
 
-
-def test_import_has_no_side_effects(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", "import imageToNPZ"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "" and proc.stderr == ""
-    assert list(tmp_path.iterdir()) == []
