@@ -13,6 +13,7 @@ model-wide files (config, summary, cost report, description).
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 import shutil
@@ -226,8 +227,6 @@ class MultiFruitGANTrainer:
                             "--model-name, continue it with --resume, or replace it with --overwrite")
 
     def _load_saved_config(self) -> None:
-        import json
-
         path = self.info_dir / f"training_config_{self.cfg.model_name}.json"
         saved = json.loads(path.read_text())
         keep = {k: saved[k] for k in ("dataset_version", "batch_size", "lr", "fruits", "seed", "precision",
@@ -554,8 +553,6 @@ class MultiFruitGANTrainer:
 
     def _mark_interrupted(self, done: int) -> None:
         """Say so in the summary; everything else stays as the last finished epoch wrote it."""
-        import json
-
         path = self.info_dir / f"training_summary_{self.cfg.model_name}.json"
         if not self.dist.is_main or not path.exists():
             return

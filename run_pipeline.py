@@ -47,7 +47,8 @@ def commands(cfg: PipelineConfig) -> List[List[str]]:
     out = cfg.workdir / "outputs"
     steps = [
         [py, str(HERE / "rawDataToImage.py"), "--workdir", w, "--yes", "--overwrite", "--version", cfg.name,
-         "--resolution", str(cfg.resolution), "--count", str(cfg.count), "--augment", "--seed", str(cfg.seed), "--fruits", fruits],
+         "--resolution", str(cfg.resolution), "--count", str(cfg.count), "--augment", "--seed", str(cfg.seed),
+         "--fruits", fruits],
         [py, str(HERE / "imageToNPZ.py"), "--workdir", w, "--yes", "--overwrite", "--version", cfg.name,
          "--fruits", fruits],
         [py, str(HERE / "train_gan.py"), "--workdir", w, "--yes", "--overwrite", "--dataset-version", cfg.name,
