@@ -46,7 +46,6 @@ import gan_model as gm
 
 PRECISIONS = ("fp32", "bf16")
 LAYOUTS = ("auto", "grouped", "loop")
-GROUP_FORMAT = "fruitgan-group/1"
 CUDA_GRAPH_WARMUP_STEPS = 3   # eager steps on a side stream before capture, as torch.cuda.graphs asks
 
 # Sub-pixel form of "nearest x2 upsample, then 3x3 conv (padding 1)": output row 2i+a of the conv
@@ -574,27 +573,6 @@ class GroupedGAN:
                 st["exp_avg"][i].copy_(src["exp_avg"])
                 st["exp_avg_sq"][i].copy_(src["exp_avg_sq"])
         self._drop_graph()
-
-    # ------------------------------------------------------------------ whole-group checkpoints
-    def state_dict(self) -> dict:
-        """Weights, BN statistics, EMA and both optimizers (torch.load(weights_only=True) safe)."""
-        return {"format": GROUP_FORMAT, "config": self.config.to_dict(), "num_fruits": self.num_fruits,
-                "generator": self.g.state_dict(), "discriminator": self.d.state_dict(),
-                "ema": None if self.ema is None else self.ema.state_dict(),
-                "g_optimizer": self.g_optimizer.state_dict(), "d_optimizer": self.d_optimizer.state_dict()}
-
-    def load_state_dict(self, sd: Mapping) -> None:
-        if sd.get("format") != GROUP_FORMAT or sd.get("num_fruits") != self.num_fruits:
-            raise ValueError(f"not a {GROUP_FORMAT} state for {self.num_fruits} fruits")
-        if gm.GANConfig.from_dict(sd["config"]) != self.config:
-            raise ValueError("checkpoint was made with a different GAN config")
-        self.g.load_state_dict(sd["generator"])
-        self.d.load_state_dict(sd["discriminator"])
-        if self.ema is not None and sd.get("ema") is not None:
-            self.ema.load_state_dict(sd["ema"])
-        self.g_optimizer.load_state_dict(sd["g_optimizer"])
-        self.d_optimizer.load_state_dict(sd["d_optimizer"])
-        self._drop_graph()   # the optimizer state tensors were replaced: recapture
 
 
 def _plain_adam_state(opt: torch.optim.Optimizer, net: nn.Module) -> dict:
