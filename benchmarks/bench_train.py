@@ -30,7 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -78,15 +78,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed(step, bc: BenchConfig) -> dict:
-    """Run warm-up steps, then time bc.steps steps: wall seconds and this process's CPU seconds."""
-    device = torch.device(bc.device)
-    for _ in range(bc.warmup):
-        step()
+def _timed(warm_up: Callable[[], None], run: Callable[[], None], device: torch.device) -> dict:
+    """Call warm_up (untimed), then time run: wall seconds and this process's CPU seconds."""
+    warm_up()
     _sync(device)
     wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(bc.steps):
-        step()
+    run()
     _sync(device)
     return {"seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
 
@@ -107,24 +104,23 @@ def run_reference(cfg: gm.GANConfig, data: torch.Tensor, bc: BenchConfig) -> dic
             (real,) = next(iters[i])
         gm.train_step(gans[i], real.to(device), torch.randn(bc.batch, cfg.noise_dim, device=device))
 
-    def step() -> None:
-        for i in range(len(gans)):
-            fruit_step(i)
+    def steps(n: int) -> None:
+        for _ in range(n):
+            for i in range(len(gans)):
+                fruit_step(i)
 
-    return _timed(step, bc)
+    return _timed(lambda: steps(bc.warmup), lambda: steps(bc.steps), device)
 
 
-def write_synthetic_dataset(workdir: Path, data: torch.Tensor) -> list:
-    """Save SYNTHETIC (F, N, 1, R, R) images in [-1, 1] as dataset version BENCH_VERSION; returns the fruits."""
-    fruits = list(FRUITS[:data.shape[0]])
+def write_synthetic_dataset(workdir: Path, data: torch.Tensor) -> None:
+    """Save SYNTHETIC (F, N, 1, R, R) images in [-1, 1] as dataset version BENCH_VERSION (first F fruits)."""
     pixels = ((data[:, :, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()   # (F, N, R, R)
-    for fruit, images in zip(fruits, pixels):
+    for fruit, images in zip(FRUITS, pixels):
         n = images.shape[0]
         meta = {"fruit": fruit, "version": BENCH_VERSION, "resolution": images.shape[-1], "count": n,
                 "note": "SYNTHETIC benchmark data, not drawings"}
         write_npz(npz_file(workdir, fruit, BENCH_VERSION),
                   PackedFruit(images, np.zeros(n, dtype=bool), np.arange(n, dtype=np.int32), meta))
-    return fruits
 
 
 def run_trainer(cfg: gm.GANConfig, data: torch.Tensor, bc: BenchConfig) -> dict:
@@ -142,14 +138,13 @@ def run_trainer(cfg: gm.GANConfig, data: torch.Tensor, bc: BenchConfig) -> dict:
         group = trainer.groups[0]
         real = torch.stack([trainer.data[f][:bc.batch] for f in group])              # (F, B, 1, R, R)
         noise = torch.randn(len(group), bc.batch, cfg.noise_dim, device=trainer.device)
-        for _ in range(bc.warmup):         # allocations, kernel choice, graph capture
-            trainer.models[0].train_step(real, noise)
-        device = torch.device(bc.device)
-        _sync(device)
-        wall, cpu = time.perf_counter(), time.process_time()
-        trainer.train_epoch(0)             # bc.steps batches: the trainer's own batching and statistics
-        _sync(device)
-        return {"seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
+
+        def warm_up() -> None:             # allocations, kernel choice, graph capture
+            for _ in range(bc.warmup):
+                trainer.models[0].train_step(real, noise)
+
+        # one epoch = bc.steps batches, through the trainer's own batching and statistics
+        return _timed(warm_up, lambda: trainer.train_epoch(0), trainer.device)
 
 
 def step_gflop_per_image(method: str, cfg: gm.GANConfig, batch: int) -> float:
