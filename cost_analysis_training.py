@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
-from safe_files import FRUITS, atomic_write_text
+from safe_files import FRUITS
 from user_io import UserError, run_main
 
 HOURS_PER_MONTH = 720.0  # 30 days x 24 h: the course's convention for a "month" of a monthly price
@@ -670,7 +670,13 @@ def description_text(
     sections: Mapping[str, Mapping[str, Any]],
     report: Mapping[str, Any],
 ) -> str:
-    """The text of description.txt (see write_description)."""
+    """The text of info/description.txt (model_store writes it): the user's description, the dataset
+    (resolution, fruits, image counts), the training configuration, the statistics (time, memory, cost)
+    and the formula.
+
+    ``dataset_info`` and ``training_config`` are printed key by key (known keys get friendly labels,
+    nested dicts are indented), so the trainer may pass whatever it has.
+    """
     n = len(sections) or 1
     totals = report["totals"]
     storage = report["breakdown"]["storage"]
@@ -703,25 +709,6 @@ def description_text(
         )
     lines += _heading("Cost formula") + FORMULA_TEXT.splitlines()
     return "\n".join(lines) + "\n"
-
-
-def write_description(
-    path: os.PathLike,
-    description: str,
-    dataset_info: Mapping[str, Any],
-    training_config: Mapping[str, Any],
-    sections: Mapping[str, Mapping[str, Any]],
-    report: Mapping[str, Any],
-) -> Path:
-    """Write description.txt atomically: the user's description, the dataset (resolution, fruits, image
-    counts), the training configuration, the statistics (time, memory, cost) and the formula.
-
-    ``dataset_info`` and ``training_config`` are printed key by key (known keys get friendly labels,
-    nested dicts are indented), so the trainer may pass whatever it has.
-    """
-    return atomic_write_text(
-        Path(path), description_text(description, dataset_info, training_config, sections, report)
-    )
 
 
 def cost_fields_for_history(section: Mapping[str, Any]) -> dict:

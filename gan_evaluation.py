@@ -35,11 +35,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from safe_files import atomic_torch_save, check_name, inside
+import model_store
+from safe_files import atomic_torch_save
 from user_io import UserError
 
 CLASSIFIER_FORMAT = "fruitgan-classifier/1"
-EVALUATORS_DIR = "evaluators"          # under models/
 FEATURE_DIM = 64           # penultimate width: small, because a fruit may have only 25-40 real drawings
 CLASSIFIER_WIDTH = 16      # channels of the first convolution (then x2, x4)
 WORK_RESOLUTION = 32       # larger inputs are area-averaged down to this first: cost stays flat for 64-128 px
@@ -142,9 +142,8 @@ class PrecomputedFeatures(nn.Module):
 
 # --------------------------------------------------------------------------------------------- training
 def classifier_path(workdir: Path, dataset_version: str, resolution: int) -> Path:
-    """models/evaluators/classifier_version<V>_<R>px.pt (the version name is checked: it cannot leave the folder)."""
-    check_name(dataset_version, "dataset version")
-    return inside(Path(workdir), "models", EVALUATORS_DIR, f"classifier_version{dataset_version}_{int(resolution)}px.pt")
+    """models/evaluators/classifier_version<V>_<R>px.pt (model_store owns the models/ tree)."""
+    return model_store.evaluator_path(workdir, dataset_version, resolution)
 
 
 def _as_tensor(value, n: int, default: torch.Tensor) -> torch.Tensor:

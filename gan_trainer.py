@@ -16,7 +16,6 @@ import copy
 import json
 import math
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -31,10 +30,10 @@ import cost_analysis_training as cost_mod
 import data_loader
 from gan_model import GANConfig, network_payload, Generator, Discriminator
 from grouped_gan import GroupedGAN, tune_cpu_allocator
-from safe_files import FRUITS, atomic_save_image, atomic_torch_save, atomic_write_json, check_name, inside
+from model_store import CHECKPOINT_FORMAT, ModelFolder
+from safe_files import FRUITS, check_name
 from user_io import UserError
 
-CHECKPOINT_FORMAT = "fruitgan-checkpoint/1"
 DEFAULT_MILESTONES = (1, 10, 20, 30, 40, 100, 200, 300, 400)
 MILESTONE_EVERY_AFTER = 100       # past the listed milestones, one image grid every 100 epochs
 GRID_SIDE = 8                     # fixed-noise progress grids are 8 x 8 images
@@ -174,8 +173,7 @@ class MultiFruitGANTrainer:
         self.overwrite = overwrite
         check_name(config.model_name, "model name")
         check_name(config.dataset_version, "dataset version")
-        self.model_dir = inside(self.workdir / "models", f"model_{config.model_name}")
-        self.info_dir = self.model_dir / "info"
+        self.store = ModelFolder.in_workdir(self.workdir, config.model_name, self.dist.rank, self.dist.world)
         self.pricing = cost_mod.load_pricing(pricing_path)
         self.tracker = cost_tracker or cost_mod.CostTracker(self.pricing)
         self.device = resolve_device(config.device if not self.dist.world > 1 or config.device != "auto"
@@ -216,18 +214,18 @@ class MultiFruitGANTrainer:
                             f"use at most {len(self.all_fruits)} processes")
 
     def _check_model_dir(self, overwrite: bool) -> None:
-        exists = (self.info_dir / f"training_config_{self.cfg.model_name}.json").exists()
+        exists = self.store.config_path().exists()
         if self.resume:
             if not exists:
-                raise UserError(f"no model {self.cfg.model_name!r} to resume in {self.model_dir}; "
+                raise UserError(f"no model {self.cfg.model_name!r} to resume in {self.store.path}; "
                                 "train it first (without --resume)")
             return
         if exists and not overwrite:
-            raise UserError(f"model {self.cfg.model_name!r} already exists in {self.model_dir}; choose another "
+            raise UserError(f"model {self.cfg.model_name!r} already exists in {self.store.path}; choose another "
                             "--model-name, continue it with --resume, or replace it with --overwrite")
 
     def _load_saved_config(self) -> None:
-        path = self.info_dir / f"training_config_{self.cfg.model_name}.json"
+        path = self.store.config_path()
         saved = json.loads(path.read_text())
         keep = {k: saved[k] for k in ("dataset_version", "batch_size", "lr", "fruits", "seed", "precision",
                                       "schedule", "ema_decay", "real_label", "description") if k in saved}
@@ -346,8 +344,7 @@ class MultiFruitGANTrainer:
         fixed = torch.stack([self.states[f].fixed_noise for f in group]).to(self.device)
         grids = model.generate(fixed)                                       # (F, 64, 1, R, R)
         for i, f in enumerate(group):
-            path = self.model_dir / f"generated_epoch_images_{f}" / f"epoch_{epoch:04d}.png"
-            atomic_save_image(image_grid(grids[i]), path)
+            self.store.write_progress_grid(image_grid(grids[i]), f, epoch)
         if self.evaluator is None:
             return
         gen = torch.Generator().manual_seed(self.cfg.seed * SEED_STRIDE + EVAL_SEED_OFFSET + epoch)
@@ -361,32 +358,27 @@ class MultiFruitGANTrainer:
             if score > st.best_score:
                 st.best_score = score
                 st.history["best_epoch"] = epoch
-                self._save_generator(gi, i, f, epoch, self.model_dir / "best" / f"generator_{f}.pt",
-                                     metrics=metrics, score=score)
+                self._save_generator(gi, i, f, epoch, best=True, metrics=metrics, score=score)
             self.log(f"  quality {f:<10} epoch {epoch}: recognised {metrics.get('recognizability', float('nan')):.0%}"
                      f"  FID {metrics.get('fid', float('nan')):.2f}  recall {metrics.get('recall', float('nan')):.2f}"
                      f"  coverage {metrics.get('coverage', float('nan')):.2f}")
 
     # ------------------------------------------------------------------ files
-    def _save_generator(self, gi: int, i: int, fruit: str, epoch: int, path: Path, **extra) -> None:
+    def _save_generator(self, gi: int, i: int, fruit: str, epoch: int, best: bool = False, **extra) -> None:
         states = self.models[gi].fruit_state_dicts(i)
         g = Generator(self.gan_config)
         g.load_state_dict(states["generator"])
-        atomic_torch_save(network_payload(g, self.gan_config, "generator", fruit=fruit, epoch=epoch,
-                                          ema_state_dict=states.get("ema"), **extra), path)
+        self.store.write_network(network_payload(g, self.gan_config, "generator", fruit=fruit, epoch=epoch,
+                                                 ema_state_dict=states.get("ema"), **extra), best=best)
 
     def save_networks(self, epoch: int) -> None:
         """generator_<fruit>.pt and discriminator_<fruit>.pt: the latest weights, rebuildable alone."""
         for gi, group in enumerate(self.groups):
             for i, f in enumerate(group):
-                self._save_generator(gi, i, f, epoch, self.model_dir / f"generator_{f}.pt")
+                self._save_generator(gi, i, f, epoch)
                 d = Discriminator(self.gan_config)
                 d.load_state_dict(self.models[gi].fruit_state_dicts(i)["discriminator"])
-                atomic_torch_save(network_payload(d, self.gan_config, "discriminator", fruit=f, epoch=epoch),
-                                  self.model_dir / f"discriminator_{f}.pt")
-
-    def _checkpoint_name(self, stem: str) -> str:
-        return f"{stem}.pt" if self.dist.world == 1 else f"{stem}_rank{self.dist.rank}of{self.dist.world}.pt"
+                self.store.write_network(network_payload(d, self.gan_config, "discriminator", fruit=f, epoch=epoch))
 
     def save_checkpoint(self, epoch: int) -> None:
         """Everything needed to continue: weights, optimizers, RNG states, histories, cost so far."""
@@ -408,26 +400,16 @@ class MultiFruitGANTrainer:
             "cost": {f: s.cost for f, s in self.states.items()},
             "best_score": {f: s.best_score for f, s in self.states.items()},
         }
-        ckpt_dir = self.model_dir / "checkpoints"
-        atomic_torch_save(ckpt, ckpt_dir / self._checkpoint_name("latest"))
         every = self.cfg.keep_checkpoint_every
-        if every and epoch % every == 0:
-            atomic_torch_save(ckpt, ckpt_dir / self._checkpoint_name(f"epoch_{epoch:04d}"))
+        self.store.write_checkpoint(ckpt, epoch, keep=bool(every and epoch % every == 0))
 
     def load_checkpoint(self) -> int:
         """Restore the latest checkpoint; returns the next epoch to train."""
-        path = self.model_dir / "checkpoints" / self._checkpoint_name("latest")
-        if not path.exists():
-            raise UserError(f"model {self.cfg.model_name!r} has no checkpoint to resume from ({path.name} missing); "
-                            "train it again with --overwrite")
-        try:
-            ckpt = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as exc:  # a damaged file: say which, keep everything else
-            raise UserError(f"cannot read checkpoint {path}: {type(exc).__name__}; "
-                            "restore a kept checkpoints/epoch_NNNN.pt as latest.pt") from None
+        ckpt = self.store.read_checkpoint("latest", map_location=self.device)
         missing = [f for f in self.fruits if f not in ckpt["fruits"]]
         if missing:
-            raise UserError(f"checkpoint {path.name} has no {', '.join(missing)}; resume with the same fruits")
+            raise UserError(f"checkpoint {self.store.checkpoint_path('latest').name} has no {', '.join(missing)}; "
+                            "resume with the same fruits")
         for gi, group in enumerate(self.groups):
             for i, f in enumerate(group):
                 self.models[gi].load_fruit_state_dicts(i, ckpt["fruits"][f])
@@ -450,7 +432,7 @@ class MultiFruitGANTrainer:
                 "resolution": self.resolution, "gan_config": self.gan_config.to_dict(),
                 "device": str(self.device), "requested_device": self.cfg.device, "world_size": self.dist.world,
                 "dataset": self.dataset_info(), "created": _now()}
-        atomic_write_json(self.info_dir / f"training_config_{self.cfg.model_name}.json", data)
+        self.store.write_config(data)
 
     def dataset_info(self) -> dict:
         return {"version": self.cfg.dataset_version, "resolution": self.resolution, "fruits": self.all_fruits,
@@ -464,7 +446,7 @@ class MultiFruitGANTrainer:
             if s.cost:
                 doc["cost"] = s.cost
                 doc.update(cost_mod.cost_fields_for_history(s.cost))
-            atomic_write_json(self.info_dir / f"training_history_{f}.json", doc)
+            self.store.write_history(f, doc)
 
     def _fruit_summary(self, f: str) -> dict:
         s = self.states[f]
@@ -496,18 +478,18 @@ class MultiFruitGANTrainer:
                    "created": getattr(self, "created", _now()), "updated": _now(),
                    "per_fruit": per_fruit}
         if sections:
-            report = cost_mod.build_cost_report(sections, self.model_dir, self.cfg.to_dict(), self.pricing)
+            report = cost_mod.build_cost_report(sections, self.store.path, self.cfg.to_dict(), self.pricing)
             summary["cost"] = {k: report[k] for k in report if k not in ("per_fruit", "fruits")}
-            atomic_write_json(self.info_dir / "cost_analysis_report.json", report)
-            cost_mod.write_description(self.info_dir / "description.txt", self.cfg.description,
-                                       self.dataset_info(), self.cfg.to_dict(), sections, report)
-        atomic_write_json(self.info_dir / f"training_summary_{self.cfg.model_name}.json", summary)
+            self.store.write_cost_report(report)
+            self.store.write_description(cost_mod.description_text(
+                self.cfg.description, self.dataset_info(), self.cfg.to_dict(), sections, report))
+        self.store.write_summary(summary)
 
     # ------------------------------------------------------------------ the run
     def train(self) -> dict:
         """Train every fruit to ``epochs``; returns the summary of this rank's fruits."""
-        if self.overwrite and not self.resume and self.dist.is_main and self.model_dir.exists():
-            shutil.rmtree(self.model_dir)   # asked for explicitly: the old model's files must not mix in
+        if self.overwrite and not self.resume and self.dist.is_main:
+            self.store.remove()             # asked for explicitly: the old model's files must not mix in
         self._barrier()
         self._build_models()
         self.created = _now()
@@ -548,17 +530,18 @@ class MultiFruitGANTrainer:
         for f in self.fruits:
             if self.states[f].cost:
                 self.log(cost_mod.format_cost_summary(f, self.states[f].cost))
-        self.log(f"model saved in {self.model_dir} (status: {status}, epoch {done} of {self.cfg.epochs})")
+        self.log(f"model saved in {self.store.path} (status: {status}, epoch {done} of {self.cfg.epochs})")
         return {f: self._fruit_summary(f) for f in self.fruits}
 
     def _mark_interrupted(self, done: int) -> None:
         """Say so in the summary; everything else stays as the last finished epoch wrote it."""
-        path = self.info_dir / f"training_summary_{self.cfg.model_name}.json"
-        if not self.dist.is_main or not path.exists():
+        if not self.dist.is_main:
             return
-        summary = json.loads(path.read_text())
+        summary = self.store.read_summary()
+        if summary is None:
+            return
         summary.update(status="interrupted", epochs_done=done, updated=_now())
-        atomic_write_json(path, summary)
+        self.store.write_summary(summary)
 
     def run_epoch(self, epoch: int) -> None:
         for gi, group in enumerate(self.groups):

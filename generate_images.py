@@ -388,7 +388,7 @@ def draw(cfg: GenerateConfig) -> int:
     if cfg.classify:
         import model_store as ms
 
-        fruits = ms.model_fruits(ms.model_dir(cfg.workdir, cfg.model), cfg.model)
+        fruits = ms.open_model(cfg.workdir, cfg.model).fruits()
         classifier, info = load_classifier_for(cfg.workdir, meta, fruits)
         acc = info.get("heldout_accuracy")
         print(f"quality classifier (dataset version {meta['dataset_version']}, fruits {', '.join(classifier.fruits)}; "

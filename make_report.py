@@ -23,6 +23,7 @@ NOTEBOOK = HERE / "report.ipynb"
 ASSETS = HERE / "report_assets" / "model_report"
 REPORT_EPOCHS = (1, 30, 100, 400)     # the milestone grids the report shows
 EXECUTE_TIMEOUT_S = 600               # per cell
+SMALL_SUFFIXES = (".json", ".txt")    # info/ files --collect copies (the weights stay out of the repository)
 
 
 def md(text: str):
@@ -95,7 +96,7 @@ for epoch in 1..E:
 ```"""),
         code("""
 # Set-up: the project's modules and the run this report reads.
-import json, math, os, sys
+import math, os, sys
 from pathlib import Path
 
 %matplotlib inline
@@ -109,14 +110,14 @@ from PIL import Image
 ROOT = Path.cwd()
 sys.path.insert(0, str(ROOT))
 import gan_model
+import model_store
 from gan_model import GANConfig, Generator, Discriminator, StackedGAN, compile_gan
 
 RUN = Path(os.environ.get("FRUITGAN_REPORT_RUN", ROOT / "report_assets" / "model_report"))
-INFO = RUN / "info"
-config = json.loads(next(INFO.glob("training_config_*.json")).read_text())
-summary = json.loads(next(INFO.glob("training_summary_*.json")).read_text())
+run = model_store.ModelFolder.at(RUN)       # the run's files, read by the module that writes them
+config, summary = run.read_config(), run.read_summary()
 FRUITS = config["fruits"]
-histories = {f: json.loads((INFO / f"training_history_{f}.json").read_text()) for f in FRUITS}
+histories = {f: run.read_history(f) for f in FRUITS}
 RES = config["resolution"]
 torch.manual_seed(0)
 print(f"run: {RUN.name} | model {config['model_name']} | dataset version {config['dataset_version']} | "
@@ -287,17 +288,14 @@ print("description:", config.get("description") or "(none)")
 """),
         md("### 4.2 What the generators drew at epochs 1, 30, 100 and 400 (fixed noise, first 16 images)"),
         code("""
-def milestone_image(fruit, epoch):
-    return RUN / f"generated_epoch_images_{fruit}" / f"epoch_{epoch:04d}.png"
-
-available = sorted({int(p.stem.split("_")[1]) for p in RUN.glob("generated_epoch_images_*/epoch_*.png")})
+available = run.progress_grid_epochs()
 wanted = [1, 30, 100, 400]
 shown = [min(available, key=lambda a: abs(a - w)) for w in wanted]   # the nearest saved milestone
 shown = list(dict.fromkeys(shown))
 fig, axes = plt.subplots(len(FRUITS), len(shown), figsize=(2.4 * len(shown), 2.4 * len(FRUITS)), squeeze=False)
 for r, f in enumerate(FRUITS):
     for c, e in enumerate(shown):
-        grid = np.asarray(Image.open(milestone_image(f, e)))
+        grid = np.asarray(Image.open(run.progress_grid_path(f, e)))
         cell = grid.shape[1] // 8
         axes[r, c].imshow(grid[: cell * 4, : cell * 4], cmap="gray")  # the first 4 x 4 images
         axes[r, c].set_xticks([]); axes[r, c].set_yticks([])
@@ -345,7 +343,7 @@ for f in FRUITS:
 print(f"{'fruit':<12}{'minutes':>9}{'s/epoch':>9}{'peak GB':>9}{'cost $':>12}{'$/epoch':>12}")
 for f, m, spe, gb, tot, pe in rows:
     print(f"{f:<12}{m:>9.2f}{spe:>9.3f}{gb:>9.2f}{tot:>12.6f}{pe:>12.8f}")
-report = json.loads((INFO / "cost_analysis_report.json").read_text())
+report = run.read_cost_report()
 totals = report.get("totals", {})
 print()
 print(f"whole run: {report['training_time_minutes']:.1f} min, {report['epochs_total']} fruit-epochs, peak memory "
@@ -496,19 +494,20 @@ def execute(nb, run_dir: Optional[Path] = None, timeout: int = EXECUTE_TIMEOUT_S
 
 def collect(model_dir: Path, dest: Path = ASSETS) -> Path:
     """Copy a run's small artefacts (JSON, text, the report's milestone grids) into report_assets/."""
-    model_dir = Path(model_dir)
-    if not (model_dir / "info").is_dir():
-        raise UserError(f"{model_dir} is not a model folder (no info/); give models/model_<name>")
-    if dest.exists():
-        shutil.rmtree(dest)
-    (dest / "info").mkdir(parents=True)
-    for p in (model_dir / "info").iterdir():
-        if p.suffix in (".json", ".txt"):
-            shutil.copy2(p, dest / "info" / p.name)
-    for folder in model_dir.glob("generated_epoch_images_*"):
-        (dest / folder.name).mkdir()
-        for p in folder.glob("epoch_*.png"):
-            shutil.copy2(p, dest / folder.name / p.name)
+    import model_store
+
+    source = model_store.ModelFolder.at(model_dir)         # UserError when it is not a model folder
+    copy = model_store.ModelFolder(dest, source.name)
+    copy.remove()
+    copy.info_dir.mkdir(parents=True)
+    for p in source.info_dir.iterdir():
+        if p.suffix in SMALL_SUFFIXES:
+            shutil.copy2(p, copy.info_dir / p.name)
+    for fruit, epochs in source.progress_grids().items():
+        for epoch in epochs:
+            target = copy.progress_grid_path(fruit, epoch)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source.progress_grid_path(fruit, epoch), target)
     return dest
 
 

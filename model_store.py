@@ -1,32 +1,46 @@
-"""Reading the models/ tree that gan_trainer.py writes: which models there are, and their generators.
+"""The models/ tree: the one module that knows its paths and file names, writes its files and reads them.
 
-    models/model_<name>/generator_<fruit>.pt            latest weights      (checkpoint="latest")
-    models/model_<name>/best/generator_<fruit>.pt       best by quality     (checkpoint="best")
-    models/model_<name>/checkpoints/epoch_NNNN.pt       kept every N epochs (checkpoint=N)
-    models/model_<name>/info/training_config_<name>.json, training_summary_<name>.json
+    models/model_<name>/generator_<fruit>.pt, discriminator_<fruit>.pt   latest weights (checkpoint="latest")
+    models/model_<name>/best/generator_<fruit>.pt                         best by quality (checkpoint="best")
+    models/model_<name>/checkpoints/latest.pt, epoch_NNNN.pt              everything to resume; kept every N epochs
+        (under torchrun each rank writes <stem>_rank<r>of<w>.pt holding only its own fruits)
+    models/model_<name>/generated_epoch_images_<fruit>/epoch_NNNN.png     fixed-noise progress grids
+    models/model_<name>/info/training_config_<name>.json, training_summary_<name>.json,
+        training_history_<fruit>.json, cost_analysis_report.json, description.txt
+    models/evaluators/classifier_version<V>_<R>px.pt                      gan_evaluation's cached classifier
 
-Every file is opened with torch.load(weights_only=True), and every name the user gives is checked, so a
-model folder can neither run code nor point outside models/. Unknown models, fruits and checkpoints are
-UserErrors that list what there is.
+ModelFolder is one model's folder as one process sees it (its rank under torchrun): gan_trainer builds the
+dicts and hands them to it; generate_images, train_gan and the report read through it. Every file is written
+atomically and opened with torch.load(weights_only=True), and every name is checked, so a model folder can
+neither run code nor point outside models/. Unknown models, fruits and checkpoints are UserErrors that list
+what there is.
 """
 from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
 from gan_model import GANConfig, Generator, network_from_payload
-from safe_files import check_name, inside
+from safe_files import NAME_PATTERN, atomic_save_image, atomic_torch_save, atomic_write_json, atomic_write_text, check_name, inside
 from user_io import UserError
 
 MODELS_DIR = "models"
 MODEL_PREFIX = "model_"
+EVALUATORS_DIR = "evaluators"          # under models/; not a model (no model_ prefix)
 CHECKPOINT_FORMAT = "fruitgan-checkpoint/1"
-EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pt$")
+INFO_DIR, BEST_DIR, CHECKPOINTS_DIR = "info", "best", "checkpoints"
+LATEST_STEM = "latest"
+GRID_DIR_PREFIX = "generated_epoch_images_"
+EPOCH_FILE = re.compile(r"^epoch_(\d+)(?:_rank(\d+)of(\d+))?\.pt$")   # kept checkpoints, one file or one per rank
+CONFIG_FILE = re.compile(r"^training_config_([A-Za-z0-9_][A-Za-z0-9_-]*)\.json$")
 GENERATOR_FILE = re.compile(r"^generator_([A-Za-z0-9_][A-Za-z0-9_-]*)\.pt$")
+GRID_FILE = re.compile(r"^epoch_(\d+)\.png$")
+NETWORK_KINDS = ("generator", "discriminator")
 NAMED_CHECKPOINTS = ("latest", "best")
 TRAIN_HINT = "train one with: python train_gan.py --dataset-version 1 --model-name v1"
 
@@ -34,6 +48,241 @@ TRAIN_HINT = "train one with: python train_gan.py --dataset-version 1 --model-na
 def models_root(workdir: Path) -> Path:
     """<workdir>/models."""
     return Path(workdir) / MODELS_DIR
+
+
+def model_folder_name(name: str) -> str:
+    """model_<name>: the one place the folder name is built."""
+    return f"{MODEL_PREFIX}{name}"
+
+
+def evaluator_path(workdir: Path, dataset_version: str, resolution: int) -> Path:
+    """models/evaluators/classifier_version<V>_<R>px.pt (the version name is checked: it cannot leave the folder)."""
+    check_name(dataset_version, "dataset version")
+    return inside(models_root(workdir), EVALUATORS_DIR, f"classifier_version{dataset_version}_{int(resolution)}px.pt")
+
+
+def _epoch_stem(epoch: int) -> str:
+    return f"epoch_{epoch:04d}"
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    """A JSON object, or None when the file is missing or unreadable (a listing must not fail on one bad file)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _torch_load(path: Path, map_location="cpu"):
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:     # damaged, truncated, or not a weights-only file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise UserError(f"cannot read {path} ({first}); the file is damaged: retrain or use another "
+                        "--checkpoint") from None
+
+
+class ModelFolder:
+    """models/model_<name>/ as process ``rank`` of ``world`` sees it (rank 0 of 1 without torchrun).
+
+    Paths: *_path() methods. Writes (atomic): write_*(). Reads: read_*() (JSON readers give None when a file
+    is missing or damaged, so a listing never fails on one bad file).
+    """
+
+    def __init__(self, path: Path, name: str, rank: int = 0, world: int = 1):
+        self.path = Path(path)
+        self.name = check_name(name, "model name")
+        self.rank, self.world = rank, world
+
+    @classmethod
+    def in_workdir(cls, workdir: Path, name: str, rank: int = 0, world: int = 1) -> "ModelFolder":
+        """<workdir>/models/model_<name> (the name is checked; the folder need not exist yet)."""
+        check_name(name, "model name")
+        return cls(inside(models_root(workdir), model_folder_name(name)), name, rank, world)
+
+    @classmethod
+    def at(cls, folder: Path) -> "ModelFolder":
+        """An existing model folder anywhere (e.g. a copy in report_assets/), named by its training config."""
+        folder = Path(folder)
+        info = folder / INFO_DIR
+        names = sorted(m.group(1) for p in info.glob("training_config_*.json") if (m := CONFIG_FILE.match(p.name)))
+        if len(names) != 1:
+            raise UserError(f"{folder} is not a model folder (it needs one info/training_config_<name>.json, "
+                            f"found {len(names)}); give models/model_<name>")
+        return cls(folder, names[0])
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def info_dir(self) -> Path:
+        return self.path / INFO_DIR
+
+    def exists(self) -> bool:
+        """A run has written here (its info/ folder exists)."""
+        return self.info_dir.exists()
+
+    def config_path(self) -> Path:
+        return self.info_dir / f"training_config_{self.name}.json"
+
+    def summary_path(self) -> Path:
+        return self.info_dir / f"training_summary_{self.name}.json"
+
+    def history_path(self, fruit: str) -> Path:
+        return self.info_dir / f"training_history_{check_name(fruit, 'fruit')}.json"
+
+    def cost_report_path(self) -> Path:
+        return self.info_dir / "cost_analysis_report.json"
+
+    def description_path(self) -> Path:
+        return self.info_dir / "description.txt"
+
+    def network_path(self, kind: str, fruit: str, best: bool = False) -> Path:
+        """<kind>_<fruit>.pt, or best/generator_<fruit>.pt."""
+        if kind not in NETWORK_KINDS or (best and kind != "generator"):
+            raise ValueError(f"no {'best ' if best else ''}{kind} file in a model folder")
+        return self.path / (BEST_DIR if best else "") / f"{kind}_{check_name(fruit, 'fruit')}.pt"
+
+    def generator_path(self, fruit: str, best: bool = False) -> Path:
+        return self.network_path("generator", fruit, best)
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / CHECKPOINTS_DIR
+
+    def checkpoint_path(self, which: Union[str, int] = LATEST_STEM) -> Path:
+        """This process's checkpoint: latest or kept epoch ``which``; per rank under torchrun."""
+        stem = LATEST_STEM if which == LATEST_STEM else _epoch_stem(int(which))
+        name = f"{stem}.pt" if self.world == 1 else f"{stem}_rank{self.rank}of{self.world}.pt"
+        return self.checkpoints_dir / name
+
+    def progress_grid_path(self, fruit: str, epoch: int) -> Path:
+        return self.path / f"{GRID_DIR_PREFIX}{check_name(fruit, 'fruit')}" / f"{_epoch_stem(epoch)}.png"
+
+    def progress_grids(self) -> Dict[str, List[int]]:
+        """{fruit: epochs with a progress grid, sorted} for the generated_epoch_images_<fruit>/ there are."""
+        grids = {}
+        for folder in sorted(self.path.glob(f"{GRID_DIR_PREFIX}*")):
+            fruit = folder.name[len(GRID_DIR_PREFIX):]
+            if folder.is_dir() and NAME_PATTERN.match(fruit):          # skip folders a person named oddly
+                grids[fruit] = sorted(int(m.group(1)) for p in folder.iterdir() if (m := GRID_FILE.match(p.name)))
+        return grids
+
+    def progress_grid_epochs(self) -> List[int]:
+        """Epochs with a progress grid of any fruit, sorted."""
+        return sorted({e for epochs in self.progress_grids().values() for e in epochs})
+
+    # ------------------------------------------------------------------ writing
+    def remove(self) -> None:
+        """Delete the whole folder (asked for with --overwrite: an old model's files must not mix in)."""
+        if self.path.exists():
+            shutil.rmtree(self.path)
+
+    def write_config(self, data: dict) -> Path:
+        return atomic_write_json(self.config_path(), data)
+
+    def write_summary(self, data: dict) -> Path:
+        return atomic_write_json(self.summary_path(), data)
+
+    def write_history(self, fruit: str, data: dict) -> Path:
+        return atomic_write_json(self.history_path(fruit), data)
+
+    def write_cost_report(self, report: dict) -> Path:
+        return atomic_write_json(self.cost_report_path(), report)
+
+    def write_description(self, text: str) -> Path:
+        return atomic_write_text(self.description_path(), text)
+
+    def write_network(self, payload: dict, best: bool = False) -> Path:
+        """A gan_model.network_payload (its "kind" and "fruit" name the file)."""
+        return atomic_torch_save(payload, self.network_path(payload["kind"], payload["fruit"], best))
+
+    def write_checkpoint(self, ckpt: dict, epoch: int, keep: bool) -> None:
+        """The latest checkpoint, and a kept copy of this epoch when ``keep``."""
+        atomic_torch_save(ckpt, self.checkpoint_path(LATEST_STEM))
+        if keep:
+            atomic_torch_save(ckpt, self.checkpoint_path(epoch))
+
+    def write_progress_grid(self, image, fruit: str, epoch: int) -> Path:
+        """A PIL image: the fixed-noise grid of ``fruit`` at ``epoch``."""
+        return atomic_save_image(image, self.progress_grid_path(fruit, epoch))
+
+    # ------------------------------------------------------------------ reading
+    def read_config(self) -> Optional[dict]:
+        return _read_json(self.config_path())
+
+    def read_summary(self) -> Optional[dict]:
+        return _read_json(self.summary_path())
+
+    def read_history(self, fruit: str) -> Optional[dict]:
+        return _read_json(self.history_path(fruit))
+
+    def read_cost_report(self) -> Optional[dict]:
+        return _read_json(self.cost_report_path())
+
+    def read_checkpoint(self, which: Union[str, int] = LATEST_STEM, map_location="cpu") -> dict:
+        """This process's checkpoint (see checkpoint_path), to resume from; UserError when missing or damaged."""
+        path = self.checkpoint_path(which)
+        if not path.exists():
+            raise UserError(f"model {self.name!r} has no checkpoint to resume from ({path.name} missing); "
+                            "train it again with --overwrite")
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as exc:  # a damaged file: say which, keep everything else
+            kept = self.checkpoint_path(0).name.replace(_epoch_stem(0), "epoch_NNNN")
+            raise UserError(f"cannot read checkpoint {path}: {type(exc).__name__}; "
+                            f"restore a kept {CHECKPOINTS_DIR}/{kept} as {path.name}") from None
+
+    def fruits(self) -> List[str]:
+        """The model's fruits: those with a generator file, else those its summary/config name."""
+        found = sorted(m.group(1) for p in self.path.glob("generator_*.pt") if (m := GENERATOR_FILE.match(p.name)))
+        if found:
+            return found
+        for record in (self.read_summary(), self.read_config()):
+            if record and isinstance(record.get("fruits"), list):
+                return [str(f) for f in record["fruits"]]
+        return []
+
+    def kept_checkpoints(self) -> Dict[int, List[Path]]:
+        """{epoch: its kept checkpoint files}: one epoch_NNNN.pt, or one per rank of a torchrun run."""
+        if not self.checkpoints_dir.is_dir():
+            return {}
+        kept: Dict[int, List[Path]] = {}
+        for p in sorted(self.checkpoints_dir.iterdir()):
+            if m := EPOCH_FILE.match(p.name):
+                kept.setdefault(int(m.group(1)), []).append(p)
+        return kept
+
+    def saved_epochs(self) -> List[int]:
+        """Epochs with a kept checkpoint, sorted."""
+        return sorted(self.kept_checkpoints())
+
+    def checkpoint_options(self, fruit: str) -> str:
+        """What --checkpoint can be for ``fruit``: "latest, best, 50, 100" (or "none")."""
+        options = []
+        if self.generator_path(fruit).is_file():
+            options.append("latest")
+        if self.generator_path(fruit, best=True).is_file():
+            options.append("best")
+        options += [str(e) for e in self.saved_epochs()]
+        return ", ".join(options) if options else "none"
+
+    def read_kept_checkpoint(self, epoch: int, fruit: str) -> Tuple[dict, Path]:
+        """The kept checkpoint of ``epoch`` holding ``fruit`` (under torchrun: whichever rank's file holds it)."""
+        paths = self.kept_checkpoints().get(epoch)
+        if not paths:
+            raise UserError(f"model {self.name!r} kept no checkpoint of epoch {epoch} "
+                            f"(checkpoints of {fruit}: {self.checkpoint_options(fruit)})")
+        held: List[str] = []
+        for path in paths:
+            payload = _torch_load(path)
+            if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+                raise UserError(f"{path} is not a training checkpoint ({CHECKPOINT_FORMAT}); the model folder is damaged")
+            fruits = payload.get("fruits") or {}
+            if fruit in fruits:
+                return payload, path
+            held += list(fruits)
+        where = paths[0].name if len(paths) == 1 else f"epoch {epoch}"
+        raise UserError(f"checkpoint {where} has no {fruit!r} (it has: {', '.join(held) or 'no fruits'})")
 
 
 def model_names(workdir: Path) -> List[str]:
@@ -57,52 +306,20 @@ def _there_are(workdir: Path) -> str:
     return f"models there are: {', '.join(names)}" if names else f"there are no models in {models_root(workdir)} yet; {TRAIN_HINT}"
 
 
-def model_dir(workdir: Path, name: str, must_exist: bool = True) -> Path:
-    """models/model_<name> (the name is checked); UserError listing the models there are when missing."""
+def open_model(workdir: Path, name: str) -> ModelFolder:
+    """An existing model's folder; UserError listing the models there are when the name is bad or missing."""
     try:
-        check_name(name, "model name")
+        folder = ModelFolder.in_workdir(workdir, name)
     except UserError as exc:
         raise UserError(f"{exc}; {_there_are(workdir)}") from None
-    path = inside(models_root(workdir), f"{MODEL_PREFIX}{name}")
-    if must_exist and not path.is_dir():
+    if not folder.path.is_dir():
         raise UserError(f"no model {name!r} ({_there_are(workdir)})")
-    return path
+    return folder
 
 
-def _read_json(path: Path) -> Optional[dict]:
-    """A JSON object, or None when the file is missing or unreadable (a listing must not fail on one bad file)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def read_summary(folder: Path, name: str) -> Optional[dict]:
-    return _read_json(folder / "info" / f"training_summary_{name}.json")
-
-
-def read_config(folder: Path, name: str) -> Optional[dict]:
-    return _read_json(folder / "info" / f"training_config_{name}.json")
-
-
-def model_fruits(folder: Path, name: str) -> List[str]:
-    """The model's fruits: those with a generator file, else those its summary/config name."""
-    found = sorted(m.group(1) for p in folder.glob("generator_*.pt") if (m := GENERATOR_FILE.match(p.name)))
-    if found:
-        return found
-    for record in (read_summary(folder, name), read_config(folder, name)):
-        if record and isinstance(record.get("fruits"), list):
-            return [str(f) for f in record["fruits"]]
-    return []
-
-
-def saved_epochs(folder: Path) -> List[int]:
-    """Epochs with a kept checkpoint (checkpoints/epoch_NNNN.pt), sorted."""
-    ckpt = folder / "checkpoints"
-    if not ckpt.is_dir():
-        return []
-    return sorted(int(m.group(1)) for p in ckpt.iterdir() if (m := EPOCH_FILE.match(p.name)))
+def model_dir(workdir: Path, name: str) -> Path:
+    """models/model_<name> of an existing model (see open_model)."""
+    return open_model(workdir, name).path
 
 
 def _quality(summary: Optional[dict]) -> dict:
@@ -119,24 +336,24 @@ def _quality(summary: Optional[dict]) -> dict:
 
 def describe_model(workdir: Path, name: str) -> dict:
     """What list_models reports for one model (the fields missing from its records are None)."""
-    folder = model_dir(workdir, name)
-    summary = read_summary(folder, name) or {}
-    config = read_config(folder, name) or {}
+    folder = open_model(workdir, name)
+    summary = folder.read_summary() or {}
+    config = folder.read_config() or {}
     pick = lambda key: summary.get(key, config.get(key))
     return {
         "name": name,
-        "path": str(folder),
+        "path": str(folder.path),
         "created": pick("created"),
         "updated": summary.get("updated"),
         "dataset_version": pick("dataset_version"),
         "resolution": pick("resolution"),
-        "fruits": model_fruits(folder, name),
+        "fruits": folder.fruits(),
         "epochs_done": summary.get("epochs_done"),
         "epochs_planned": summary.get("epochs_planned", config.get("epochs")),
         "status": summary.get("status") or ("unknown" if not summary else None),
         "description": config.get("description"),
         "quality": _quality(summary),
-        "saved_epochs": saved_epochs(folder),
+        "saved_epochs": folder.saved_epochs(),
     }
 
 
@@ -159,25 +376,6 @@ def parse_checkpoint(value: Union[str, int]) -> Union[str, int]:
     raise ValueError(f"checkpoint {value!r} is not 'latest', 'best' or an epoch number")
 
 
-def _torch_load(path: Path):
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:     # damaged, truncated, or not a weights-only file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise UserError(f"cannot read {path} ({first}); the file is damaged: retrain or use another "
-                        "--checkpoint") from None
-
-
-def _checkpoint_list(folder: Path, fruit: str) -> str:
-    options = []
-    if (folder / f"generator_{fruit}.pt").is_file():
-        options.append("latest")
-    if (folder / "best" / f"generator_{fruit}.pt").is_file():
-        options.append("best")
-    options += [str(e) for e in saved_epochs(folder)]
-    return ", ".join(options) if options else "none"
-
-
 def _generator_from_payload(payload, path: Path, use_ema: bool) -> Tuple[Generator, bool]:
     net = network_from_payload(payload)
     if not isinstance(net, Generator):
@@ -192,13 +390,8 @@ def _generator_from_payload(payload, path: Path, use_ema: bool) -> Tuple[Generat
     return net, False
 
 
-def _generator_from_checkpoint(payload, path: Path, fruit: str, use_ema: bool) -> Tuple[Generator, bool, int]:
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"{path} is not a training checkpoint ({CHECKPOINT_FORMAT}); the model folder is damaged")
-    fruits = payload.get("fruits") or {}
-    if fruit not in fruits:
-        raise UserError(f"checkpoint {path.name} has no {fruit!r} (it has: {', '.join(fruits) or 'no fruits'})")
-    states = fruits[fruit]
+def _generator_from_checkpoint(payload: dict, path: Path, fruit: str, use_ema: bool) -> Tuple[Generator, bool, int]:
+    states = payload["fruits"][fruit]
     used_ema = bool(use_ema and states.get("ema"))
     net = Generator(GANConfig.from_dict(payload.get("gan_config")))
     try:
@@ -213,37 +406,35 @@ def load_generator(workdir: Path, name: str, fruit: str, checkpoint: Union[str, 
     """One fruit's generator of model ``name``, in eval mode on ``device``, and what it is.
 
     checkpoint: "latest" (generator_<fruit>.pt), "best" (best/generator_<fruit>.pt) or an epoch number
-    (checkpoints/epoch_NNNN.pt). use_ema: the moving-average weights when the model kept them.
+    (checkpoints/epoch_NNNN.pt, or the epoch_NNNN_rank<r>of<w>.pt holding the fruit). use_ema: the
+    moving-average weights when the model kept them.
     meta: {"model","fruit","checkpoint","epoch","path","used_ema","config","metrics"(best only, else None),
     "dataset_version","resolution"}.
     """
-    folder = model_dir(workdir, name)
-    fruits = model_fruits(folder, name)
+    folder = open_model(workdir, name)
+    fruits = folder.fruits()
     if fruit not in fruits:
         raise UserError(f"model {name!r} has no {fruit!r} generator (fruits there are: {', '.join(fruits) or 'none'})")
     check_name(fruit, "fruit")        # the fruit list may come from a hand-edited JSON file
     try:
         checkpoint = parse_checkpoint(checkpoint)
     except ValueError as exc:
-        raise UserError(f"{exc}; checkpoints of {name} {fruit}: {_checkpoint_list(folder, fruit)}") from None
+        raise UserError(f"{exc}; checkpoints of {name} {fruit}: {folder.checkpoint_options(fruit)}") from None
     metrics = None
     if isinstance(checkpoint, int):
-        path = folder / "checkpoints" / f"epoch_{checkpoint:04d}.pt"
-        if not path.is_file():
-            raise UserError(f"model {name!r} kept no checkpoint of epoch {checkpoint} "
-                            f"(checkpoints of {fruit}: {_checkpoint_list(folder, fruit)})")
-        net, used_ema, epoch = _generator_from_checkpoint(_torch_load(path), path, fruit, use_ema)
+        payload, path = folder.read_kept_checkpoint(checkpoint, fruit)
+        net, used_ema, epoch = _generator_from_checkpoint(payload, path, fruit, use_ema)
     else:
-        path = folder / ("best" if checkpoint == "best" else "") / f"generator_{fruit}.pt"
+        path = folder.generator_path(fruit, best=checkpoint == "best")
         if not path.is_file():
             why = " yet (it is written at the first milestone evaluation)" if checkpoint == "best" else ""
             raise UserError(f"model {name!r} has no {checkpoint} {fruit} generator{why} "
-                            f"(checkpoints of {fruit}: {_checkpoint_list(folder, fruit)})")
+                            f"(checkpoints of {fruit}: {folder.checkpoint_options(fruit)})")
         payload = _torch_load(path)
         net, used_ema = _generator_from_payload(payload, path, use_ema)
         epoch = payload.get("epoch")
         metrics = payload.get("metrics")
-    record = read_summary(folder, name) or read_config(folder, name) or {}
+    record = folder.read_summary() or folder.read_config() or {}
     meta = {"model": name, "fruit": fruit, "checkpoint": checkpoint, "epoch": epoch, "path": str(path),
             "used_ema": used_ema, "config": net.config.to_dict(), "metrics": metrics,
             "dataset_version": record.get("dataset_version"), "resolution": net.config.resolution}

@@ -90,8 +90,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"\n$ {shown}", flush=True)
         if subprocess.run(cmd).returncode != 0:
             raise UserError(f"step failed: {Path(cmd[1]).name} (its message is above); fix it and rerun")
+    from model_store import ModelFolder
+
     print(f"\npipeline done in {(time.perf_counter() - t0) / 60:.1f} min: model in "
-          f"{cfg.workdir / 'models' / ('model_' + cfg.name)}, images in {cfg.workdir / 'outputs'}")
+          f"{ModelFolder.in_workdir(cfg.workdir, cfg.name).path}, images in {cfg.workdir / 'outputs'}")
     return 0
 
 

@@ -80,6 +80,7 @@ def ask_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path):
     """Fill every setting from its flag, else from a prompt (or its default with --yes)."""
     import data_loader
     from gan_trainer import TrainConfig
+    from model_store import ModelFolder
 
     versions = data_loader.list_versions(workdir)
     if not versions:
@@ -94,11 +95,9 @@ def ask_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path):
             raise ValueError(f"no version {text!r}; there are: {', '.join(sorted(versions))}")
         return text
 
-    models_dir = workdir / "models"
-
     def parse_model(text: str) -> str:
         name = check_name(text, "model name")
-        if not args.resume and not args.overwrite and (models_dir / f"model_{name}" / "info").exists():
+        if not args.resume and not args.overwrite and ModelFolder.in_workdir(workdir, name).exists():
             raise ValueError(f"model {name!r} already exists (use another name, --resume or --overwrite)")
         return name
 
@@ -159,11 +158,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.yes = True
     prompter = Prompter(assume_yes=args.yes)
     from gan_trainer import MultiFruitGANTrainer
+    from model_store import ModelFolder
 
     try:
         config = ask_settings(args, prompter, workdir)
         overwrite = args.overwrite
-        if not args.resume and not overwrite and (workdir / "models" / f"model_{config.model_name}" / "info").exists():
+        if not args.resume and not overwrite and ModelFolder.in_workdir(workdir, config.model_name).exists():
             raise UserError(f"model {config.model_name!r} already exists; use another --model-name, "
                             "--resume to continue it, or --overwrite to replace it")
         log = print if dist_info.is_main else (lambda msg: print(f"[rank {dist_info.rank}] {msg}"))

@@ -8,6 +8,7 @@ import threading
 import pytest
 
 import cost_analysis_training as cat
+from model_store import ModelFolder
 from user_io import UserError
 
 GIB = 1024 ** 3
@@ -379,12 +380,14 @@ def test_cost_report_contents(pricing, tmp_path):
 def test_description_file(pricing, tmp_path):
     sections = two_fruit_run(pricing)
     report = cat.build_cost_report(sections, tmp_path / "missing_dir", {}, pricing)
-    path = cat.write_description(
-        tmp_path / "info" / "description.txt", "Doodle fruits, small test.",
+    text = cat.description_text(
+        "Doodle fruits, small test.",
         {"version": "v1", "resolution": 28, "fruits": ["apple", "banana"],
          "image_counts": {"apple": 120, "banana": 80}},
         {"epochs": 10, "batch_size": 32, "lr": 0.0002, "gan_config": {"g_channels": 128}},
         sections, report)
+    path = ModelFolder(tmp_path, "x").write_description(text)     # model_store writes info/description.txt
+    assert path == tmp_path / "info" / "description.txt"
     text = path.read_text()
     lines = text.splitlines()
     assert lines[2] == "Doodle fruits, small test."

@@ -120,6 +120,19 @@ def test_outdir_writes_one_png_per_image(modeldir, tmp_path):
     assert not (modeldir / "outputs").exists()                              # no grid without --save
 
 
+def test_checkpoint_n_of_a_torchrun_model_reads_the_rank_file_holding_the_fruit(tmp_path, headless, capsys):
+    """Under torchrun epoch N is kept as epoch_NNNN_rank<r>of<w>.pt per rank; --checkpoint N draws from the right one."""
+    written = build_model(tmp_path, "d2", fruits=("apple", "banana", "pear"), world=2)
+    outdir = tmp_path / "each"
+    assert run(tmp_path, "d2", "banana", "--num-images", 3, "--seed", 4, "--outdir", outdir, "--checkpoint", 4) == 0
+    assert "epoch-4 checkpoint (epoch 4)" in capsys.readouterr().out
+    expected = gi.to_uint8(gi.generate(written[("banana", 4)], gi.sample_noise(3, 100, seed=4)))
+    files = sorted(outdir.glob("*.png"))
+    assert len(files) == 3
+    for file, pixels in zip(files, expected):
+        assert np.array_equal(np.asarray(Image.open(file)), pixels)
+
+
 def test_listing(tmp_path, capsys, headless):
     assert run(tmp_path) == 0
     assert "No trained models" in capsys.readouterr().out

@@ -36,8 +36,14 @@ def seeded_generator(seed: int, cfg: GANConfig = TINY_CFG) -> Generator:
 
 
 def build_model(workdir, name="v1", fruits=("apple", "banana"), dataset_version="1", epochs_done=4,
-                kept_epochs=(2, 4), best=True, ema=False, summary=True, cfg: GANConfig = TINY_CFG) -> dict:
-    """Write models/model_<name>/ like gan_trainer.py does; returns {(fruit, checkpoint): Generator} written."""
+                kept_epochs=(2, 4), best=True, ema=False, summary=True, cfg: GANConfig = TINY_CFG,
+                world: int = 1) -> dict:
+    """Write models/model_<name>/ like gan_trainer.py does; returns {(fruit, checkpoint): Generator} written.
+
+    world > 1: the kept checkpoints are written as under torchrun, one epoch_NNNN_rank<r>of<world>.pt per
+    rank holding only that rank's fruits (fruits[r::world]). The names are spelled out here, not taken from
+    model_store, so the reader is checked against the trainer's layout.
+    """
     folder = workdir / "models" / f"model_{name}"
     written = {}
     for i, fruit in enumerate(fruits):
@@ -58,14 +64,19 @@ def build_model(workdir, name="v1", fruits=("apple", "banana"), dataset_version=
                                               metrics=metrics, score=1.0), folder / "best" / f"generator_{fruit}.pt")
             written[(fruit, "best")] = b
     for e in kept_epochs:
-        states = {}
-        for i, fruit in enumerate(fruits):
-            g = seeded_generator(1000 * e + i, cfg)
-            written[(fruit, e)] = g
-            states[fruit] = {"generator": g.state_dict(), "discriminator": Discriminator(cfg).state_dict(), "ema": None}
-        atomic_torch_save({"format": "fruitgan-checkpoint/1", "epoch": e, "gan_config": cfg.to_dict(),
-                           "fruits": states, "groups": [], "rng": {}, "history": {}},
-                          folder / "checkpoints" / f"epoch_{e:04d}.pt")
+        for rank in range(world):
+            states = {}
+            for i, fruit in enumerate(fruits):
+                if i % world != rank:
+                    continue
+                g = seeded_generator(1000 * e + i, cfg)
+                written[(fruit, e)] = g
+                states[fruit] = {"generator": g.state_dict(), "discriminator": Discriminator(cfg).state_dict(),
+                                 "ema": None}
+            file = f"epoch_{e:04d}.pt" if world == 1 else f"epoch_{e:04d}_rank{rank}of{world}.pt"
+            atomic_torch_save({"format": "fruitgan-checkpoint/1", "epoch": e, "gan_config": cfg.to_dict(),
+                               "fruits": states, "groups": [], "rng": {}, "history": {}},
+                              folder / "checkpoints" / file)
     created = "2025-01-02T03:04:05+00:00"
     atomic_write_json(folder / "info" / f"training_config_{name}.json", {
         "model_name": name, "dataset_version": dataset_version, "fruits": list(fruits),
@@ -193,3 +204,121 @@ def test_parse_checkpoint():
     for bad in ("-1", "1.5", "first", -2):
         with pytest.raises(ValueError):
             model_store.parse_checkpoint(bad)
+
+
+@pytest.mark.parametrize("epoch", [2, 4])
+def test_per_rank_checkpoints_are_found_for_each_fruit(tmp_path, epoch):
+    """Under torchrun each rank keeps epoch_NNNN_rank<r>of<w>.pt with only its fruits; --checkpoint N finds them."""
+    fruits = ("apple", "banana", "pear")
+    written = build_model(tmp_path, "d2", fruits=fruits, world=2)
+    names = sorted(p.name for p in (tmp_path / "models" / "model_d2" / "checkpoints").iterdir())
+    assert f"epoch_{epoch:04d}_rank0of2.pt" in names and f"epoch_{epoch:04d}_rank1of2.pt" in names
+    for fruit in fruits:                                  # apple, pear in rank 0's file; banana in rank 1's
+        g, meta = model_store.load_generator(tmp_path, "d2", fruit, epoch)
+        assert same_weights(g, written[(fruit, epoch)]) and meta["epoch"] == epoch
+        assert meta["path"].endswith(f"_rank{fruits.index(fruit) % 2}of2.pt")
+    (m,) = model_store.list_models(tmp_path)
+    assert m["saved_epochs"] == [2, 4]                    # one entry per epoch, not one per rank file
+    with pytest.raises(UserError, match=r"epoch 3 .*checkpoints of pear: latest, best, 2, 4\)"):
+        model_store.load_generator(tmp_path, "d2", "pear", 3)
+
+
+def test_per_rank_checkpoint_without_the_fruit_says_what_it_holds(tmp_path):
+    build_model(tmp_path, "d2", fruits=("apple", "banana"), world=2, kept_epochs=(2,))
+    (tmp_path / "models" / "model_d2" / "checkpoints" / "epoch_0002_rank1of2.pt").unlink()   # banana's rank lost
+    with pytest.raises(UserError, match=r"checkpoint epoch_0002_rank0of2.pt has no 'banana' \(it has: apple\)"):
+        model_store.load_generator(tmp_path, "d2", "banana", 2)
+
+
+def test_model_folder_names_every_file_of_the_tree(tmp_path):
+    folder = model_store.ModelFolder.in_workdir(tmp_path, "v1")
+    root = (tmp_path / "models" / "model_v1").resolve()
+    assert folder.path == root and not folder.exists()
+    assert folder.config_path() == root / "info" / "training_config_v1.json"
+    assert folder.summary_path() == root / "info" / "training_summary_v1.json"
+    assert folder.history_path("pear") == root / "info" / "training_history_pear.json"
+    assert folder.cost_report_path() == root / "info" / "cost_analysis_report.json"
+    assert folder.description_path() == root / "info" / "description.txt"
+    assert folder.generator_path("pear") == root / "generator_pear.pt"
+    assert folder.generator_path("pear", best=True) == root / "best" / "generator_pear.pt"
+    assert folder.network_path("discriminator", "pear") == root / "discriminator_pear.pt"
+    assert folder.checkpoint_path("latest") == root / "checkpoints" / "latest.pt"
+    assert folder.checkpoint_path(50) == root / "checkpoints" / "epoch_0050.pt"
+    assert folder.progress_grid_path("pear", 7) == root / "generated_epoch_images_pear" / "epoch_0007.png"
+    ranked = model_store.ModelFolder.in_workdir(tmp_path, "v1", rank=1, world=3)
+    assert ranked.checkpoint_path("latest") == root / "checkpoints" / "latest_rank1of3.pt"
+    assert ranked.checkpoint_path(50) == root / "checkpoints" / "epoch_0050_rank1of3.pt"
+    assert model_store.evaluator_path(tmp_path, "v2", 28) == \
+        (tmp_path / "models" / "evaluators" / "classifier_versionv2_28px.pt").resolve()
+
+
+def test_model_folder_refuses_names_that_leave_it(tmp_path):
+    for bad in ("../x", "a/b", ".hidden"):
+        with pytest.raises(UserError, match="invalid model name"):
+            model_store.ModelFolder.in_workdir(tmp_path, bad)
+        with pytest.raises(UserError, match="invalid fruit"):
+            model_store.ModelFolder.in_workdir(tmp_path, "v1").history_path(bad)
+    with pytest.raises(UserError, match="invalid dataset version"):
+        model_store.evaluator_path(tmp_path, "../v1", 28)
+
+
+def test_written_files_read_back(tmp_path):
+    from PIL import Image
+
+    folder = model_store.ModelFolder.in_workdir(tmp_path, "rt")
+    folder.write_config({"model_name": "rt", "fruits": ["apple"], "lr": 2e-4})
+    folder.write_summary({"status": "running", "epochs_done": 3})
+    folder.write_history("apple", {"epochs": [{"epoch": 1, "d_loss": 0.5}]})
+    folder.write_cost_report({"training_hours": 0.25})
+    folder.write_description("a test model\n")
+    assert folder.exists()
+    assert folder.read_config() == {"model_name": "rt", "fruits": ["apple"], "lr": 2e-4}
+    assert folder.read_summary() == {"status": "running", "epochs_done": 3}
+    assert folder.read_history("apple") == {"epochs": [{"epoch": 1, "d_loss": 0.5}]}
+    assert folder.read_cost_report() == {"training_hours": 0.25}
+    assert folder.description_path().read_text() == "a test model\n"
+    assert folder.read_history("pear") is None                       # missing: None, not an exception
+    # Networks: the payload's kind and fruit name the file; load_generator reads them back.
+    g, b = seeded_generator(1), seeded_generator(2)
+    folder.write_network(network_payload(g, TINY_CFG, "generator", fruit="apple", epoch=3))
+    folder.write_network(network_payload(Discriminator(TINY_CFG), TINY_CFG, "discriminator", fruit="apple", epoch=3))
+    folder.write_network(network_payload(b, TINY_CFG, "generator", fruit="apple", epoch=2, metrics={"fid": 1.0}),
+                         best=True)
+    assert folder.fruits() == ["apple"]
+    latest, meta = model_store.load_generator(tmp_path, "rt", "apple")
+    assert same_weights(latest, g) and meta["epoch"] == 3
+    best, meta = model_store.load_generator(tmp_path, "rt", "apple", "best")
+    assert same_weights(best, b) and meta["metrics"] == {"fid": 1.0}
+    assert torch.load(folder.network_path("discriminator", "apple"), weights_only=True)["kind"] == "discriminator"
+    # Progress grids.
+    folder.write_progress_grid(Image.new("L", (4, 4), 200), "apple", 10)
+    folder.write_progress_grid(Image.new("L", (4, 4), 100), "apple", 1)
+    assert folder.progress_grids() == {"apple": [1, 10]} and folder.progress_grid_epochs() == [1, 10]
+    assert Image.open(folder.progress_grid_path("apple", 10)).getpixel((0, 0)) == 200
+    # A model folder elsewhere (a report's copy) is named by its config file.
+    assert model_store.ModelFolder.at(folder.path).name == "rt"
+    with pytest.raises(UserError, match="not a model folder"):
+        model_store.ModelFolder.at(tmp_path)
+
+
+def test_checkpoints_round_trip_latest_and_kept(tmp_path):
+    folder = model_store.ModelFolder.in_workdir(tmp_path, "ck")
+    with pytest.raises(UserError, match=r"no checkpoint to resume from \(latest.pt missing\)"):
+        folder.read_checkpoint()
+    for epoch in (1, 2):
+        ckpt = {"format": model_store.CHECKPOINT_FORMAT, "epoch": epoch, "weights": torch.full((2,), float(epoch))}
+        folder.write_checkpoint(ckpt, epoch, keep=epoch == 2)
+    latest = folder.read_checkpoint("latest")
+    assert latest["epoch"] == 2 and torch.equal(latest["weights"], torch.full((2,), 2.0))
+    assert folder.read_checkpoint(2)["epoch"] == 2 and folder.saved_epochs() == [2]   # epoch 1 was not kept
+    folder.checkpoint_path("latest").write_bytes(b"half a file")
+    with pytest.raises(UserError, match=r"cannot read checkpoint .*latest.pt.*restore a kept checkpoints/epoch_NNNN.pt as latest.pt"):
+        folder.read_checkpoint()
+    # Under torchrun each rank reads and writes only its own files.
+    rank1 = model_store.ModelFolder.in_workdir(tmp_path, "ck", rank=1, world=2)
+    rank1.write_checkpoint({"epoch": 5}, 5, keep=True)
+    assert rank1.read_checkpoint()["epoch"] == 5 and rank1.checkpoint_path("latest").name == "latest_rank1of2.pt"
+    assert folder.saved_epochs() == [2, 5]
+    rank1.checkpoint_path("latest").write_bytes(b"x")
+    with pytest.raises(UserError, match=r"restore a kept checkpoints/epoch_NNNN_rank1of2.pt as latest_rank1of2.pt"):
+        rank1.read_checkpoint()
