@@ -35,6 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import pictures
 from safe_files import atomic_torch_save, check_name, inside
 from user_io import UserError
 
@@ -190,7 +191,7 @@ def _data_hash(fruits: Sequence[str], real_by_fruit: Mapping, augmented_by_fruit
     h.update(repr(sorted(asdict(train_cfg).items())).encode())
     for fruit in sorted(fruits):                  # the same data in another order is the same classifier
         images = real_by_fruit[fruit].detach().cpu()
-        pixels = ((images.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        pixels = pictures.to_pixels(images)
         h.update(f"|{fruit}|{tuple(images.shape)}|".encode())
         h.update(pixels.numpy().tobytes())
         for extra in (augmented_by_fruit, source_index_by_fruit):
