@@ -36,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import model_store
+import pictures
 from safe_files import atomic_torch_save
 from user_io import UserError
 
@@ -189,7 +190,7 @@ def _data_hash(fruits: Sequence[str], real_by_fruit: Mapping, augmented_by_fruit
     h.update(repr(sorted(asdict(train_cfg).items())).encode())
     for fruit in sorted(fruits):                  # the same data in another order is the same classifier
         images = real_by_fruit[fruit].detach().cpu()
-        pixels = ((images.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        pixels = pictures.to_pixels(images)
         h.update(f"|{fruit}|{tuple(images.shape)}|".encode())
         h.update(pixels.numpy().tobytes())
         for extra in (augmented_by_fruit, source_index_by_fruit):

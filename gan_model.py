@@ -286,12 +286,20 @@ def train_step(gan: CompiledGAN, real: torch.Tensor, noise: torch.Tensor) -> dic
 
 
 @torch.no_grad()
-def generate(generator: Generator, noise: torch.Tensor) -> torch.Tensor:
-    """Images (B,1,R,R) in [-1,1] from noise (B,nz), in eval mode (BN running statistics)."""
+def generate(generator: nn.Module, noise: torch.Tensor, batch_size: Optional[int] = None) -> torch.Tensor:
+    """Images (B,1,R,R) in [-1,1] from noise (B,nz), in eval mode (BN running statistics), mode restored after.
+
+    With ``batch_size`` the noise goes through in slices of that many (bounded memory) and the images are
+    gathered on the CPU; without it, in one pass on the generator's device.
+    """
     was_training = generator.training
     generator.eval()
     try:
-        return generator(noise)
+        if batch_size is None:
+            return generator(noise)
+        device = next(generator.parameters()).device
+        return torch.cat([generator(noise[s:s + batch_size].to(device)).cpu()
+                          for s in range(0, noise.shape[0], batch_size)])
     finally:
         generator.train(was_training)
 

@@ -22,7 +22,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -30,6 +29,7 @@ import cost_analysis_training as cost_mod
 import data_loader
 from gan_model import GANConfig, network_payload, Generator, Discriminator
 from grouped_gan import GroupedGAN, tune_cpu_allocator
+import pictures
 from model_store import CHECKPOINT_FORMAT, ModelFolder
 from safe_files import FRUITS, check_name
 from user_io import UserError
@@ -38,6 +38,7 @@ DEFAULT_MILESTONES = (1, 10, 20, 30, 40, 100, 200, 300, 400)
 MILESTONE_EVERY_AFTER = 100       # past the listed milestones, one image grid every 100 epochs
 GRID_SIDE = 8                     # fixed-noise progress grids are 8 x 8 images
 GRID_PAD = 2                      # pixels between grid cells
+GRID_GUTTER = 128                 # grey between the black cells
 SEED_STRIDE = 1009                # per-fruit seeds: seed * SEED_STRIDE + fruit index (a prime, so no overlap)
 EVAL_SEED_OFFSET = 7919           # evaluation noise comes from its own stream, so it never shifts training RNG
 ETA_PROBE_STEPS = 2               # timed steps (on a throw-away copy) for the ETA before training
@@ -101,18 +102,8 @@ def milestone_epochs(milestones: Sequence[int], last_epoch: int) -> set:
 
 
 def image_grid(images: torch.Tensor, side: int = GRID_SIDE, pad: int = GRID_PAD):
-    """(N,1,R,R) in [-1,1] -> a PIL grayscale grid image, row-major, white strokes on black."""
-    from PIL import Image
-
-    n, _, r, _ = images.shape
-    cols = min(side, n)
-    rows = math.ceil(n / cols)
-    pixels = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()[:, 0]
-    canvas = np.full((rows * (r + pad) + pad, cols * (r + pad) + pad), 128, dtype=np.uint8)  # grey gutters
-    for i in range(n):
-        y, x = divmod(i, cols)
-        canvas[pad + y * (r + pad): pad + y * (r + pad) + r, pad + x * (r + pad): pad + x * (r + pad) + r] = pixels[i]
-    return Image.fromarray(canvas, mode="L")
+    """(N,1,R,R) in [-1,1] -> a PIL grayscale grid image, ``side`` per row, grey gutters between the tiles."""
+    return pictures.image_grid(pictures.to_uint8(images), min(side, images.shape[0]), pad, GRID_GUTTER)
 
 
 def _now() -> str:

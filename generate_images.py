@@ -23,6 +23,8 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 import torch
 
+import gan_model
+import pictures
 from safe_files import atomic_save_image, default_workdir
 from user_io import UserError, cli_value, int_in_range, run_main
 
@@ -91,38 +93,6 @@ def interpolation_noise(rows: int, steps: int, noise_dim: int, seed: int) -> tor
     ends = sample_noise(2 * rows, noise_dim, seed).view(rows, 2, noise_dim)
     frames = [slerp(ends[:, 0], ends[:, 1], i / (steps - 1)) for i in range(steps)]   # steps x (rows, nz)
     return torch.stack(frames, dim=1).reshape(rows * steps, noise_dim)
-
-
-@torch.no_grad()
-def generate(generator: torch.nn.Module, noise: torch.Tensor) -> torch.Tensor:
-    """(N,nz) -> (N,1,R,R) in [-1,1], eval mode, in batches."""
-    generator.eval()
-    device = next(generator.parameters()).device
-    out = [generator(noise[s:s + GENERATE_BATCH].to(device)).cpu() for s in range(0, noise.shape[0], GENERATE_BATCH)]
-    return torch.cat(out)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(N,1,R,R) in [-1,1] -> (N,R,R) uint8, white strokes on black like the training data."""
-    pixels = ((images.detach().float().cpu()[:, 0] + 1.0) * 127.5).round().clamp(0, 255)
-    return pixels.to(torch.uint8).numpy()
-
-
-def image_grid(pixels: np.ndarray, columns: int):
-    """(N,R,R) uint8 -> one PIL image: tiles in rows of ``columns``, grey gaps, enlarged when small."""
-    from PIL import Image
-
-    n, r = pixels.shape[0], pixels.shape[1]
-    rows = math.ceil(n / columns)
-    step = r + GRID_PAD
-    grid = np.full((rows * step + GRID_PAD, columns * step + GRID_PAD), GRID_PAD_VALUE, dtype=np.uint8)
-    for i in range(n):
-        y, x = divmod(i, columns)
-        grid[GRID_PAD + y * step: GRID_PAD + y * step + r, GRID_PAD + x * step: GRID_PAD + x * step + r] = pixels[i]
-    scale = max(1, math.ceil(MIN_TILE_PX / r))
-    if scale > 1:
-        grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)        # nearest neighbour: crisp pixels
-    return Image.fromarray(grid)
 
 
 def save_png(image, path: Path) -> Path:
@@ -365,8 +335,8 @@ def draw(cfg: GenerateConfig) -> int:
         n = cfg.num_images or DEFAULT_GRID_IMAGES
         noise, columns = sample_noise(n, nz, seed), math.ceil(math.sqrt(n))
         labels = [f"image {i + 1:>3}" for i in range(n)]
-    images = generate(generator, noise)                                    # (N,1,R,R)
-    pixels = to_uint8(images)
+    images = gan_model.generate(generator, noise, GENERATE_BATCH)       # (N,1,R,R) on the CPU
+    pixels = pictures.to_uint8(images)
     epoch = meta.get("epoch")
     which = f"epoch-{meta['checkpoint']}" if isinstance(meta["checkpoint"], int) else meta["checkpoint"]
     print(f"{cfg.model} {cfg.fruit}: {len(pixels)} images, {which} checkpoint (epoch {epoch}"
@@ -379,7 +349,7 @@ def draw(cfg: GenerateConfig) -> int:
         for i, frame in enumerate(pixels):
             save_png(Image.fromarray(np.ascontiguousarray(frame)), cfg.outdir / f"{tag}_{i + 1:04d}.png")
         print(f"wrote {len(pixels)} images to {cfg.outdir}")
-    grid = image_grid(pixels, columns)
+    grid = pictures.image_grid(pixels, columns, GRID_PAD, GRID_PAD_VALUE, MIN_TILE_PX)
     if cfg.save is not None:
         print(f"saved {save_png(grid, cfg.save)}")
     elif cfg.outdir is None and not show_in_window(grid, f"{cfg.model} {cfg.fruit} seed {seed}"):

@@ -1,12 +1,7 @@
 """Pack one image version into per-fruit NPZ datasets.
 
-Reads  imageData/<fruit>/version<NAME>/  (real_NNNNNN.png, aug_NNNNNN_from_NNNNNN.png, metadata.json,
-as written by rawDataToImage.py) and writes  npzData/<fruit>_version<NAME>.npz  holding:
-
-  images       (N, R, R) uint8, white strokes on black, real images first, then augmented (file-name order)
-  augmented    (N,) bool
-  source_index (N,) int32   a real image's own index; an augmented image's index of its real source
-  metadata     0-d unicode array: JSON of metadata.json + "count", "npz_created", "image_files"
+Reads  imageData/<fruit>/version<NAME>/  (layout: image_version.py; written by rawDataToImage.py) and
+writes  npzData/<fruit>_version<NAME>.npz  (format: npz_format.py; read by data_loader.py).
 
 Only complete versions (metadata.json present) are packed. Every image is checked (readable PNG,
 grayscale "L", one square size) before anything is written, and each NPZ is written atomically, so
@@ -20,29 +15,18 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import re
 import sys
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-import numpy as np
-
-from safe_files import FRUITS, NAME_PATTERN, atomic_save_npz, check_name, default_workdir, inside
+from image_version import (IMAGE_DIR, METADATA_FILE, VERSION_PREFIX, FruitVersion, VersionImages, check_folder,
+                           fruit_order, read_version, relative_path, scan_image_versions)
+from npz_format import NPZ_DIR, PackedFruit, npz_path, packed_metadata, write_npz
+from safe_files import check_name, default_workdir
 from user_io import Prompter, UserError, run_main
 
-IMAGE_DIR = "imageData"
-NPZ_DIR = "npzData"
-METADATA_FILE = "metadata.json"
-VERSION_PREFIX = "version"
-REAL_NAME = re.compile(r"^real_(\d{6})\.png$")
-AUG_NAME = re.compile(r"^aug_(\d{6})_from_(\d{6})\.png$")
-GRAYSCALE_MODE = "L"  # 8-bit grayscale, as rawDataToImage.py writes
 BYTES_PER_MB = 1024 * 1024
-RERUN_HINT = "run rawDataToImage.py again to recreate the version"
 
 
 @dataclass
@@ -56,111 +40,7 @@ class PackConfig:
     overwrite: bool = False  # replace existing npz files without asking
 
 
-@dataclass
-class FruitVersion:
-    """One imageData/<fruit>/version<NAME>/ folder as found on disk."""
-
-    fruit: str
-    version: str
-    folder: Path
-    image_count: int  # PNG files in the folder
-    resolution: Optional[int]  # side in pixels (None when unknown)
-    status: str  # "complete", "empty", "incomplete (no metadata.json)", "metadata.json unreadable"
-    created: float = 0.0  # POSIX time the version was finished (for "newest"); 0 when incomplete
-
-    @property
-    def complete(self) -> bool:
-        return self.status == "complete"
-
-
-@dataclass
-class PackedFruit:
-    """The arrays of one NPZ file, ready to be saved."""
-
-    images: np.ndarray  # (N, R, R) uint8
-    augmented: np.ndarray  # (N,) bool
-    source_index: np.ndarray  # (N,) int32
-    metadata: dict = field(default_factory=dict)  # metadata.json + count, npz_created, image_files
-
-
 # ----------------------------------------------------------------------------- finding versions
-
-
-def npz_file(workdir: Path, fruit: str, version: str) -> Path:
-    """npzData/<fruit>_version<NAME>.npz (names checked so they stay inside npzData/)."""
-    check_name(fruit, "fruit")
-    check_name(version, "version")
-    return inside(Path(workdir), NPZ_DIR, f"{fruit}_{VERSION_PREFIX}{version}.npz")
-
-
-def _count_pngs(folder: Path) -> int:
-    with os.scandir(folder) as entries:
-        return sum(1 for e in entries if e.name.endswith(".png") and e.is_file())
-
-
-def _first_png_side(folder: Path) -> Optional[int]:
-    from PIL import Image
-
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".png"):
-            try:
-                with Image.open(folder / name) as img:  # reads the header only
-                    return img.size[0]
-            except Exception:  # only for the listing; packing reports the bad file properly
-                return None
-    return None
-
-
-def _created_time(meta: dict, meta_path: Path) -> float:
-    """When the version was finished: metadata "created" (ISO-8601), else the file's mtime."""
-    try:
-        stamp = datetime.fromisoformat(str(meta["created"]))
-        if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=timezone.utc)
-        return stamp.timestamp()
-    except (KeyError, ValueError, TypeError):
-        return meta_path.stat().st_mtime
-
-
-def describe_folder(fruit: str, version: str, folder: Path) -> FruitVersion:
-    """Status, image count and resolution of one version folder, without reading pixels."""
-    count = _count_pngs(folder)
-    meta_path = folder / METADATA_FILE
-    if count == 0:
-        return FruitVersion(fruit, version, folder, 0, None, "empty")
-    if not meta_path.is_file():
-        return FruitVersion(fruit, version, folder, count, _first_png_side(folder), "incomplete (no metadata.json)")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if not isinstance(meta, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError, UnicodeDecodeError):
-        return FruitVersion(fruit, version, folder, count, _first_png_side(folder), "metadata.json unreadable")
-    resolution = meta.get("resolution")
-    if not isinstance(resolution, int):
-        resolution = _first_png_side(folder)
-    return FruitVersion(fruit, version, folder, count, resolution, "complete", _created_time(meta, meta_path))
-
-
-def _fruit_order(name: str):
-    # The project's fruits first in their usual order, any other fruit folder after them.
-    return (FRUITS.index(name), "") if name in FRUITS else (len(FRUITS), name)
-
-
-def scan_image_versions(workdir: Path) -> list:
-    """Every imageData/<fruit>/version<NAME>/ folder (hidden '.version*.partial-*' folders are skipped)."""
-    root = Path(workdir) / IMAGE_DIR
-    found = []
-    if not root.is_dir():
-        return found
-    for fruit_dir in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: _fruit_order(p.name)):
-        if not NAME_PATTERN.match(fruit_dir.name):
-            continue
-        for vdir in sorted(fruit_dir.iterdir()):
-            name = vdir.name[len(VERSION_PREFIX):]
-            if vdir.is_dir() and vdir.name.startswith(VERSION_PREFIX) and NAME_PATTERN.match(name):
-                found.append(describe_folder(fruit_dir.name, name, vdir))
-    return found
 
 
 def version_names(entries: Sequence[FruitVersion]) -> list:
@@ -183,7 +63,7 @@ def newest_complete_version(entries: Sequence[FruitVersion]) -> Optional[str]:
 def version_table(workdir: Path, entries: Sequence[FruitVersion]) -> str:
     lines = [f"Image versions in {Path(workdir) / IMAGE_DIR}:",
              f"  {'version':<16} {'fruit':<12} {'images':>8}  {'resolution':<11} status"]
-    for e in sorted(entries, key=lambda e: (e.version, _fruit_order(e.fruit))):
+    for e in sorted(entries, key=lambda e: (e.version, fruit_order(e.fruit))):
         res = f"{e.resolution}x{e.resolution}" if e.resolution else "?"
         lines.append(f"  {e.version:<16} {e.fruit:<12} {e.image_count:>8}  {res:<11} {e.status}")
     return "\n".join(lines)
@@ -228,137 +108,16 @@ def resolve_fruits(text_or_list, version: str, entries: Sequence[FruitVersion]) 
     return list(dict.fromkeys(items))
 
 
-# ----------------------------------------------------------------------------- checking and reading one folder
-
-
-def _rel(workdir: Path, path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(Path(workdir).resolve()))
-    except (ValueError, OSError):
-        return str(path)
-
-
-def fruit_folder(workdir: Path, fruit: str, version: str) -> Path:
-    folder = inside(Path(workdir), IMAGE_DIR, check_name(fruit, "fruit"), VERSION_PREFIX + check_name(version, "version"))
-    if not folder.is_dir():
-        raise UserError(f"{_rel(workdir, folder)}/ does not exist; create it with rawDataToImage.py --version {version}")
-    return folder
-
-
-def list_image_files(folder: Path, workdir: Path) -> tuple:
-    """(real file names, augmented file names), each sorted; UserError on an unexpected or orphan file."""
-    real, aug = [], []
-    for name in sorted(os.listdir(folder)):
-        if name == METADATA_FILE:
-            continue
-        if REAL_NAME.match(name):
-            real.append(name)
-        elif AUG_NAME.match(name):
-            aug.append(name)
-        elif name.endswith(".png"):
-            raise UserError(f"unexpected image {_rel(workdir, folder / name)}: names must be real_NNNNNN.png or "
-                            "aug_NNNNNN_from_NNNNNN.png; move it out of the folder")
-    if not real and not aug:
-        raise UserError(f"{_rel(workdir, folder)}/ holds no images (expected real_000000.png ...); {RERUN_HINT}")
-    known = {REAL_NAME.match(n).group(1) for n in real}
-    for name in aug:
-        source = AUG_NAME.match(name).group(2)
-        if source not in known:
-            raise UserError(f"{_rel(workdir, folder / name)} was made from real_{source}.png, which is missing; "
-                            f"delete it or {RERUN_HINT}")
-    return real, aug
-
-
-def read_folder_metadata(folder: Path, workdir: Path, fruit: str, version: str) -> dict:
-    path = folder / METADATA_FILE
-    if not path.is_file():
-        raise UserError(f"{_rel(workdir, path)} is missing, so the version is incomplete "
-                        f"(rawDataToImage.py did not finish); {RERUN_HINT}")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {_rel(workdir, path)}: {exc}; {RERUN_HINT}") from None
-    if not isinstance(meta, dict):
-        raise UserError(f"{_rel(workdir, path)} is not a JSON object; {RERUN_HINT}")
-    for key, expected in (("fruit", fruit), ("version", version)):
-        if key in meta and meta[key] != expected:
-            raise UserError(f"{_rel(workdir, path)} says {key} {meta[key]!r} but the folder is for {expected!r}; "
-                            "was the folder copied or renamed? recreate it with rawDataToImage.py")
-    return meta
-
-
-def read_png(path: Path, workdir: Path):
-    """One PNG as a (H, W) uint8 array; UserError naming the file when it is unreadable or not grayscale."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            img.load()  # decodes now, so a truncated or corrupt file fails here
-            if img.mode != GRAYSCALE_MODE:
-                raise UserError(f"{_rel(workdir, path)} is a {img.mode} image, not 8-bit grayscale (mode L); "
-                                f"{RERUN_HINT}")
-            return np.asarray(img, dtype=np.uint8)
-    except UserError:
-        raise
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
-        raise UserError(f"cannot read {_rel(workdir, path)} ({exc}); delete it or {RERUN_HINT}") from None
-
-
-def read_images(folder: Path, names: Sequence[str], resolution: Optional[int], workdir: Path,
-                progress: bool = True, desc: str = ""):
-    """All images stacked (N, R, R) uint8; every one must be R x R (R from metadata, else the first image)."""
-    from tqdm import tqdm
-
-    stack = None
-    with tqdm(names, desc=desc, unit="img", disable=not progress, file=sys.stderr, leave=True) as bar:
-        for i, name in enumerate(bar):
-            pixels = read_png(folder / name, workdir)  # (H, W)
-            height, width = pixels.shape
-            where = _rel(workdir, folder / name)
-            if height != width:
-                raise UserError(f"{where} is {width}x{height}, not square; {RERUN_HINT}")
-            if stack is None:
-                if resolution and width != resolution:
-                    raise UserError(f"{where} is {width}x{height} but metadata.json says resolution {resolution}; "
-                                    f"{RERUN_HINT}")
-                stack = np.empty((len(names), width, width), dtype=np.uint8)  # (N, R, R)
-            elif pixels.shape != stack.shape[1:]:
-                raise UserError(f"{where} is {width}x{height} but the other images are "
-                                f"{stack.shape[2]}x{stack.shape[1]}; all images of a version must have one size; "
-                                f"{RERUN_HINT}")
-            stack[i] = pixels
-    return stack
-
-
 def build_packed(workdir: Path, fruit: str, version: str, progress: bool = True) -> PackedFruit:
     """Check and read imageData/<fruit>/version<NAME>/ into the arrays of its NPZ."""
-    folder = fruit_folder(workdir, fruit, version)
-    real, aug = list_image_files(folder, workdir)
-    meta = read_folder_metadata(folder, workdir, fruit, version)
-    resolution = meta.get("resolution") if isinstance(meta.get("resolution"), int) else None
-    names = real + aug  # real first, then augmented, each in file-name order
-    images = read_images(folder, names, resolution, workdir, progress, desc=f"{fruit} v{version}")
-
-    # source_index: position of the real image in `images` (files may have gaps if some were deleted)
-    position = {REAL_NAME.match(n).group(1): i for i, n in enumerate(real)}
-    source = list(range(len(real))) + [position[AUG_NAME.match(n).group(2)] for n in aug]
-    augmented = np.zeros(len(names), dtype=bool)
-    augmented[len(real):] = True
-
-    metadata = dict(meta)
-    metadata.update(fruit=fruit, version=version, resolution=int(images.shape[1]), count=len(names),
-                    real_count=len(real), augmented_count=len(aug),
-                    npz_created=datetime.now(timezone.utc).isoformat(timespec="seconds"), image_files=names)
-    if isinstance(meta.get("count"), int) and meta["count"] != len(names):
-        print(f"note: {_rel(workdir, folder / METADATA_FILE)} lists {meta['count']} images, the folder holds "
-              f"{len(names)}; packing the {len(names)} found", file=sys.stderr)
-    return PackedFruit(images, augmented, np.asarray(source, dtype=np.int32), metadata)
-
-
-def write_npz(path: Path, packed: PackedFruit) -> Path:
-    """Save atomically (temp file + os.replace): an older file stays intact until the new one is complete."""
-    return atomic_save_npz(path, images=packed.images, augmented=packed.augmented,
-                           source_index=packed.source_index, metadata=np.array(json.dumps(packed.metadata)))
+    found: VersionImages = read_version(workdir, fruit, version, progress)
+    count = len(found.names)
+    listed = found.metadata.get("count")
+    if isinstance(listed, int) and listed != count:
+        print(f"note: {relative_path(workdir, found.folder / METADATA_FILE)} lists {listed} images, the folder "
+              f"holds {count}; packing the {count} found", file=sys.stderr)
+    metadata = packed_metadata(found.metadata, fruit, version, found.images.shape[1], found.real_count, found.names)
+    return PackedFruit(found.images, found.augmented, found.source_index, metadata)
 
 
 # ----------------------------------------------------------------------------- packing
@@ -375,9 +134,9 @@ def pack(workdir: Path, version: str, fruits: Optional[Sequence[str]] = None, ov
     entries = scan_image_versions(workdir)
     version = resolve_version(check_name(str(version), "version"), entries)
     chosen = default_fruits(entries, version, log) if fruits is None else resolve_fruits(list(fruits), version, entries)
-    existing = [npz_file(workdir, f, version) for f in chosen if npz_file(workdir, f, version).exists()]
+    existing = [npz_path(workdir, f, version) for f in chosen if npz_path(workdir, f, version).exists()]
     if existing and not overwrite:
-        raise UserError(f"{', '.join(_rel(workdir, p) for p in existing)} already exist"
+        raise UserError(f"{', '.join(relative_path(workdir, p) for p in existing)} already exist"
                         f"{'s' if len(existing) == 1 else ''}; add --overwrite to replace")
     return pack_fruits(workdir, version, chosen, progress, log)
 
@@ -397,17 +156,15 @@ def pack_fruits(workdir: Path, version: str, fruits: Sequence[str], progress: bo
                 log: Callable[[str], None] = print) -> list:
     """Check every folder first, then read and write one fruit at a time (memory: one fruit's images)."""
     for fruit in fruits:  # cheap checks first, so a bad folder fails before anything is written
-        folder = fruit_folder(workdir, fruit, version)
-        list_image_files(folder, workdir)
-        read_folder_metadata(folder, workdir, fruit, version)
+        check_folder(workdir, fruit, version)
     written = []
     for fruit in fruits:
         try:
             packed = build_packed(workdir, fruit, version, progress)
-            written.append(write_npz(npz_file(workdir, fruit, version), packed))
+            written.append(write_npz(npz_path(workdir, fruit, version), packed))
         except UserError as exc:
             if written:  # say what is already done, so nothing is redone or feared lost
-                raise UserError(f"{exc} (already written: {', '.join(_rel(workdir, p) for p in written)})") from None
+                raise UserError(f"{exc} (already written: {', '.join(relative_path(workdir, p) for p in written)})") from None
             raise
         log(summary_line(workdir, written[-1], packed))
     return written
@@ -416,7 +173,7 @@ def pack_fruits(workdir: Path, version: str, fruits: Sequence[str], progress: bo
 def summary_line(workdir: Path, path: Path, packed: PackedFruit) -> str:
     m = packed.metadata
     size_mb = Path(path).stat().st_size / BYTES_PER_MB
-    return (f"wrote {_rel(workdir, path)}: {m['count']} images ({m['real_count']} real + {m['augmented_count']} "
+    return (f"wrote {relative_path(workdir, path)}: {m['count']} images ({m['real_count']} real + {m['augmented_count']} "
             f"augmented), {m['resolution']}x{m['resolution']}, {size_mb:.2f} MB")
 
 
@@ -470,18 +227,18 @@ def choose_fruits(cfg: PackConfig, entries: Sequence[FruitVersion], version: str
 
 def confirm_overwrites(cfg: PackConfig, fruits: Sequence[str], version: str, prompter: Prompter) -> list:
     """Fruits whose npz may be written: existing files need --overwrite, or a 'y' when asked."""
-    existing = [f for f in fruits if npz_file(cfg.workdir, f, version).exists()]
+    existing = [f for f in fruits if npz_path(cfg.workdir, f, version).exists()]
     if not existing or cfg.overwrite:
         return list(fruits)
     if cfg.assume_yes:
-        names = ", ".join(_rel(cfg.workdir, npz_file(cfg.workdir, f, version)) for f in existing)
+        names = ", ".join(relative_path(cfg.workdir, npz_path(cfg.workdir, f, version)) for f in existing)
         raise UserError(f"{names} already exist{'s' if len(existing) == 1 else ''}; "
                         "add --overwrite to replace (nothing was written)")
     keep = []
     for fruit in fruits:
-        path = npz_file(cfg.workdir, fruit, version)
-        if fruit in existing and not prompter.confirm(f"{_rel(cfg.workdir, path)} exists. Overwrite it?", False):
-            print(f"keeping {_rel(cfg.workdir, path)}")
+        path = npz_path(cfg.workdir, fruit, version)
+        if fruit in existing and not prompter.confirm(f"{relative_path(cfg.workdir, path)} exists. Overwrite it?", False):
+            print(f"keeping {relative_path(cfg.workdir, path)}")
             continue
         keep.append(fruit)
     return keep

@@ -3,7 +3,7 @@
     python rawDataToImage.py                      # asks each question, showing its default
     python rawDataToImage.py --yes --resolution 28 --count 500 --fruits apple,pear
 
-Output (see contracts.md): imageData/<fruit>/version<NAME>/real_000000.png ... (+ aug_*.png with
+Output (layout owned by image_version.py): imageData/<fruit>/version<NAME>/real_000000.png ... (+ aug_*.png with
 --augment) and metadata.json, written LAST. Images are mode "L", white strokes (255) on black (0).
 A version is built in a hidden ".version<NAME>.partial-<pid>" sibling and renamed into place when
 complete, so an interrupted run never leaves a half dataset and --overwrite swaps the old version
@@ -19,14 +19,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import multiprocessing
-import os
-import shutil
 import signal
 import sys
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -35,7 +32,8 @@ import numpy as np
 
 import quickdraw_formats as qf
 import stroke_render as sr
-from safe_files import FRUITS, atomic_write_json, check_name, default_workdir
+from image_version import IMAGE_DIR, FruitWriter, existing_version_fruits, next_free_version, version_metadata
+from safe_files import FRUITS, check_name, default_workdir
 from user_io import Prompter, UserError, choice_of, cli_value, int_in_range, list_of, run_main
 
 RESOLUTION_MIN, RESOLUTION_MAX = 16, 256
@@ -47,8 +45,6 @@ WORKERS_MAX = 64
 IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: keeps them busy while bounding memory
 AUGMENT_CHUNK = 64  # augmented images per worker task
 SOURCE_STREAM, IMAGE_STREAM = 1, 2  # separate seeded random streams: which source, how it is changed
-COLOUR = "white strokes (255) on black (0)"
-TOOL = "rawDataToImage.py"
 
 
 @dataclass
@@ -198,35 +194,11 @@ class TaskRunner:
 
 # ----------------------------------------------------------------------------------------- main side
 
-def version_folder(workdir: Path, fruit: str, version: str) -> Path:
-    return Path(workdir) / "imageData" / fruit / f"version{check_name(version, 'version')}"
-
-
-def existing_version_fruits(workdir: Path, version: str, fruits: Sequence[str]) -> List[str]:
-    return [f for f in fruits if version_folder(workdir, f, version).exists()]
-
-
-def next_free_version(workdir: Path) -> str:
-    """One more than the highest numeric version of any fruit ("1" when there is none)."""
-    numbers = [0]
-    root = Path(workdir) / "imageData"
-    if root.is_dir():
-        for folder in root.glob("*/version*"):
-            suffix = folder.name[len("version"):]
-            if folder.is_dir() and suffix.isdigit():
-                numbers.append(int(suffix))
-    return str(max(numbers) + 1)
-
-
 def parse_formats(text: str) -> Union[str, List[str]]:
     """'auto' or a comma-separated subset of simplified,raw,bitmap."""
     if text.strip().lower() == qf.AUTO:
         return qf.AUTO
     return list_of(qf.FORMATS, "format")(text)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _validate(opts: ConvertOptions) -> None:
@@ -263,43 +235,6 @@ def _resolve_fruits(opts: ConvertOptions, scan: qf.RawDataScan) -> List[str]:
         raise UserError(f"no data for {', '.join(missing)} (formats: {opts.formats}); "
                         f"fruits with data: {', '.join(found)}")
     return list(dict.fromkeys(opts.fruits))
-
-
-class FruitWriter:
-    """Writes one fruit's images into its partial folder and publishes the folder at the end."""
-
-    def __init__(self, workdir: Path, fruit: str, version: str):
-        self.final = version_folder(workdir, fruit, version)
-        self.partial = self.final.with_name(f".{self.final.name}.partial-{os.getpid()}")
-        try:
-            if self.partial.exists():
-                shutil.rmtree(self.partial)
-            self.partial.mkdir(parents=True)
-        except OSError as exc:
-            raise UserError(f"cannot write to {self.final.parent}: {exc.strerror or exc}; "
-                            "choose a writable --workdir") from None
-
-    def write(self, name: str, data: bytes) -> None:
-        try:
-            with open(self.partial / name, "wb") as fh:
-                fh.write(data)
-        except OSError as exc:
-            raise UserError(f"cannot write {self.partial / name}: {exc.strerror or exc}") from None
-
-    def publish(self, metadata: dict) -> Path:
-        """metadata.json last, then swap the complete folder into place (old version out only now)."""
-        atomic_write_json(self.partial / "metadata.json", metadata)
-        old = None
-        if self.final.exists():
-            old = self.final.with_name(f".{self.final.name}.old-{os.getpid()}")
-            os.replace(self.final, old)
-        os.replace(self.partial, self.final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return self.final
-
-    def discard(self) -> None:
-        shutil.rmtree(self.partial, ignore_errors=True)
 
 
 @dataclass
@@ -343,7 +278,7 @@ def _collect_reals(runner: TaskRunner, job: RenderJob, files: List[qf.FileInfo],
                         state.skipped[qf.SKIP_DUPLICATE] += 1
                         continue
                     state.seen_keys.add(key_id)
-                writer.write(f"real_{state.real:06d}.png", png)
+                writer.write_real(state.real, png)
                 if job.keep_sources:
                     state.sources.append(source)
                 state.real += 1
@@ -374,7 +309,7 @@ def _make_augmented(runner: TaskRunner, job: RenderJob, count: int, writer: Frui
     needed = count - state.real
     for result in runner.ordered(_augment_tasks(job, state, needed)):
         for index, source_index, png in result:
-            writer.write(f"aug_{index:06d}_from_{source_index:06d}.png", png)
+            writer.write_augmented(index, source_index, png)
             state.augmented += 1
             bar.update(1)
 
@@ -400,16 +335,12 @@ def convert_fruit(runner: TaskRunner, opts: ConvertOptions, scan: qf.RawDataScan
         rule = preset.rule()
         if qf.BITMAP in state.formats_used:
             rule += " (bitmaps carry no strokes: kept whatever the preset)"
-        metadata = {
-            "fruit": fruit, "version": version, "resolution": int(opts.resolution),
-            "count": state.real + state.augmented, "real_count": state.real,
-            "augmented_count": state.augmented, "requested_count": int(opts.count),
-            "quality": opts.quality, "quality_rule": rule, "formats": state.formats_used,
-            "source_files": state.files_read,
-            "augmentation": {"enabled": bool(opts.augment),
-                             "settings": {**opts.augment_settings.to_dict(), "seed": int(opts.seed)}},
-            "skipped": dict(sorted(state.skipped.items())), "colour": COLOUR, "created": _now(), "tool": TOOL,
-        }
+        metadata = version_metadata(
+            fruit, version, opts.resolution, state.real, state.augmented, requested_count=int(opts.count),
+            quality=opts.quality, quality_rule=rule, formats=state.formats_used, source_files=state.files_read,
+            augmentation={"enabled": bool(opts.augment),
+                          "settings": {**opts.augment_settings.to_dict(), "seed": int(opts.seed)}},
+            skipped=dict(sorted(state.skipped.items())))
         folder = writer.publish(metadata) if state.real else None
         if folder is None:
             writer.discard()
@@ -486,7 +417,7 @@ def format_summary(summary: dict) -> str:
         lines += [f"  note: rawData/{n['file']}: {n['note']}" for n in summary["file_notes"]]
     folders = [info["folder"] for info in summary["fruits"].values() if info["folder"]]
     if folders:
-        lines.append(f"written: {len(folders)} folder(s) under {Path(summary['workdir']) / 'imageData'}")
+        lines.append(f"written: {len(folders)} folder(s) under {Path(summary['workdir']) / IMAGE_DIR}")
     return "\n".join(lines)
 
 

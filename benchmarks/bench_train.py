@@ -41,7 +41,8 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 import gan_model as gm  # noqa: E402
 import grouped_gan as gg  # noqa: E402
 from gan_trainer import MultiFruitGANTrainer, TrainConfig  # noqa: E402
-from imageToNPZ import PackedFruit, npz_file, write_npz  # noqa: E402
+from npz_format import PackedFruit, npz_path, write_npz  # noqa: E402
+from pictures import to_pixels  # noqa: E402
 from safe_files import FRUITS  # noqa: E402
 from user_io import UserError, cli_value, choice_of, int_in_range, run_main  # noqa: E402
 
@@ -114,12 +115,12 @@ def run_reference(cfg: gm.GANConfig, data: torch.Tensor, bc: BenchConfig) -> dic
 
 def write_synthetic_dataset(workdir: Path, data: torch.Tensor) -> None:
     """Save SYNTHETIC (F, N, 1, R, R) images in [-1, 1] as dataset version BENCH_VERSION (first F fruits)."""
-    pixels = ((data[:, :, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()   # (F, N, R, R)
+    pixels = to_pixels(data[:, :, 0]).numpy()                                          # (F, N, R, R)
     for fruit, images in zip(FRUITS, pixels):
         n = images.shape[0]
         meta = {"fruit": fruit, "version": BENCH_VERSION, "resolution": images.shape[-1], "count": n,
                 "note": "SYNTHETIC benchmark data, not drawings"}
-        write_npz(npz_file(workdir, fruit, BENCH_VERSION),
+        write_npz(npz_path(workdir, fruit, BENCH_VERSION),
                   PackedFruit(images, np.zeros(n, dtype=bool), np.arange(n, dtype=np.int32), meta))
 
 

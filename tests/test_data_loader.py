@@ -1,7 +1,7 @@
 """data_loader.py: reading npzData/<fruit>_version<NAME>.npz into torch tensors.
 
 Test data: the PIXELS are REAL Quick, Draw! apples (rows of the bundled rawData/sample/bitmap/apple.npy,
-28x28, 0..255). The NPZ containers around them are SYNTHETIC, written here in the contracts.md format
+28x28, 0..255). The NPZ containers around them are SYNTHETIC, written here by hand in the npz_format.py layout
 (so these tests do not depend on imageToNPZ.py), except the round-trip test, which packs PNG files
 through imageToNPZ.pack. Fruit names other than apple label apple drawings (synthetic), and the
 malformed files (wrong shape, dtype, metadata, garbage bytes) are deliberately broken.
@@ -16,6 +16,8 @@ from PIL import Image
 
 import data_loader
 import imageToNPZ
+import npz_format
+import pictures
 from user_io import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +32,7 @@ def real_drawings(count: int, start: int = 0) -> np.ndarray:
 
 def write_npz(workdir: Path, fruit: str, version: str, images=None, augmented=None, source_index=None,
               metadata="default", **extra) -> Path:
-    """An npz in the contracts.md layout; any array can be replaced by a broken one."""
+    """An npz in the npz_format.py layout, written by hand; any array can be replaced by a broken one."""
     images = real_drawings(6) if images is None else images
     n = len(images)
     augmented = np.array([False] * (n - 2) + [True] * 2) if augmented is None else augmented
@@ -60,7 +62,7 @@ def test_pixels_map_exactly_onto_minus_one_to_one(workdir):
     assert torch.all(flat[values == 0] == -1.0) and torch.all(flat[values == 255] == 1.0)
     expected = torch.from_numpy(pixels).double().div(127.5).sub(1.0).unsqueeze(1).float()
     assert torch.equal(ds.images, expected)  # pixel/127.5 - 1 computed in float64, rounded once
-    lut = data_loader.to_unit_range(np.arange(256, dtype=np.uint8).reshape(1, 16, 16)).reshape(-1)
+    lut = pictures.to_unit_range(np.arange(256, dtype=np.uint8).reshape(1, 16, 16)).reshape(-1)
     assert torch.equal(lut, -lut.flip(0))  # symmetric: 127 -> -1/255, 128 -> +1/255
     assert ds.fruit == "apple" and ds.version == "A" and ds.resolution == SIDE and len(ds) == 6
     assert ds.metadata["quality"] == "standard"
@@ -97,9 +99,9 @@ def test_list_versions_sorted_and_ignores_other_files(workdir):
     (folder / ".apple_versionC.npz.x1y2.tmp").write_bytes(b"half")  # an interrupted write
     (folder / "notes.txt").write_text("hi")
     (folder / "appleversionD.npz").write_bytes(b"")
-    assert data_loader.list_versions(workdir) == {"10": ["banana"], "A_2": ["apple"], "B": ["apple", "pear"]}
-    assert data_loader.list_versions(workdir / "nowhere") == {}
-    assert data_loader.npz_path(workdir, "apple", "A_2") == (folder / "apple_versionA_2.npz").resolve()
+    assert npz_format.list_versions(workdir) == {"10": ["banana"], "A_2": ["apple"], "B": ["apple", "pear"]}
+    assert npz_format.list_versions(workdir / "nowhere") == {}
+    assert npz_format.npz_path(workdir, "apple", "A_2") == (folder / "apple_versionA_2.npz").resolve()
 
 
 def test_missing_version_and_fruit_say_what_exists_and_what_to_run(workdir):
@@ -116,7 +118,7 @@ def test_missing_version_and_fruit_say_what_exists_and_what_to_run(workdir):
     with pytest.raises(UserError, match="invalid fruit"):
         data_loader.load_fruit(workdir, "A", "../apple")
     with pytest.raises(UserError, match="invalid version"):
-        data_loader.npz_path(workdir, "apple", "A/../../x")
+        npz_format.npz_path(workdir, "apple", "A/../../x")
 
 
 @pytest.mark.parametrize("broken, message", [

@@ -8,8 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
+import gan_model
 import generate_images as gi
 import model_store
+import pictures
 from conftest import TINY_VERSION, run_script
 from test_model_store import build_model
 from user_io import UserError
@@ -47,11 +49,11 @@ def test_same_seed_same_bytes_other_seed_other_images(modeldir, tmp_path):
 def test_grid_shows_the_generators_images(modeldir):
     g, _ = model_store.load_generator(modeldir, "v1", "banana")
     noise = gi.sample_noise(4, 100, seed=11)
-    pixels = gi.to_uint8(gi.generate(g, noise))
+    pixels = pictures.to_uint8(gan_model.generate(g, noise, gi.GENERATE_BATCH))
     with torch.no_grad():
         direct = ((g(noise)[:, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
     assert np.array_equal(pixels, direct)
-    grid = np.asarray(gi.image_grid(pixels, columns=2))
+    grid = np.asarray(pictures.image_grid(pixels, 2, gi.GRID_PAD, gi.GRID_PAD_VALUE, gi.MIN_TILE_PX))
     scale = gi.math.ceil(gi.MIN_TILE_PX / 28)
     top_left = grid[gi.GRID_PAD * scale:(gi.GRID_PAD + 28) * scale:scale, gi.GRID_PAD * scale:(gi.GRID_PAD + 28) * scale:scale]
     assert np.array_equal(top_left, pixels[0])
@@ -96,11 +98,11 @@ def test_interpolation_rows_start_at_g_z0_and_end_at_g_z1(modeldir):
     rows, steps = 3, 5
     noise = gi.interpolation_noise(rows, steps, 100, seed=9)
     ends = gi.sample_noise(2 * rows, 100, seed=9).view(rows, 2, 100)
-    frames = gi.generate(g, noise).view(rows, steps, 1, 28, 28)
+    frames = gan_model.generate(g, noise).view(rows, steps, 1, 28, 28)
     assert torch.equal(noise.view(rows, steps, 100)[:, 0], ends[:, 0])
     assert torch.equal(noise.view(rows, steps, 100)[:, -1], ends[:, 1])
-    assert torch.allclose(frames[:, 0], gi.generate(g, ends[:, 0]), atol=1e-5)
-    assert torch.allclose(frames[:, -1], gi.generate(g, ends[:, 1]), atol=1e-5)
+    assert torch.allclose(frames[:, 0], gan_model.generate(g, ends[:, 0]), atol=1e-5)
+    assert torch.allclose(frames[:, -1], gan_model.generate(g, ends[:, 1]), atol=1e-5)
     assert not torch.allclose(frames[:, 0], frames[:, 2], atol=1e-3)
 
 

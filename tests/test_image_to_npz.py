@@ -31,7 +31,7 @@ def real_drawings(count: int, start: int = 0) -> np.ndarray:
 
 def make_version(workdir: Path, fruit: str, version: str, n_real: int = 4, aug_sources=(1,), start: int = 0,
                  created: str = "2024-01-01T00:00:00+00:00", metadata: bool = True) -> tuple:
-    """Write imageData/<fruit>/version<version>/ as contracts.md describes; returns (folder, expected (N,28,28))."""
+    """Write imageData/<fruit>/version<version>/ by hand (image_version.py layout); returns (folder, (N,28,28))."""
     folder = workdir / "imageData" / fruit / f"version{version}"
     folder.mkdir(parents=True)
     real = real_drawings(n_real, start)

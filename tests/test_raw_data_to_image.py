@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import image_version
 import quickdraw_formats as qf
 import rawDataToImage as r2i
 import stroke_render as sr
@@ -200,7 +201,7 @@ def test_failed_overwrite_keeps_the_old_version(workdir, monkeypatch):
         written.append(name)
         (self.partial / name).write_bytes(data)
 
-    monkeypatch.setattr(r2i.FruitWriter, "write", failing_write)
+    monkeypatch.setattr(image_version.FruitWriter, "write", failing_write)
     with pytest.raises(KeyboardInterrupt):
         r2i.convert(options(workdir, count=8, version="1", overwrite=True))
     assert {p.name: p.read_bytes() for p in folder(workdir).iterdir()} == before
@@ -263,8 +264,8 @@ def test_bad_flags_are_refused(workdir, capsys):
 
 
 def test_next_free_version_counts_up(workdir):
-    assert r2i.next_free_version(workdir) == "1"
+    assert image_version.next_free_version(workdir) == "1"
     r2i.convert(options(workdir, count=1))
     r2i.convert(options(workdir, count=1, version="5", fruits=["pear"]))
     r2i.convert(options(workdir, count=1, version="best", fruits=["pear"]))
-    assert r2i.next_free_version(workdir) == "6"
+    assert image_version.next_free_version(workdir) == "6"

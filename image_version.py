@@ -1,0 +1,365 @@
+"""The image-version folder: the one module that knows how it is laid out, written and read.
+
+    imageData/<fruit>/version<NAME>/
+        real_NNNNNN.png               real drawings, NNNNNN = 0, 1, 2 ... in the order they were kept
+        aug_NNNNNN_from_SSSSSS.png    augmented copy number NNNNNN, made from real_SSSSSS.png
+        metadata.json                 written LAST: its presence marks the version complete
+
+Images are 8-bit grayscale (PIL mode "L"), square, white strokes (255) on black (0).
+While a version is written it lives in the hidden sibling ".version<NAME>.partial-<pid>" and is
+renamed into place only when complete (FruitWriter), so a reader never sees half a version and an
+overwritten version is swapped out only at the very end.
+
+Written by rawDataToImage.py (FruitWriter, version_metadata); read by imageToNPZ.py
+(scan_image_versions, check_folder, read_version).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from safe_files import FRUITS, NAME_PATTERN, atomic_write_json, check_name, inside
+from user_io import UserError
+
+IMAGE_DIR = "imageData"
+VERSION_PREFIX = "version"
+METADATA_FILE = "metadata.json"
+REAL_NAME = re.compile(r"^real_(\d{6})\.png$")
+AUG_NAME = re.compile(r"^aug_(\d{6})_from_(\d{6})\.png$")
+GRAYSCALE_MODE = "L"  # 8-bit grayscale
+COLOUR = "white strokes (255) on black (0)"
+TOOL = "rawDataToImage.py"
+RERUN_HINT = "run rawDataToImage.py again to recreate the version"
+STATUS_COMPLETE = "complete"
+
+
+def real_name(index: int) -> str:
+    return f"real_{index:06d}.png"
+
+
+def augmented_name(index: int, source_index: int) -> str:
+    return f"aug_{index:06d}_from_{source_index:06d}.png"
+
+
+def version_folder(workdir: Path, fruit: str, version: str) -> Path:
+    """imageData/<fruit>/version<NAME>/ (names checked so they stay inside imageData/)."""
+    return inside(Path(workdir), IMAGE_DIR, check_name(fruit, "fruit"), VERSION_PREFIX + check_name(version, "version"))
+
+
+def relative_path(workdir: Path, path: Path) -> str:
+    """path as shown in messages: relative to the work folder when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(workdir).resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def existing_version_fruits(workdir: Path, version: str, fruits: Sequence[str]) -> List[str]:
+    """The fruits that already have a version<NAME>/ folder (complete or not)."""
+    return [f for f in fruits if version_folder(workdir, f, version).exists()]
+
+
+def next_free_version(workdir: Path) -> str:
+    """One more than the highest numeric version of any fruit ("1" when there is none)."""
+    numbers = [0]
+    root = Path(workdir) / IMAGE_DIR
+    if root.is_dir():
+        for folder in root.glob(f"*/{VERSION_PREFIX}*"):
+            suffix = folder.name[len(VERSION_PREFIX):]
+            if folder.is_dir() and suffix.isdigit():
+                numbers.append(int(suffix))
+    return str(max(numbers) + 1)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def version_metadata(fruit: str, version: str, resolution: int, real_count: int, augmented_count: int,
+                     **details) -> dict:
+    """metadata.json: identity and counts first, then the converter's ``details`` (requested_count,
+    quality, quality_rule, formats, source_files, augmentation, skipped), then colour, created, tool."""
+    return {"fruit": fruit, "version": version, "resolution": int(resolution),
+            "count": real_count + augmented_count, "real_count": real_count, "augmented_count": augmented_count,
+            **details, "colour": COLOUR, "created": _now(), "tool": TOOL}
+
+
+class FruitWriter:
+    """Writes one fruit's images into its partial folder and publishes the folder at the end."""
+
+    def __init__(self, workdir: Path, fruit: str, version: str):
+        self.final = version_folder(workdir, fruit, version)
+        self.partial = self.final.with_name(f".{self.final.name}.partial-{os.getpid()}")
+        try:
+            if self.partial.exists():
+                shutil.rmtree(self.partial)
+            self.partial.mkdir(parents=True)
+        except OSError as exc:
+            raise UserError(f"cannot write to {self.final.parent}: {exc.strerror or exc}; "
+                            "choose a writable --workdir") from None
+
+    def write_real(self, index: int, png: bytes) -> None:
+        self.write(real_name(index), png)
+
+    def write_augmented(self, index: int, source_index: int, png: bytes) -> None:
+        self.write(augmented_name(index, source_index), png)
+
+    def write(self, name: str, data: bytes) -> None:
+        try:
+            with open(self.partial / name, "wb") as fh:
+                fh.write(data)
+        except OSError as exc:
+            raise UserError(f"cannot write {self.partial / name}: {exc.strerror or exc}") from None
+
+    def publish(self, metadata: dict) -> Path:
+        """metadata.json last, then swap the complete folder into place (old version out only now)."""
+        atomic_write_json(self.partial / METADATA_FILE, metadata)
+        old = None
+        if self.final.exists():
+            old = self.final.with_name(f".{self.final.name}.old-{os.getpid()}")
+            os.replace(self.final, old)
+        os.replace(self.partial, self.final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.final
+
+    def discard(self) -> None:
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- finding versions
+
+
+@dataclass
+class FruitVersion:
+    """One imageData/<fruit>/version<NAME>/ folder as found on disk."""
+
+    fruit: str
+    version: str
+    folder: Path
+    image_count: int  # PNG files in the folder
+    resolution: Optional[int]  # side in pixels (None when unknown)
+    status: str  # "complete", "empty", "incomplete (no metadata.json)", "metadata.json unreadable"
+    created: float = 0.0  # POSIX time the version was finished (for "newest"); 0 when incomplete
+
+    @property
+    def complete(self) -> bool:
+        return self.status == STATUS_COMPLETE
+
+
+def _count_pngs(folder: Path) -> int:
+    with os.scandir(folder) as entries:
+        return sum(1 for e in entries if e.name.endswith(".png") and e.is_file())
+
+
+def _first_png_side(folder: Path) -> Optional[int]:
+    from PIL import Image
+
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".png"):
+            try:
+                with Image.open(folder / name) as img:  # reads the header only
+                    return img.size[0]
+            except Exception:  # only for the listing; packing reports the bad file properly
+                return None
+    return None
+
+
+def _created_time(meta: dict, meta_path: Path) -> float:
+    """When the version was finished: metadata "created" (ISO-8601), else the file's mtime."""
+    try:
+        stamp = datetime.fromisoformat(str(meta["created"]))
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=timezone.utc)
+        return stamp.timestamp()
+    except (KeyError, ValueError, TypeError):
+        return meta_path.stat().st_mtime
+
+
+def describe_folder(fruit: str, version: str, folder: Path) -> FruitVersion:
+    """Status, image count and resolution of one version folder, without reading pixels."""
+    count = _count_pngs(folder)
+    meta_path = folder / METADATA_FILE
+    if count == 0:
+        return FruitVersion(fruit, version, folder, 0, None, "empty")
+    if not meta_path.is_file():
+        return FruitVersion(fruit, version, folder, count, _first_png_side(folder), "incomplete (no metadata.json)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError, UnicodeDecodeError):
+        return FruitVersion(fruit, version, folder, count, _first_png_side(folder), "metadata.json unreadable")
+    resolution = meta.get("resolution")
+    if not isinstance(resolution, int):
+        resolution = _first_png_side(folder)
+    return FruitVersion(fruit, version, folder, count, resolution, STATUS_COMPLETE, _created_time(meta, meta_path))
+
+
+def fruit_order(name: str):
+    """Sort key: the project's fruits first in their usual order, any other fruit folder after them."""
+    return (FRUITS.index(name), "") if name in FRUITS else (len(FRUITS), name)
+
+
+def scan_image_versions(workdir: Path) -> list:
+    """Every imageData/<fruit>/version<NAME>/ folder (hidden '.version*.partial-*' folders are skipped)."""
+    root = Path(workdir) / IMAGE_DIR
+    found = []
+    if not root.is_dir():
+        return found
+    for fruit_dir in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: fruit_order(p.name)):
+        if not NAME_PATTERN.match(fruit_dir.name):
+            continue
+        for vdir in sorted(fruit_dir.iterdir()):
+            name = vdir.name[len(VERSION_PREFIX):]
+            if vdir.is_dir() and vdir.name.startswith(VERSION_PREFIX) and NAME_PATTERN.match(name):
+                found.append(describe_folder(fruit_dir.name, name, vdir))
+    return found
+
+
+# ----------------------------------------------------------------------------- checking and reading one folder
+
+
+def fruit_folder(workdir: Path, fruit: str, version: str) -> Path:
+    """The version folder, which must exist (UserError saying how to create it)."""
+    folder = version_folder(workdir, fruit, version)
+    if not folder.is_dir():
+        raise UserError(f"{relative_path(workdir, folder)}/ does not exist; "
+                        f"create it with rawDataToImage.py --version {version}")
+    return folder
+
+
+def list_image_files(folder: Path, workdir: Path) -> tuple:
+    """(real file names, augmented file names), each sorted; UserError on an unexpected or orphan file."""
+    real, aug = [], []
+    for name in sorted(os.listdir(folder)):
+        if name == METADATA_FILE:
+            continue
+        if REAL_NAME.match(name):
+            real.append(name)
+        elif AUG_NAME.match(name):
+            aug.append(name)
+        elif name.endswith(".png"):
+            raise UserError(f"unexpected image {relative_path(workdir, folder / name)}: names must be real_NNNNNN.png or "
+                            "aug_NNNNNN_from_NNNNNN.png; move it out of the folder")
+    if not real and not aug:
+        raise UserError(f"{relative_path(workdir, folder)}/ holds no images (expected real_000000.png ...); {RERUN_HINT}")
+    known = {REAL_NAME.match(n).group(1) for n in real}
+    for name in aug:
+        source = AUG_NAME.match(name).group(2)
+        if source not in known:
+            raise UserError(f"{relative_path(workdir, folder / name)} was made from real_{source}.png, which is missing; "
+                            f"delete it or {RERUN_HINT}")
+    return real, aug
+
+
+def read_folder_metadata(folder: Path, workdir: Path, fruit: str, version: str) -> dict:
+    path = folder / METADATA_FILE
+    if not path.is_file():
+        raise UserError(f"{relative_path(workdir, path)} is missing, so the version is incomplete "
+                        f"(rawDataToImage.py did not finish); {RERUN_HINT}")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {relative_path(workdir, path)}: {exc}; {RERUN_HINT}") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{relative_path(workdir, path)} is not a JSON object; {RERUN_HINT}")
+    for key, expected in (("fruit", fruit), ("version", version)):
+        if key in meta and meta[key] != expected:
+            raise UserError(f"{relative_path(workdir, path)} says {key} {meta[key]!r} "
+                            f"but the folder is for {expected!r}; "
+                            "was the folder copied or renamed? recreate it with rawDataToImage.py")
+    return meta
+
+
+def check_folder(workdir: Path, fruit: str, version: str) -> tuple:
+    """Cheap checks without reading pixels: (folder, real names, augmented names, metadata.json dict)."""
+    folder = fruit_folder(workdir, fruit, version)
+    real, aug = list_image_files(folder, workdir)
+    return folder, real, aug, read_folder_metadata(folder, workdir, fruit, version)
+
+
+def read_png(path: Path, workdir: Path):
+    """One PNG as a (H, W) uint8 array; UserError naming the file when it is unreadable or not grayscale."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()  # decodes now, so a truncated or corrupt file fails here
+            if img.mode != GRAYSCALE_MODE:
+                raise UserError(f"{relative_path(workdir, path)} is a {img.mode} image, not 8-bit grayscale (mode L); "
+                                f"{RERUN_HINT}")
+            return np.asarray(img, dtype=np.uint8)
+    except UserError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise UserError(f"cannot read {relative_path(workdir, path)} ({exc}); delete it or {RERUN_HINT}") from None
+
+
+def read_images(folder: Path, names: Sequence[str], resolution: Optional[int], workdir: Path,
+                progress: bool = True, desc: str = ""):
+    """All images stacked (N, R, R) uint8; every one must be R x R (R from metadata, else the first image)."""
+    from tqdm import tqdm
+
+    stack = None
+    with tqdm(names, desc=desc, unit="img", disable=not progress, file=sys.stderr, leave=True) as bar:
+        for i, name in enumerate(bar):
+            pixels = read_png(folder / name, workdir)  # (H, W)
+            height, width = pixels.shape
+            where = relative_path(workdir, folder / name)
+            if height != width:
+                raise UserError(f"{where} is {width}x{height}, not square; {RERUN_HINT}")
+            if stack is None:
+                if resolution and width != resolution:
+                    raise UserError(f"{where} is {width}x{height} but metadata.json says resolution {resolution}; "
+                                    f"{RERUN_HINT}")
+                stack = np.empty((len(names), width, width), dtype=np.uint8)  # (N, R, R)
+            elif pixels.shape != stack.shape[1:]:
+                raise UserError(f"{where} is {width}x{height} but the other images are "
+                                f"{stack.shape[2]}x{stack.shape[1]}; all images of a version must have one size; "
+                                f"{RERUN_HINT}")
+            stack[i] = pixels
+    return stack
+
+
+@dataclass
+class VersionImages:
+    """Everything in one complete version folder, checked and decoded."""
+
+    folder: Path
+    names: list  # file names: real first, then augmented, each in file-name order
+    real_count: int
+    images: np.ndarray  # (N, R, R) uint8, in `names` order
+    source_index: np.ndarray  # (N,) int32: a real image's own position; an augmented one's real source's
+    metadata: dict  # metadata.json as written
+
+    @property
+    def augmented(self) -> np.ndarray:
+        """(N,) bool: True for the augmented copies (they follow the reals)."""
+        flags = np.zeros(len(self.names), dtype=bool)
+        flags[self.real_count:] = True
+        return flags
+
+
+def read_version(workdir: Path, fruit: str, version: str, progress: bool = True) -> VersionImages:
+    """Check and read imageData/<fruit>/version<NAME>/ (UserError naming the first bad file)."""
+    folder, real, aug, meta = check_folder(workdir, fruit, version)
+    resolution = meta.get("resolution") if isinstance(meta.get("resolution"), int) else None
+    names = real + aug
+    images = read_images(folder, names, resolution, workdir, progress, desc=f"{fruit} v{version}")
+    # positions, not file numbers: files may have gaps if some were deleted
+    position = {REAL_NAME.match(n).group(1): i for i, n in enumerate(real)}
+    source = list(range(len(real))) + [position[AUG_NAME.match(n).group(2)] for n in aug]
+    return VersionImages(folder, names, len(real), images, np.asarray(source, dtype=np.int32), meta)

@@ -1,0 +1,143 @@
+"""The NPZ dataset format: the one module that names, writes, lists and reads (validating) it.
+
+    npzData/<fruit>_version<NAME>.npz holds four arrays:
+
+  images       (N, R, R) uint8, white strokes (255) on black (0), real images first, then augmented
+  augmented    (N,) bool
+  source_index (N,) int32   a real image's own index; an augmented image's index of its real source
+  metadata     0-d unicode array: JSON of the version's metadata.json + "count", "npz_created", "image_files"
+
+Written by imageToNPZ.py (and benchmarks/bench_train.py for synthetic data), read by data_loader.py,
+which turns the pixels into training tensors (pictures.to_unit_range). Files are written atomically
+and opened with allow_pickle=False: a dataset can never run code. numpy only (no torch), so the
+packing script starts fast.
+"""
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from safe_files import atomic_save_npz, check_name, inside
+from user_io import UserError
+
+NPZ_DIR = "npzData"
+VERSION_PREFIX = "version"
+NPZ_NAME = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_-]*?)_version([A-Za-z0-9_][A-Za-z0-9_-]*)\.npz$")
+REQUIRED_ARRAYS = ("images", "augmented", "source_index", "metadata")
+
+
+@dataclass
+class PackedFruit:
+    """The arrays of one NPZ file."""
+
+    images: np.ndarray  # (N, R, R) uint8
+    augmented: np.ndarray  # (N,) bool
+    source_index: np.ndarray  # (N,) int32 when written; any integer dtype is accepted when read
+    metadata: dict = field(default_factory=dict)  # metadata.json + count, npz_created, image_files
+
+
+def npz_path(workdir: Path, fruit: str, version: str) -> Path:
+    """npzData/<fruit>_version<NAME>.npz; names are checked so they cannot leave npzData/."""
+    check_name(fruit, "fruit")
+    check_name(version, "version")
+    return inside(Path(workdir), NPZ_DIR, f"{fruit}_{VERSION_PREFIX}{version}.npz")
+
+
+def list_versions(workdir: Path) -> dict:
+    """{version: [fruit, ...]} of every npz file present, both sorted."""
+    folder = Path(workdir) / NPZ_DIR
+    versions: dict = {}
+    if folder.is_dir():
+        for path in folder.iterdir():
+            match = NPZ_NAME.match(path.name)
+            if match and path.is_file():
+                versions.setdefault(match.group(2), []).append(match.group(1))
+    return {v: sorted(versions[v]) for v in sorted(versions)}
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def packed_metadata(folder_metadata: dict, fruit: str, version: str, resolution: int, real_count: int,
+                    image_files: Sequence[str]) -> dict:
+    """The NPZ's metadata: the version's metadata.json with identity and counts set from what was packed."""
+    metadata = dict(folder_metadata)
+    metadata.update(fruit=fruit, version=version, resolution=int(resolution), count=len(image_files),
+                    real_count=real_count, augmented_count=len(image_files) - real_count,
+                    npz_created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    image_files=list(image_files))
+    return metadata
+
+
+def write_npz(path: Path, packed: PackedFruit) -> Path:
+    """Save atomically (temp file + os.replace): an older file stays intact until the new one is complete."""
+    return atomic_save_npz(path, images=packed.images, augmented=packed.augmented,
+                           source_index=packed.source_index, metadata=np.array(json.dumps(packed.metadata)))
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def repack_hint(fruit: str, version: str) -> str:
+    return f"recreate it with imageToNPZ.py --version {version} --fruits {fruit} --overwrite"
+
+
+def _read_arrays(path: Path, fruit: str, version: str) -> dict:
+    """The four arrays of the file (pickled objects refused); UserError when unreadable or incomplete."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in REQUIRED_ARRAYS if k not in npz.files]
+            if missing:
+                raise UserError(f"{path} lacks {', '.join(missing)}: not an imageToNPZ.py dataset; "
+                                f"{repack_hint(fruit, version)}")
+            return {k: npz[k] for k in REQUIRED_ARRAYS}
+    except UserError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        # ValueError also covers object arrays, which would need pickle
+        raise UserError(f"cannot read {path} ({exc}); {repack_hint(fruit, version)}") from None
+
+
+def _check_pixel_arrays(arrays: dict, path: Path, hint: str) -> None:
+    images, augmented, source = arrays["images"], arrays["augmented"], arrays["source_index"]
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1] != images.shape[2] or images.shape[0] == 0:
+        raise UserError(f"{path}: images are {images.dtype} {tuple(images.shape)}, expected uint8 (N, R, R) "
+                        f"with N >= 1 square images; {hint}")
+    n = images.shape[0]
+    if augmented.dtype != np.bool_ or augmented.shape != (n,):
+        raise UserError(f"{path}: augmented is {augmented.dtype} {tuple(augmented.shape)}, expected bool ({n},); {hint}")
+    if not np.issubdtype(source.dtype, np.integer) or source.shape != (n,):
+        raise UserError(f"{path}: source_index is {source.dtype} {tuple(source.shape)}, "
+                        f"expected integers ({n},); {hint}")
+    if n and (source.min() < 0 or source.max() >= n):
+        raise UserError(f"{path}: source_index holds values outside 0..{n - 1}; {hint}")
+
+
+def _parse_metadata(meta_array: np.ndarray, path: Path, fruit: str, hint: str) -> dict:
+    try:
+        if meta_array.ndim != 0 or meta_array.dtype.kind != "U":
+            raise ValueError(f"a {meta_array.dtype} array of shape {tuple(meta_array.shape)}, not a JSON string")
+        metadata = json.loads(str(meta_array[()]))
+        if not isinstance(metadata, dict):
+            raise ValueError("JSON is not an object")
+    except ValueError as exc:
+        raise UserError(f"{path}: metadata unreadable ({exc}); {hint}") from None
+    if metadata.get("fruit", fruit) != fruit:
+        raise UserError(f"{path} holds {metadata['fruit']!r} images, not {fruit!r}: was it renamed? {hint}")
+    return metadata
+
+
+def read_npz(path: Path, fruit: str, version: str) -> PackedFruit:
+    """One file's arrays, shapes and dtypes checked; UserError (with how to rebuild it) when malformed."""
+    arrays = _read_arrays(path, fruit, version)
+    hint = repack_hint(fruit, version)
+    _check_pixel_arrays(arrays, path, hint)
+    metadata = _parse_metadata(arrays["metadata"], path, fruit, hint)
+    return PackedFruit(arrays["images"], arrays["augmented"], arrays["source_index"], metadata)
