@@ -1,6 +1,12 @@
-"""How real do the fakes look? Quality figures for generated fruit drawings, measured by a small classifier.
+"""How real do the fakes look? Quality figures for generated fruit drawings, measured by small networks.
 
 A GAN's losses say little about its images, so at milestone epochs the trainer asks this module:
+
+* **two_sample_test** (the headline figure): a small CNN trained to tell generated images from REAL drawings
+  held out of the GAN's training, its accuracy measured on images it did not train on (0.5 = indistinguishable,
+  1.0 = trivially told apart); "not enough real drawings" instead of a number when the held-out split is small;
+* **memorisation_ratio**: how close generated images sit to their nearest training drawing, relative to how
+  close new real drawings sit (about 1 healthy, well below 1 = copying);
 
 * **recognizability**: the share of generated images that a classifier trained on the REAL drawings of the
   dataset version calls the intended fruit (it is blind to variety: one perfect apple repeated scores 100%);
@@ -11,6 +17,10 @@ A GAN's losses say little about its images, so at milestone epochs the trainer a
   neighbour manifolds in the same feature space. Precision/density ask "do the fakes lie where real drawings
   are?", recall/coverage ask "are all kinds of real drawings reached?": mode collapse shows as low recall and
   coverage while recognizability stays high.
+
+Recognisability needs a choice between fruits: load_or_train_recognizer trains the classifier on every fruit
+with drawings in rawData/ (the dataset's held-out drawings excluded), and a one-class classifier's verdicts are
+refused (the figure is left out, with a "recognizability_note" saying why).
 
 The classifier is trained once per dataset version and resolution (a few seconds on a CPU) and cached in
 models/evaluators/classifier_version<V>_<R>px.pt, with a hash of its training data so a changed dataset
@@ -56,6 +66,14 @@ MIN_FEATURE_SCALE = 1e-6
 CLASSIFIER_CPU_THREADS = 1
 # quality_score weights (see its docstring)
 SCORE_FID_WEIGHT = 0.25
+HEALTHY_MEMORISATION = 0.95       # memorisation ratio below this costs score (the issue's target: >= 0.95)
+SCORE_MEMORISATION_WEIGHT = 1.0   # per unit below it: a copying generator (ratio 0) never wins on a ~0.5 accuracy
+# Recognisability needs a choice between fruits: a one-class classifier calls everything that fruit.
+MIN_RECOGNIZER_FRUITS = 2
+MIN_RECOGNIZER_DRAWINGS = 10      # a fruit with fewer real drawings in rawData/ is left out of the recogniser
+RECOGNIZER_MAX_PER_FRUIT = 500    # drawings rendered per fruit (memory and time stay bounded; file order)
+ONE_CLASS_NOTE = ("not enough fruits to judge recognisability: the classifier knows only {fruits}; "
+                  "put another fruit's Quick, Draw! drawings in rawData/")
 
 
 @dataclass(frozen=True)
@@ -363,6 +381,115 @@ def load_cached_classifier(workdir: Path, dataset_version: str, resolution: int,
     return model, _info(payload, path, trained=False)
 
 
+# --------------------------------------------------------------------------------------------- all-fruit recogniser
+def recognizer_path(workdir: Path, dataset_version: str, resolution: int) -> Path:
+    """models/evaluators/recognizer_version<V>_<R>px.pt: the all-fruit classifier for one dataset version."""
+    check_name(dataset_version, "dataset version")
+    return inside(Path(workdir), "models", EVALUATORS_DIR, f"recognizer_version{dataset_version}_{int(resolution)}px.pt")
+
+
+def _pixel_key(pixels) -> bytes:
+    """An image's identity: its (R,R) 8-bit pixels (a held-out PNG and the same drawing rendered again match)."""
+    return bytes(pixels.astype("uint8", copy=False).tobytes())
+
+
+def _excluded_pixel_keys(exclude_images: Optional[torch.Tensor]) -> set:
+    if exclude_images is None:
+        return set()
+    _check_images("exclude_images", exclude_images)
+    return {_pixel_key(img.to(torch.uint8).numpy()) for img in _pixel_levels(exclude_images)[:, 0]}
+
+
+def _rendered_drawings(info, fruit: str, resolution: int):
+    """Yield (key_id or None, (R,R) uint8) for each usable drawing of one rawData file, in file order."""
+    import quickdraw_formats as qf
+    import stroke_render as sr
+
+    if info.format == qf.BITMAP:
+        for row in qf.iter_bitmaps(info.path):
+            if not qf.is_blank_bitmap(row):
+                yield None, sr.image_array(sr.render_bitmap(row, resolution))
+        return
+    preset = qf.QUALITY_PRESETS[qf.DEFAULT_QUALITY]     # the drawings a default dataset would keep
+    renderer = sr.StrokeRenderer(resolution)
+    for drawing in qf.iter_drawings(info.path, fruit, info.format):
+        if isinstance(drawing, qf.Drawing) and preset.reject_reason(drawing) is None:
+            yield drawing.key_id, sr.image_array(renderer.render(drawing.strokes))
+
+
+def render_rawdata_fruits(workdir: Path, resolution: int, exclude_key_ids: Sequence[str] = (),
+                          exclude_images: Optional[torch.Tensor] = None,
+                          max_per_fruit: int = RECOGNIZER_MAX_PER_FRUIT,
+                          formats="auto") -> Tuple[Dict[str, torch.Tensor], Dict[str, dict]]:
+    """Every fruit with drawings in <workdir>/rawData/, rendered in memory at ``resolution`` by the project's renderer.
+
+    Up to ``max_per_fruit`` drawings per fruit, in file order (quickdraw_formats.select_files: the user's files
+    before the bundled sample, strokes before bitmaps under "auto"), de-duplicated by key_id. Drawings whose
+    key_id is in ``exclude_key_ids``, or whose 8-bit pixels equal one of ``exclude_images`` ((K,1,R,R) in
+    [-1,1], e.g. a dataset's held-out split; bitmaps have no key_id), are skipped.
+    Returns ({fruit: (N,1,R,R) in [-1,1]}, {fruit: {"count", "excluded", "files"}}); fruits without any
+    drawing are absent.
+    """
+    import quickdraw_formats as qf
+
+    raw_dir = Path(workdir) / "rawData"
+    if not raw_dir.is_dir():
+        return {}, {}
+    scan = qf.scan_raw_data(raw_dir)
+    excluded_keys = {str(k) for k in exclude_key_ids}
+    excluded_pixels = _excluded_pixel_keys(exclude_images)
+    images: Dict[str, torch.Tensor] = {}
+    details: Dict[str, dict] = {}
+    for fruit in scan.fruits_with_data(formats):
+        kept, seen, skipped, files = [], set(), 0, []
+        for info in qf.select_files(scan.files_for(fruit), formats):
+            if len(kept) >= max_per_fruit:
+                break
+            files.append(scan.relative(info.path))
+            for key_id, pixels in _rendered_drawings(info, fruit, resolution):
+                if key_id is not None:
+                    if key_id in seen:                  # raw files repeat the simplified drawings
+                        continue
+                    seen.add(key_id)
+                if key_id in excluded_keys or _pixel_key(pixels) in excluded_pixels:
+                    skipped += 1
+                    continue
+                kept.append(torch.from_numpy(pixels.copy()))
+                if len(kept) >= max_per_fruit:
+                    break
+        if kept:
+            images[fruit] = torch.stack(kept).unsqueeze(1).float() / (PIXEL_LEVELS / 2.0) - 1.0
+        details[fruit] = {"count": len(kept), "excluded": skipped, "files": files}
+    return images, details
+
+
+def load_or_train_recognizer(workdir: Path, dataset_version: str, resolution: int,
+                             exclude_key_ids: Sequence[str] = (), exclude_images: Optional[torch.Tensor] = None,
+                             max_per_fruit: int = RECOGNIZER_MAX_PER_FRUIT, device="cpu", seed: int = 0,
+                             train_config: Optional[ClassifierTrainConfig] = None,
+                             log: Optional[Callable[[str], None]] = None) -> Tuple[Optional[FruitClassifier], dict]:
+    """The classifier that judges recognisability: every fruit of rawData/, never the dataset's held-out drawings.
+
+    Rendered with render_rawdata_fruits (``exclude_key_ids`` / ``exclude_images``: the dataset version's
+    held-out split, so the recogniser's verdict on those drawings is on drawings it never saw), trained like the
+    dataset classifier and cached in recognizer_path (retrained when the drawings or exclusions change).
+    Returns (classifier, info) as load_or_train_classifier, info also holding "rendered" (per-fruit counts);
+    or (None, {"note": why, ...}) when fewer than MIN_RECOGNIZER_FRUITS fruits have MIN_RECOGNIZER_DRAWINGS
+    drawings: a one-class classifier would call everything that fruit, so no recognisability is reported.
+    """
+    images, details = render_rawdata_fruits(workdir, resolution, exclude_key_ids, exclude_images, max_per_fruit)
+    usable = {f: x for f, x in images.items() if x.shape[0] >= MIN_RECOGNIZER_DRAWINGS}
+    if len(usable) < MIN_RECOGNIZER_FRUITS:
+        found = ", ".join(f"{f} {d['count']}" for f, d in details.items()) or "none"
+        return None, {"note": f"not enough fruits to judge recognisability: rawData/ has {MIN_RECOGNIZER_DRAWINGS}+ "
+                              f"real drawings of {len(usable)} fruit(s) (found: {found}), need "
+                              f"{MIN_RECOGNIZER_FRUITS}; put another fruit's Quick, Draw! file in rawData/",
+                      "fruits": list(usable), "rendered": details}
+    path = recognizer_path(workdir, dataset_version, resolution)
+    model, info = _load_or_train_at(path, dataset_version, usable, None, None, device, seed, train_config, log)
+    return model, {**info, "rendered": details}
+
+
 def _info(payload: dict, path: Path, trained: bool) -> dict:
     return {"fruits": list(payload["fruits"]), "heldout_accuracy": payload.get("heldout_accuracy"),
             "heldout_accuracy_by_fruit": dict(payload.get("heldout_accuracy_by_fruit") or {}),
@@ -385,6 +512,19 @@ def load_or_train_classifier(workdir: Path, dataset_version: str, real_by_fruit:
     "heldout_accuracy", "heldout_accuracy_by_fruit", "heldout_counts", "train_counts", "path", "trained", ...}.
     The classifier also carries ``heldout_accuracy_by_fruit`` (used by QualityEvaluator.reference).
     """
+    return _load_or_train_at(classifier_path(workdir, dataset_version, _resolution_of(real_by_fruit)),
+                             dataset_version, real_by_fruit, source_index_by_fruit, augmented_by_fruit,
+                             device, seed, train_config, log)
+
+
+def _resolution_of(real_by_fruit: Mapping[str, torch.Tensor]) -> int:
+    return int(next(iter(real_by_fruit.values())).shape[-1]) if real_by_fruit else 0
+
+
+def _load_or_train_at(path: Path, dataset_version: str, real_by_fruit: Mapping[str, torch.Tensor],
+                      source_index_by_fruit, augmented_by_fruit, device, seed: int,
+                      train_config: Optional[ClassifierTrainConfig], log) -> Tuple[FruitClassifier, dict]:
+    """load_or_train_classifier with the cache file given (the dataset's classifier or the all-fruit recogniser)."""
     cfg = train_config or ClassifierTrainConfig()
     device = torch.device(device)
     fruits = list(real_by_fruit)
@@ -395,7 +535,6 @@ def load_or_train_classifier(workdir: Path, dataset_version: str, real_by_fruit:
     if len(set(sizes.values())) > 1 or any(len(s) != 3 or s[0] != 1 for s in sizes.values()):
         raise UserError(f"quality classifier needs (N,1,R,R) images of one size; got "
                         f"{', '.join(f'{f} {s}' for f, s in sizes.items())}")
-    path = classifier_path(workdir, dataset_version, resolution)
     data_hash = _data_hash(fruits, real_by_fruit, augmented_by_fruit, source_index_by_fruit, cfg)
     cached = _load_cached(path, fruits, resolution, data_hash, device)
     if cached is not None:
@@ -483,6 +622,9 @@ class QualityEvaluator:
                             f"{', '.join(real_by_fruit)}), not {', '.join(unknown)}")
         self.fruits = list(fruits)
         self.label = {f: label_order.index(f) for f in self.fruits}
+        # A one-class classifier recognises everything: its verdicts are refused, the other figures stay.
+        self.recognizes = len(label_order) >= MIN_RECOGNIZER_FRUITS
+        self.recognizability_note = None if self.recognizes else ONE_CLASS_NOTE.format(fruits=", ".join(label_order))
         self.real = {f: real_by_fruit[f].detach() for f in self.fruits}
         self._extractor = PrecomputedFeatures(classifier.feature_dim)
         self._real_features: Dict[str, torch.Tensor] = {}
@@ -543,11 +685,14 @@ class QualityEvaluator:
         feats = _features(self.classifier, generated, self.device)                  # (N, FD)
         probs = self.classifier.logits_from_features(feats).softmax(dim=1)          # (N, F)
         target = self.label[fruit]
-        out = {
-            "recognizability": (probs.argmax(dim=1) == target).double().mean().item() if len(feats) else math.nan,
-            "confidence": probs[:, target].double().mean().item() if len(feats) else math.nan,
-            "fid": self._fid_vs_real(fruit, feats),
-        }
+        if self.recognizes:
+            out = {
+                "recognizability": (probs.argmax(dim=1) == target).double().mean().item() if len(feats) else math.nan,
+                "confidence": probs[:, target].double().mean().item() if len(feats) else math.nan,
+            }
+        else:      # no number at all (not even None): callers read a missing figure as "not measured"
+            out = {"recognizability_note": self.recognizability_note}
+        out["fid"] = self._fid_vs_real(fruit, feats)
         out.update(manifold_metrics(self.real_features(fruit), feats))
         out["num_generated"] = int(generated.shape[0])
         out["num_real"] = int(self.real[fruit].shape[0])
@@ -575,37 +720,273 @@ class QualityEvaluator:
         half_a, half_b = feats[order[: m // 2]], feats[order[m // 2:]]
         ref = {"num_real": int(m), "half_size": int(m // 2), "fid_real_halves": self._fid_two_sets(half_a, half_b)}
         ref.update(manifold_metrics(half_a, half_b))
-        pred = self.classifier.logits_from_features(feats).argmax(dim=1)
-        ref["recognizability_all_real"] = (pred == self.label[fruit]).double().mean().item() if m else math.nan
-        held = getattr(self.classifier, "heldout_accuracy_by_fruit", {}) or {}
-        ref["heldout_recognizability"] = held.get(fruit)
+        if self.recognizes:
+            pred = self.classifier.logits_from_features(feats).argmax(dim=1)
+            ref["recognizability_all_real"] = (pred == self.label[fruit]).double().mean().item() if m else math.nan
+            held = getattr(self.classifier, "heldout_accuracy_by_fruit", {}) or {}
+            ref["heldout_recognizability"] = held.get(fruit)
+        else:
+            ref.update(recognizability_all_real=None, heldout_recognizability=None,
+                       recognizability_note=self.recognizability_note)
         noise = torch.rand(max(m, 2), *real.shape[1:], generator=torch.Generator().manual_seed(NOISE_SEED)) * 2 - 1
         ref["fid_uniform_noise"] = self._fid_vs_real(fruit, _features(self.classifier, noise, self.device))
         self._reference[fruit] = ref
         return dict(ref)
 
 
+# --------------------------------------------------------------------------------------------- held-out tests
+# Classifier two-sample test (C2ST, Lopez-Paz & Oquab 2017): can a small CNN tell generated images from REAL
+# drawings it never saw? Trained on one half of each set, its accuracy on the other half is the figure.
+# Minimum real drawings per half: with 40 real + 40 fake test images the accuracy's standard error at 0.5 is
+# sqrt(0.25 / 80) = 0.056, so 0.5 and the issue's 0.75 target lie 4.5 standard errors apart; fewer would make
+# the figure noise, so below this it is not given.
+MIN_TWO_SAMPLE_PER_HALF = 40
+TWO_SAMPLE_MAX_PER_CLASS = 1000   # images of each set used at most (time stays bounded; the rest adds little)
+TWO_SAMPLE_SEEDS = (0, 1, 2)      # splits and initialisations averaged over
+TWO_SAMPLE_STEPS = 200            # optimizer steps per seed (fixed budget: ~1-2 s at 28 px; 150 saw less, 300 twice the time)
+TWO_SAMPLE_BATCH = 64             # images per step, half real, half generated
+TWO_SAMPLE_LR = 3e-3
+TWO_SAMPLE_WEIGHT_DECAY = 1e-3
+TWO_SAMPLE_WIDTH = 16             # first convolution's channels of the two-sample CNN
+PIXEL_LEVELS = 255                # real drawings are 8-bit PNGs: 256 levels, 0..255
+# Memorisation ratio: the median of each set's nearest-training-image distances. The median of 40 values has a
+# standard error of about 0.2 of the distances' spread; fewer held-out drawings make the ratio's denominator
+# unreliable.
+MIN_MEMORISATION_HELDOUT = 40
+NEAREST_CHUNK = 256               # query images per distance block (block = 256 x NEAREST_TRAIN_CHUNK floats)
+NEAREST_TRAIN_CHUNK = 4096        # training images per distance block: memory stays a few MB at any data size
+
+
+def quantise_pixels(images: torch.Tensor) -> torch.Tensor:
+    """(N,1,R,R) in [-1,1] -> the same on the 256 levels of an 8-bit PNG (as real drawings are stored).
+
+    Generated images are floats; without this a two-sample test could tell them apart by their in-between
+    values alone instead of by the drawing.
+    """
+    return _pixel_levels(images) / (PIXEL_LEVELS / 2.0) - 1.0
+
+
+def _pixel_levels(images: torch.Tensor) -> torch.Tensor:
+    """[-1,1] floats -> 0..255 whole numbers (as float), on CPU."""
+    return ((images.detach().float().cpu() + 1.0) * (PIXEL_LEVELS / 2.0)).round().clamp(0, PIXEL_LEVELS)
+
+
+def _not_enough_real(n_real: int, needed: int) -> str:
+    return f"not enough real drawings ({n_real} held out, need {needed})"
+
+
+def _check_images(name: str, images: torch.Tensor) -> None:
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 1:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise UserError(f"{name} must be a (N, 1, R, R) image tensor, got {shape}")
+
+
+def _check_same_size(**sets: torch.Tensor) -> None:
+    for name, images in sets.items():
+        _check_images(name, images)
+    sizes = {name: tuple(images.shape[-2:]) for name, images in sets.items()}
+    if len(set(sizes.values())) > 1:
+        raise UserError("images to compare must have one size; got "
+                        + ", ".join(f"{name} {s[0]}x{s[1]}" for name, s in sizes.items()))
+
+
+class TwoSampleNet(nn.Module):
+    """Small CNN for the two-sample test: (B,1,r,r) -> one logit "generated" (B,). Any r from 8 to 32."""
+
+    def __init__(self, width: int = TWO_SAMPLE_WIDTH):
+        super().__init__()
+        c = width
+        self.net = nn.Sequential(
+            nn.Conv2d(1, c, 3, stride=2, padding=1), nn.LeakyReLU(0.2),               # (B, c, r/2, r/2)
+            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.LeakyReLU(0.2),           # (B, 2c, r/4, r/4)
+            nn.Conv2d(2 * c, 4 * c, 3, stride=2, padding=1), nn.LeakyReLU(0.2),       # (B, 4c, r/8, r/8)
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),                                    # (B, 4c)
+            nn.Dropout(HEAD_DROPOUT), nn.Linear(4 * c, 1),                            # (B, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(1)
+
+
+def _two_sample_once(real: torch.Tensor, fake: torch.Tensor, n: int, seed: int) -> float:
+    """One seed: n images of each set, split in halves; train on the first halves, accuracy on the second."""
+    gen = torch.Generator().manual_seed(seed)
+    real = real[torch.randperm(real.shape[0], generator=gen)[:n]]
+    fake = fake[torch.randperm(fake.shape[0], generator=gen)[:n]]
+    half = n // 2
+    train_x = torch.cat([real[:half], fake[:half]])                                     # (2h,1,r,r)
+    train_y = torch.cat([torch.zeros(half), torch.ones(half)])
+    test_x = torch.cat([real[half:], fake[half:]])
+    test_y = torch.cat([torch.zeros(n - half), torch.ones(n - half)])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = TwoSampleNet()
+        opt = torch.optim.AdamW(model.parameters(), lr=TWO_SAMPLE_LR, weight_decay=TWO_SAMPLE_WEIGHT_DECAY)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=TWO_SAMPLE_STEPS)
+        model.train()
+        per_class = TWO_SAMPLE_BATCH // 2
+        for _ in range(TWO_SAMPLE_STEPS):
+            # Balanced batches: as many real as generated images in every step.
+            pick = torch.cat([torch.randint(0, half, (per_class,), generator=gen),
+                              torch.randint(half, 2 * half, (per_class,), generator=gen)])
+            x = train_x[pick]
+            # Mirroring both classes alike: more variety to learn from, and it cannot tell the sets apart.
+            flip = torch.rand(x.shape[0], generator=gen) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            loss = F.binary_cross_entropy_with_logits(model(x), train_y[pick])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    model.eval()
+    with torch.no_grad():
+        pred = torch.cat([model(test_x[s:s + EVAL_BATCH]) for s in range(0, test_x.shape[0], EVAL_BATCH)]) > 0
+    return (pred.float() == test_y).double().mean().item()
+
+
+def two_sample_test(real_heldout: torch.Tensor, fake: torch.Tensor, seeds: Sequence[int] = TWO_SAMPLE_SEEDS,
+                    max_per_class: int = TWO_SAMPLE_MAX_PER_CLASS) -> dict:
+    """How often a small CNN tells ``fake`` from ``real_heldout``, on images it did not train on.
+
+    real_heldout: (N,1,R,R) in [-1,1], REAL drawings the generator never trained on; fake: (M,1,R,R) generated.
+    Both are put on the 256 levels of 8-bit pixels and shrunk to the work resolution; n = min(N, M,
+    max_per_class) of each are used, one half of each to train the CNN, the other half to measure it; mean and
+    spread over ``seeds`` (each a different split and initialisation; fixed seeds give fixed figures).
+
+    Returns {"two_sample_accuracy": mean accuracy (0.5 = indistinguishable, 1.0 = trivially told apart),
+    "two_sample_std": its spread over the seeds, "two_sample_n": images of each set per seed,
+    "two_sample_test_size": images measured per seed, "two_sample_seeds": len(seeds)}. With fewer than
+    2 * MIN_TWO_SAMPLE_PER_HALF real (or generated) images the figures are None and "two_sample_note" says why.
+    """
+    _check_same_size(real_heldout=real_heldout, fake=fake)
+    if not seeds:
+        raise UserError("two_sample_test needs at least one seed")
+    needed = 2 * MIN_TWO_SAMPLE_PER_HALF
+    n_real, n_fake = int(real_heldout.shape[0]), int(fake.shape[0])
+    n = min(n_real, n_fake, int(max_per_class))
+    out = {"two_sample_accuracy": None, "two_sample_std": None, "two_sample_n": n,
+           "two_sample_test_size": 2 * (n - n // 2), "two_sample_seeds": len(seeds)}
+    if n_real < needed:
+        return {**out, "two_sample_n": 0, "two_sample_test_size": 0,
+                "two_sample_note": _not_enough_real(n_real, needed)}
+    if n < needed:
+        return {**out, "two_sample_n": 0, "two_sample_test_size": 0,
+                "two_sample_note": f"not enough generated images ({n_fake}, need {needed})"}
+    with few_cpu_threads("cpu"):
+        real = to_work_resolution(quantise_pixels(real_heldout))
+        fake = to_work_resolution(quantise_pixels(fake))
+        accuracies = torch.tensor([_two_sample_once(real, fake, n, int(s)) for s in seeds], dtype=torch.float64)
+    out["two_sample_accuracy"] = accuracies.mean().item()
+    out["two_sample_std"] = accuracies.std(unbiased=False).item()
+    return out
+
+
+def _nearest_distances(queries: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """(Q, D), (T, D) -> (Q,) Euclidean distance from each query to its nearest reference row, in blocks."""
+    best = []
+    for qs in range(0, queries.shape[0], NEAREST_CHUNK):
+        q = queries[qs:qs + NEAREST_CHUNK]
+        nearest = torch.full((q.shape[0],), math.inf, dtype=torch.float64)
+        for ts in range(0, reference.shape[0], NEAREST_TRAIN_CHUNK):
+            # Exact differences, not the matrix-product shortcut: an exact copy must come out at 0.
+            d = torch.cdist(q, reference[ts:ts + NEAREST_TRAIN_CHUNK], compute_mode="donot_use_mm_for_euclid_dist")
+            nearest = torch.minimum(nearest, d.min(dim=1).values.double())
+        best.append(nearest)
+    return torch.cat(best) if best else torch.zeros(0, dtype=torch.float64)
+
+
+def _pixel_vectors(images: torch.Tensor) -> torch.Tensor:
+    """(N,1,R,R) -> (N, r*r) quantised pixels at the work resolution."""
+    return to_work_resolution(quantise_pixels(images)).reshape(images.shape[0], -1)
+
+
+def memorisation_ratio(generated: torch.Tensor, train: torch.Tensor, heldout_real: torch.Tensor) -> dict:
+    """Does the generator copy its training drawings? (all (N,1,R,R) in [-1,1], one size)
+
+        ratio = median over generated of the distance to the nearest TRAINING image
+                / median over held-out real drawings of the distance to the nearest TRAINING image
+
+    About 1: generated images sit as far from the training set as new real drawings do (healthy); well
+    below 1: they sit on top of training images (copying). Distances are in pixel space (quantised to 8 bits,
+    shrunk to the work resolution): copying is a pixel-level fact, the measure needs no trained network (whose
+    features, trained on the same few drawings, could call different drawings alike), and the shrinking to
+    32 px forgives a copy moved by a fraction of a pixel. Computed in blocks, so memory stays bounded.
+
+    Returns {"memorisation_ratio", "memorisation_generated_median", "memorisation_heldout_median",
+    "memorisation_n_heldout"}; the ratio is None with a "memorisation_note" when fewer than
+    MIN_MEMORISATION_HELDOUT held-out real drawings are given (or the training set is empty).
+    """
+    _check_same_size(generated=generated, train=train, heldout_real=heldout_real)
+    n_held = int(heldout_real.shape[0])
+    out = {"memorisation_ratio": None, "memorisation_generated_median": None,
+           "memorisation_heldout_median": None, "memorisation_n_heldout": n_held}
+    if n_held < MIN_MEMORISATION_HELDOUT:
+        return {**out, "memorisation_note": _not_enough_real(n_held, MIN_MEMORISATION_HELDOUT)}
+    if train.shape[0] == 0 or generated.shape[0] == 0:
+        return {**out, "memorisation_note": "no training or no generated images to compare"}
+    with few_cpu_threads("cpu"):
+        reference = _pixel_vectors(train)
+        gen_median = _nearest_distances(_pixel_vectors(generated), reference).median().item()
+        held_median = _nearest_distances(_pixel_vectors(heldout_real), reference).median().item()
+    out.update(memorisation_generated_median=gen_median, memorisation_heldout_median=held_median)
+    if held_median <= 0:
+        return {**out, "memorisation_note": "held-out drawings are copies of training drawings: split leaks"}
+    out["memorisation_ratio"] = gen_median / held_median
+    return out
+
+
+def _number(metrics: Mapping, key: str) -> Optional[float]:
+    """metrics[key] as a float; None when absent or None (not measured); NaN stays NaN."""
+    value = metrics.get(key)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def quality_score(metrics: Mapping) -> float:
     """One number per evaluation, higher is better: how the trainer picks each fruit's "best" checkpoint.
 
+    With the two-sample test measured (the headline figure, on held-out real drawings):
+
+        score = (1 - two_sample_accuracy) - 1.0 * max(0, 0.95 - memorisation_ratio)
+
+    a lower accuracy (fakes harder to tell from real drawings) is better; a generator that copies its training
+    drawings also fools the test, so a memorisation ratio below 0.95 costs (when measured). Otherwise, as before:
+
         score = recognizability + coverage - 0.25 * ln(1 + fid)
 
-    recognizability (0..1) rewards fakes the classifier takes for the intended fruit; coverage (0..1) rewards
-    reaching the variety of the real drawings (it falls under mode collapse, which recognizability cannot
-    see); the Fréchet distance (in real-feature-variance units) is penalised on a log scale so it refines
-    the ranking without swamping the other two. A missing or NaN figure gives -inf (never "best").
+    recognizability (0..1) rewards fakes the classifier takes for the intended fruit (left out when it was
+    refused: a one-class classifier); coverage (0..1) rewards reaching the variety of the real drawings (it falls
+    under mode collapse, which recognizability cannot see); the Fréchet distance (in real-feature-variance units)
+    is penalised on a log scale so it refines the ranking without swamping the other two. A missing or NaN
+    figure gives -inf (never "best"). The two formulas are not on one scale: within one training run the
+    held-out split, and so which one applies, stays the same.
     """
-    try:
-        recog, cover, fid = (float(metrics[k]) for k in ("recognizability", "coverage", "fid"))
-    except (KeyError, TypeError, ValueError):
+    accuracy = _number(metrics, "two_sample_accuracy")
+    if accuracy is not None:
+        if math.isnan(accuracy):
+            return -math.inf
+        ratio = _number(metrics, "memorisation_ratio")
+        copying = 0.0 if ratio is None or math.isnan(ratio) else max(0.0, HEALTHY_MEMORISATION - ratio)
+        return (1.0 - accuracy) - SCORE_MEMORISATION_WEIGHT * copying
+    cover, fid = _number(metrics, "coverage"), _number(metrics, "fid")
+    recog = _number(metrics, "recognizability")
+    if recog is None and "recognizability_note" not in metrics:
         return -math.inf
-    if any(math.isnan(v) for v in (recog, cover, fid)) or fid < 0:
+    figures = [v for v in (recog, cover, fid) if v is not None]
+    if cover is None or fid is None or any(math.isnan(v) for v in figures) or fid < 0:
         return -math.inf
-    return recog + cover - SCORE_FID_WEIGHT * math.log1p(fid)
+    return (recog or 0.0) + cover - SCORE_FID_WEIGHT * math.log1p(fid)
 
 
 # Columns of format_metrics_table: (key, header, format)
 TABLE_COLUMNS = (
+    ("two_sample_accuracy", "2-sample", "{:.2f}"),
+    ("two_sample_std", "+-", "{:.2f}"),
+    ("memorisation_ratio", "memo.", "{:.2f}"),
     ("recognizability", "recognised", "{:.0%}"),
     ("confidence", "conf.", "{:.2f}"),
     ("fid", "FID", "{:.2f}"),
@@ -632,11 +1013,15 @@ def format_metrics_table(rows: Sequence[Mapping]) -> str:
     in first-seen order; metric columns are those of TABLE_COLUMNS present in any row; missing values show "-".
     """
     known = {k for k, _, _ in TABLE_COLUMNS}
-    skip = {"num_generated", "num_real", "k", "half_size"}
+    # Details of the figures (counts, medians, notes) are not row labels.
+    skip = {"num_generated", "num_real", "k", "half_size", "two_sample_n", "two_sample_test_size",
+            "two_sample_seeds", "memorisation_generated_median", "memorisation_heldout_median",
+            "memorisation_n_heldout"}
     labels: list = []
     for row in rows:
         for key, value in row.items():
-            if key not in known and key not in skip and key not in labels and not isinstance(value, (dict, list)):
+            if (key not in known and key not in skip and not key.endswith("_note") and key not in labels
+                    and not isinstance(value, (dict, list))):
                 labels.append(key)
     metrics = [(k, h, f) for k, h, f in TABLE_COLUMNS if any(k in row for row in rows)]
     header = labels + [h for _, h, _ in metrics]

@@ -1,0 +1,187 @@
+"""gan_evaluation.py's held-out figures: the two-sample test, the memorisation ratio, and recognisability that
+is never judged by a one-class classifier.
+
+Real images are the bundled bitmaps rawData/sample/bitmap/apple.npy (1000 real 28x28 Quick, Draw! apples),
+shuffled once; tests that use made-up images ("noise", "thicker strokes") say so.
+"""
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import gan_evaluation as ge
+import quickdraw_formats as qf
+from conftest import SAMPLE
+from user_io import UserError
+
+RES = 28
+HALF_LEVEL = 1.0 / 255          # half of one 8-bit step in [-1,1] units (a step is 2/255)
+SAMPLE_FRUITS = ("apple", "banana", "blackberry", "grapes", "pear", "strawberry", "watermelon")
+QUICK = ge.ClassifierTrainConfig(steps=20)     # the classifier's quality is not under test here, its data is
+
+
+@pytest.fixture(scope="module")
+def apples():
+    """(1000,1,28,28) in [-1,1]: the bundled real apple bitmaps in a fixed random order."""
+    pixels = np.load(SAMPLE / "bitmap" / "apple.npy")
+    images = torch.from_numpy(pixels).float().div(127.5).sub(1).reshape(-1, 1, RES, RES)
+    return images[torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))]
+
+
+# --------------------------------------------------------------------------------------------- two-sample test
+def test_two_halves_of_real_drawings_cannot_be_told_apart(apples):
+    """The "generated" half is real too, carrying float jitter below half an 8-bit step: quantised away."""
+    real, other = apples[:200], apples[200:400]
+    jitter = (torch.rand(other.shape, generator=torch.Generator().manual_seed(1)) * 2 - 1) * 0.9 * HALF_LEVEL
+    fake = (other + jitter).clamp(-1, 1)
+    assert not torch.equal(fake, other) and torch.equal(ge.quantise_pixels(fake), ge.quantise_pixels(other))
+    result = ge.two_sample_test(real, fake)
+    assert abs(result["two_sample_accuracy"] - 0.5) <= 0.12, result
+    assert result["two_sample_n"] == 200 and result["two_sample_test_size"] == 200
+    assert result["two_sample_seeds"] == 3 and 0 <= result["two_sample_std"] < 0.1
+    assert "two_sample_note" not in result
+
+
+def test_noise_is_told_apart_from_real_drawings(apples):
+    noise = torch.rand(200, 1, RES, RES, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    result = ge.two_sample_test(apples[:200], noise)
+    assert result["two_sample_accuracy"] > 0.95, result
+
+
+def test_two_sample_test_sees_a_subtle_difference(apples):
+    """Made-up fakes: real apples with strokes one pixel thicker. The test must see more than noise."""
+    thicker = F.pad(F.max_pool2d(apples[200:400], 2, stride=1), (0, 1, 0, 1), value=-1.0)
+    result = ge.two_sample_test(apples[:200], thicker)
+    assert result["two_sample_accuracy"] > 0.85, result
+
+
+def test_two_sample_test_is_deterministic_and_balanced(apples):
+    state = torch.get_rng_state()
+    first = ge.two_sample_test(apples[:80], apples[500:900], seeds=(7,))
+    again = ge.two_sample_test(apples[:80], apples[500:900], seeds=(7,))
+    assert first == again and torch.equal(state, torch.get_rng_state())   # and the caller's stream untouched
+    assert first["two_sample_n"] == 80 and first["two_sample_std"] == 0.0  # balanced: 80 of the 400 fakes
+
+
+def test_two_sample_test_says_not_enough_real_drawings(apples):
+    needed = 2 * ge.MIN_TWO_SAMPLE_PER_HALF
+    few = ge.two_sample_test(apples[:needed - 1], apples[100:400])
+    assert few["two_sample_accuracy"] is None and few["two_sample_std"] is None
+    assert few["two_sample_note"] == f"not enough real drawings ({needed - 1} held out, need {needed})"
+    few_fakes = ge.two_sample_test(apples[:200], apples[300:310])
+    assert few_fakes["two_sample_accuracy"] is None and "not enough generated images" in few_fakes["two_sample_note"]
+    with pytest.raises(UserError, match="one size"):
+        ge.two_sample_test(apples[:100], torch.zeros(100, 1, 64, 64))
+    with pytest.raises(UserError, match=r"\(N, 1, R, R\)"):
+        ge.two_sample_test(apples[:100, 0], apples[:100])
+
+
+# --------------------------------------------------------------------------------------------- memorisation
+def test_memorisation_ratio_exposes_a_copying_generator(apples):
+    train, heldout = apples[:700], apples[700:900]
+    copies = train[torch.randperm(700, generator=torch.Generator().manual_seed(3))[:200]]
+    jittered = (copies + 0.9 * HALF_LEVEL).clamp(-1, 1)         # float noise does not hide a copy
+    copying = ge.memorisation_ratio(jittered, train, heldout)
+    assert copying["memorisation_ratio"] < 0.3, copying
+    healthy = ge.memorisation_ratio(apples[900:], train, heldout)   # new real drawings "generated"
+    assert 0.8 <= healthy["memorisation_ratio"] <= 1.25, healthy
+    assert healthy["memorisation_n_heldout"] == 200 and healthy["memorisation_heldout_median"] > 0
+
+
+def test_memorisation_ratio_says_not_enough_real_drawings(apples):
+    few = ge.MIN_MEMORISATION_HELDOUT - 1
+    result = ge.memorisation_ratio(apples[:50], apples[100:500], apples[:few])
+    assert result["memorisation_ratio"] is None
+    assert result["memorisation_note"] == f"not enough real drawings ({few} held out, need {ge.MIN_MEMORISATION_HELDOUT})"
+
+
+def test_nearest_distances_in_blocks_equal_one_block(apples, monkeypatch):
+    queries, reference = apples[:23].reshape(23, -1), apples[100:141].reshape(41, -1)
+    whole = torch.cdist(queries.double(), reference.double()).min(dim=1).values
+    monkeypatch.setattr(ge, "NEAREST_CHUNK", 7)
+    monkeypatch.setattr(ge, "NEAREST_TRAIN_CHUNK", 5)
+    assert torch.allclose(ge._nearest_distances(queries, reference), whole, atol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------- recognisability
+def test_one_class_classifier_gives_no_recognisability(apples, tmp_path):
+    classifier, _ = ge.load_or_train_classifier(tmp_path, "one", {"apple": apples[:100]}, train_config=QUICK)
+    evaluator = ge.QualityEvaluator(classifier, ["apple"], {"apple": apples[100:200]})
+    metrics = evaluator.evaluate("apple", apples[200:264])
+    assert "recognizability" not in metrics and "confidence" not in metrics
+    assert "knows only apple" in metrics["recognizability_note"]
+    assert metrics["fid"] >= 0 and 0 <= metrics["coverage"] <= 1            # the other figures stay
+    ref = evaluator.reference("apple")
+    assert ref["heldout_recognizability"] is None and ref["recognizability_all_real"] is None
+    assert math.isfinite(ge.quality_score(metrics))                          # still ranks checkpoints
+    assert "recognised" not in ge.format_metrics_table([{"fruit": "apple", **metrics}]).splitlines()[0].split()
+
+
+def test_recognizer_knows_every_fruit_of_rawdata_and_excludes_heldout(workdir):
+    images, details = ge.render_rawdata_fruits(workdir, RES)
+    assert sorted(images) == sorted(SAMPLE_FRUITS)
+    apple = images["apple"]
+    assert apple.shape[1:] == (1, RES, RES) and apple.min() == -1 and apple.max() == 1
+    # Hold out 3 apples by key_id and 4 others by their pixels: none of them is rendered for training.
+    preset = qf.QUALITY_PRESETS[qf.DEFAULT_QUALITY]                         # the drawings that are rendered
+    usable = (d for d in qf.iter_drawings(SAMPLE / "simplified" / "apple.ndjson", "apple")
+              if isinstance(d, qf.Drawing) and preset.reject_reason(d) is None)
+    first_keys = [d.key_id for _, d in zip(range(3), usable)]
+    by_pixels = apple[3:7]
+    kept, details2 = ge.render_rawdata_fruits(workdir, RES, exclude_key_ids=first_keys, exclude_images=by_pixels)
+    assert details2["apple"]["excluded"] == 7 and kept["apple"].shape[0] == apple.shape[0] - 7
+    held = torch.cat([apple[:3], by_pixels]).reshape(7, -1)
+    assert not (torch.cdist(kept["apple"].reshape(kept["apple"].shape[0], -1), held) == 0).any()
+    assert kept["banana"].shape == images["banana"].shape                   # other fruits untouched
+    model, info = ge.load_or_train_recognizer(workdir, "1", RES, exclude_key_ids=first_keys,
+                                              exclude_images=by_pixels, train_config=QUICK)
+    assert sorted(model.fruits) == sorted(SAMPLE_FRUITS) and info["trained"]
+    assert info["path"].endswith(f"recognizer_version1_{RES}px.pt") and info["rendered"]["apple"]["excluded"] == 7
+    again, info2 = ge.load_or_train_recognizer(workdir, "1", RES, exclude_key_ids=first_keys,
+                                               exclude_images=by_pixels, train_config=QUICK)
+    assert not info2["trained"]                                              # cached
+    _, other = ge.load_or_train_recognizer(workdir, "1", RES, train_config=QUICK)
+    assert other["trained"]                                                  # other exclusions: other data
+
+
+def test_one_fruit_rawdata_gets_no_recognizer(workdir):
+    for path in (workdir / "rawData" / "sample").rglob("*"):
+        if path.is_file() and path.suffix in (".ndjson", ".npy") and not path.name.startswith("apple"):
+            path.unlink()
+    model, info = ge.load_or_train_recognizer(workdir, "1", RES, train_config=QUICK)
+    assert model is None and info["fruits"] == ["apple"]
+    assert info["note"].startswith("not enough fruits to judge recognisability")
+    shutil.rmtree(workdir / "rawData")
+    model, info = ge.load_or_train_recognizer(workdir, "1", RES, train_config=QUICK)
+    assert model is None and "found: none" in info["note"]
+
+
+# --------------------------------------------------------------------------------------------- score and table
+def test_quality_score_prefers_the_two_sample_test():
+    assert ge.quality_score({"two_sample_accuracy": 0.6}) > ge.quality_score({"two_sample_accuracy": 0.8})
+    # The two-sample figure decides even against better fallback figures ...
+    better_old = {"recognizability": 1.0, "coverage": 1.0, "fid": 0.0}
+    assert ge.quality_score({"two_sample_accuracy": 0.6, "recognizability": 0.1, "coverage": 0.1, "fid": 90.0}) > \
+        ge.quality_score({"two_sample_accuracy": 0.8, **better_old})
+    # ... but copying training drawings (which fools the test) costs more than a worse accuracy.
+    assert ge.quality_score({"two_sample_accuracy": 0.5, "memorisation_ratio": 0.1}) < \
+        ge.quality_score({"two_sample_accuracy": 0.9, "memorisation_ratio": 1.0})
+    assert ge.quality_score({"two_sample_accuracy": 0.7, "memorisation_ratio": 1.2}) == pytest.approx(0.3)
+    assert ge.quality_score({"two_sample_accuracy": float("nan")}) == -math.inf
+    # Not measured (None + note): the score falls back to the other figures.
+    fallback = {"two_sample_accuracy": None, "two_sample_note": "not enough real drawings", **better_old}
+    assert ge.quality_score(fallback) == ge.quality_score(better_old) == pytest.approx(2.0)
+
+
+def test_table_shows_the_new_columns_and_no_notes_as_labels():
+    rows = [{"fruit": "apple", "epoch": 10, "two_sample_accuracy": 0.71, "two_sample_std": 0.03, "two_sample_n": 200,
+             "memorisation_ratio": 0.98, "memorisation_n_heldout": 200, "recognizability": 0.9},
+            {"fruit": "banana", "epoch": 10, "two_sample_accuracy": None, "two_sample_note": "not enough real drawings",
+             "memorisation_ratio": None, "memorisation_note": "not enough real drawings", "recognizability": 0.5}]
+    lines = ge.format_metrics_table(rows).splitlines()
+    assert lines[0].split() == ["fruit", "epoch", "2-sample", "+-", "memo.", "recognised"]
+    assert lines[1].split() == ["apple", "10", "0.71", "0.03", "0.98", "90%"]
+    assert lines[2].split() == ["banana", "10", "-", "-", "-", "50%"]
