@@ -101,7 +101,8 @@ def _clock(stamp: float) -> str:
 
 def lock_path(folder: Path) -> Path:
     """The lock file of ``folder``: ``<parent>/.<name>.lock`` (a sibling, see the module docstring)."""
-    folder = Path(folder).absolute()
+    # resolve(): two writers naming one folder through different links must meet at one lock file
+    folder = Path(folder).resolve()
     return folder.with_name(f".{folder.name}{LOCK_SUFFIX}")
 
 
