@@ -71,7 +71,9 @@ def test_of_several_contenders_exactly_one_wins(tmp_path):
         assert first_lines.count("locked\n") == 1
         for line in first_lines:
             if line != "locked\n":
-                assert line.startswith("refused: model v1 is being written by PID ")
+                # "by PID n on host h since t", or "by another process (just started)" if it had not yet
+                # written its record: either way the one-line refusal
+                assert line.startswith("refused: model v1 is being written by ") and line.count("\n") == 1
     finally:
         for p in procs:
             p.stdin.close()
@@ -141,14 +143,19 @@ def test_a_forked_child_does_not_keep_the_lock(tmp_path):
     """A worker forked by the holder must not keep the lock alive after the holder is gone."""
     folder = tmp_path / "model_f"
     read_end, write_end = os.pipe()
+    ready_read, ready_write = os.pipe()
     lock = RunLock(folder, what="model f").acquire()
     pid = os.fork()
-    if pid == 0:  # the worker: lives until the pipe closes
+    if pid == 0:  # the worker: says it started (fork hooks have run by then), lives until the pipe closes
         os.close(write_end)
+        os.write(ready_write, b"r")
         os.read(read_end, 1)
         os._exit(0)
     os.close(read_end)
+    os.close(ready_write)
     try:
+        assert os.read(ready_read, 1) == b"r"
+        os.close(ready_read)
         # The holder dies without releasing (as with kill -9): its descriptor closes, the file stays.
         os.close(lock._fd)
         lock._fd = None
