@@ -1,18 +1,41 @@
-"""Atomic file writes and safe user-supplied names.
+"""Atomic file writes, leftovers of dead writers, safe user-supplied names, checked sizes.
 
 Every model, checkpoint, JSON and NPZ the suite writes goes through here: the data is written
 to a temporary file in the destination folder and moved into place with ``os.replace``, so a
 crash or Ctrl+C at any moment leaves either the old file or the new one, never half of one.
+A write that fails (no space left, quota, read-only file system, permission denied, torch's
+"enforce fail ... unexpected pos" on a full disk) raises a one-line UserError naming the file and
+what to do; the previous file is left as it was and no temp file stays behind.
+
+Owner-tagged leftovers. Whatever a writer puts beside its final result carries its owner,
+``owner_tag()`` = ``h<8 hex of the host name>-<pid>``, so that the next start can tell a dead
+writer's leftovers from a live one's:
+
+* temp files:       ``.<final name>.<owner>.<random>.tmp``   (made by the atomic_* helpers)
+* partial folders:  ``.<final name>.partial-<owner>``        (``partial_folder(final)`` names it;
+                    a folder built there and renamed onto ``final`` when complete)
+
+``clean_stale_temp(folder)`` removes those whose owner is a dead process of this host; those of
+a live process, or of another host sharing the folder (its PIDs mean nothing here), are kept.
+Legacy ``.<name>.partial-<pid>`` folders (no host part) count as this host's.
+
+Hostile files: ``checked_size`` / ``checked_shape`` check a size, count or shape read from a file
+against sane bounds BEFORE anything is allocated for it, with a one-line UserError naming the file.
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
+import operator
 import os
 import re
+import shutil
+import socket
 import tempfile
+import zlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 from user_io import UserError
 
@@ -41,13 +64,130 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (one of another user counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _host_tag() -> str:
+    # A short stable hash: host names can hold '.', '-' and be long; the tag must parse back.
+    return f"h{zlib.crc32(socket.gethostname().encode('utf-8')):08x}"
+
+
+def owner_tag() -> str:
+    """This process's owner tag for leftovers: ``h<8 hex of host>-<pid>`` (pid read now: forks differ)."""
+    return f"{_host_tag()}-{os.getpid()}"
+
+
+def partial_folder(final: Path) -> Path:
+    """The hidden folder to build ``final`` in: ``.<name>.partial-<owner>`` beside it."""
+    final = Path(final)
+    return final.with_name(f".{final.name}.partial-{owner_tag()}")
+
+
+_PID = r"(?P<pid>[0-9]{1,10})"
+_HOST = r"(?P<host>h[0-9a-f]{8})"
+TEMP_FILE = re.compile(rf"^\..+\.{_HOST}-{_PID}\.[^.]+\.tmp$")
+PARTIAL_FOLDER = re.compile(rf"^\..+\.partial-(?:{_HOST}-)?{_PID}$")  # host part optional: legacy names
+LEGACY_TEMP_FILE = re.compile(r"^\..+\.tmp$")  # mkstemp names before owner tags: owner unknown
+
+
+def owner_of(name: str, is_folder: bool = False) -> Optional[Tuple[Optional[str], int]]:
+    """(host tag, or None for a legacy name; pid) of a leftover temp file / partial folder name, else None."""
+    match = (PARTIAL_FOLDER if is_folder else TEMP_FILE).match(name)
+    if match is None:
+        return None
+    return match.group("host"), int(match.group("pid"))
+
+
+def _owner_dead(host: Optional[str], pid: int) -> bool:
+    if host is not None and host != _host_tag():
+        return False  # another host's PID says nothing about processes here
+    return pid != os.getpid() and not process_alive(pid)
+
+
+def _remove(path: Path) -> bool:
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+        return True
+    except OSError:
+        return False  # best effort: a leftover we cannot delete must not stop the run
+
+
+def clean_stale_temp(folder: Path, recursive: bool = True, remove_unknown_owner: bool = False) -> List[Path]:
+    """Remove the temp files and partial folders of dead writers in ``folder``; return what went.
+
+    Call it at the start of a run, for the folder it will write (for a model folder after taking
+    its RunLock). ``recursive`` also cleans the subfolders (never following links). Leftovers of a
+    live process or of another host are kept. ``remove_unknown_owner`` also removes legacy temp
+    files without an owner tag (``.<name>.<random>.tmp``): pass it only while holding ``folder``'s
+    RunLock, when no other process may be writing there.
+    """
+    removed: List[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        path = Path(entry.path)
+        is_dir = entry.is_dir(follow_symlinks=False)
+        owner = owner_of(entry.name, is_folder=is_dir)
+        if owner is not None:
+            if _owner_dead(*owner) and _remove(path):
+                removed.append(path)
+        elif remove_unknown_owner and not is_dir and LEGACY_TEMP_FILE.match(entry.name):
+            if _remove(path):
+                removed.append(path)
+        elif recursive and is_dir:
+            removed.extend(clean_stale_temp(path, recursive=True, remove_unknown_owner=remove_unknown_owner))
+    return removed
+
+
+# Write failures that the user can fix, and what to tell them.
+_WRITE_FAULTS = {
+    errno.ENOSPC: "no space left on the device; free some space (or choose another folder) and run again",
+    errno.EDQUOT: "disk quota exceeded; free some space (or choose another folder) and run again",
+    errno.EROFS: "read-only file system; choose a writable folder",
+    errno.EACCES: "permission denied; choose a folder you can write to (or fix its permissions)",
+    errno.EPERM: "operation not permitted; choose a folder you can write to (or fix its permissions)",
+}
+# torch.save reports a full disk as RuntimeError("[enforce fail at inline_container.cc:...] .
+# unexpected pos N vs M") or "PytorchStreamWriter failed writing file ...".
+_TORCH_WRITE_FAULT = re.compile(r"enforce fail|unexpected pos|PytorchStreamWriter failed", re.IGNORECASE)
+
+
+def _write_fault(path: Path, existed: bool, exc: BaseException) -> Optional[UserError]:
+    """The one-line error for a failed write of ``path``, or None when ``exc`` is not a write fault."""
+    kept = f"{path.name} was left as it was" if existed else "nothing was written"
+    if isinstance(exc, OSError) and exc.errno in _WRITE_FAULTS:
+        return UserError(f"cannot write {path}: {_WRITE_FAULTS[exc.errno]} ({kept})")
+    if isinstance(exc, RuntimeError) and _TORCH_WRITE_FAULT.search(str(exc)):
+        return UserError(f"cannot write {path}: the disk is probably full; "
+                         f"free some space and run again ({kept})")
+    if isinstance(exc, OSError):
+        return UserError(f"cannot write {path}: {exc.strerror or exc} ({kept})")
+    return None
+
+
 def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
     path = Path(path)
+    existed = path.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise UserError(f"cannot write to {path.parent}: {exc.strerror}; choose a writable folder") from None
+        raise _write_fault(path, existed, exc) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -55,13 +195,16 @@ def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Pat
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         # Whatever went wrong (disk full, Ctrl+C), the destination keeps its previous content.
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        raise
+        fault = _write_fault(path, existed, exc)
+        if fault is None:
+            raise
+        raise fault from None
     return path
 
 
@@ -119,3 +262,40 @@ def inside(base: Path, *parts: str) -> Path:
 def default_workdir() -> Path:
     """The folder holding rawData/ imageData/ npzData/ models/: by default the scripts' folder."""
     return Path(__file__).resolve().parent
+
+
+def checked_size(value: Any, what: str, lo: int, hi: int, path: Path) -> int:
+    """``value`` (a size/count read from ``path``) as an int if lo <= value <= hi, else a one-line UserError.
+
+    Call it before allocating anything from a number a file claims: a damaged or hostile file
+    must not make us try to allocate hundreds of GiB.
+    """
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)  # ints and numpy integers; not floats or strings
+    except TypeError:
+        raise UserError(f"{path}: {what} is {value!r}, not a whole number; "
+                        "the file is damaged or not one this suite wrote: recreate it") from None
+    if not lo <= number <= hi:
+        raise UserError(f"{path}: {what} is {number}, outside {lo}-{hi}; "
+                        "the file is damaged or not one this suite wrote: recreate it")
+    return number
+
+
+def checked_shape(shape: Sequence[Any], what: str, path: Path, dims: Iterable[Tuple[int, int]],
+                  max_elements: int) -> Tuple[int, ...]:
+    """Check a shape read from ``path``: one (lo, hi) per dimension and at most ``max_elements`` in all."""
+    bounds = list(dims)
+    if not isinstance(shape, (tuple, list)) or len(shape) != len(bounds):
+        raise UserError(f"{path}: {what} has shape {shape!r}, expected {len(bounds)} dimensions; "
+                        "the file is damaged or not one this suite wrote: recreate it")
+    checked = tuple(checked_size(n, f"{what} dimension {i}", lo, hi, path)
+                    for i, (n, (lo, hi)) in enumerate(zip(shape, bounds)))
+    total = 1
+    for n in checked:
+        total *= n
+    if total > max_elements:
+        raise UserError(f"{path}: {what} of shape {checked} has {total} elements, more than {max_elements}; "
+                        "the file is damaged or not one this suite wrote: recreate it")
+    return checked

@@ -1,33 +1,73 @@
 """Talking to the user: prompts with defaults, one-line errors, and the main() wrapper.
 
-Prompts show their default, validate the answer and ask again on a bad one. With ``--yes`` they
-never ask. When stdin is not a terminal they still read answers line by line (so scripts can
-pipe answers in), and at end of input they take the default instead of waiting.
+Prompts show their default, validate the answer and ask again on a bad one; an empty answer
+takes the default. With ``--yes`` they never ask (that is how a script takes the defaults). When
+stdin is not a terminal they still read answers line by line (so scripts can pipe answers in).
+End of input (Ctrl+D, an exhausted pipe, no stdin) stops the script with ``EndOfInput``, a
+one-line UserError: work never starts on defaults nobody chose.
+
+Public API:
+    run_main(main, argv=None, interrupted_hint=None) -> exit code   (UserError -> "error: ...", 2;
+        Ctrl+C -> "interrupted; files already written are complete[; <hint>]", 130)
+    Interrupted(hint)        raise it (from a KeyboardInterrupt) to say what can be continued and how
+    Prompter(assume_yes).ask(question, default, parse, show_default=None, flag=None) / .confirm(...)
+    int_in_range, float_in_range, choice_of, list_of: answer parsers; cli_value(parse, flag): for argparse
+    checked_int(value, what, lo, hi, source): a whole number from a file or flag, range-checked
+    INT64_MAX: the bound for seeds and counters stored as int64
 """
 from __future__ import annotations
 
+import operator
 import sys
-from typing import Callable, Optional, Sequence, TypeVar
+from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 
 T = TypeVar("T")
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+INT64_MAX = 2**63 - 1
+INTERRUPTED_MESSAGE = "interrupted; files already written are complete"
 
 
 class UserError(Exception):
     """A problem with the user's input or environment: shown as one line, never a traceback."""
 
 
-def run_main(main: Callable[[Optional[Sequence[str]]], Optional[int]], argv=None) -> int:
-    """Run a script's main(); turn UserError and Ctrl+C into a one-line message and exit code."""
+class EndOfInput(UserError):
+    """End of input at a prompt: the script stops instead of taking a default nobody chose."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl+C with a ``hint`` saying what can be continued and how (e.g. the --resume command).
+
+    A script catches KeyboardInterrupt where it knows that, and raises ``Interrupted(hint) from None``.
+    """
+
+    def __init__(self, hint: str):
+        super().__init__(hint)
+        self.hint = hint
+
+
+def _interrupted_line(exc: KeyboardInterrupt, hint: Union[None, str, Callable[[], Optional[str]]]) -> str:
+    text = exc.hint if isinstance(exc, Interrupted) else (hint() if callable(hint) else hint)
+    return f"{INTERRUPTED_MESSAGE}; {text}" if text else INTERRUPTED_MESSAGE
+
+
+def run_main(main: Callable[[Optional[Sequence[str]]], Optional[int]], argv=None,
+             interrupted_hint: Union[None, str, Callable[[], Optional[str]]] = None) -> int:
+    """Run a script's main(); turn UserError and Ctrl+C into a one-line message and exit code.
+
+    After Ctrl+C it promises nothing it does not know: the hint of an ``Interrupted`` raised by the
+    script, else ``interrupted_hint`` (a string, or a callable asked at that moment, which may
+    return None), else only that the files already written are complete.
+    """
     try:
         return int(main(argv) or 0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("\ninterrupted: files already written are complete; run again to continue", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print("\n" + _interrupted_line(exc, interrupted_hint), file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error of ours
         import os
@@ -45,14 +85,20 @@ class Prompter:
         self.stdout = stdout if stdout is not None else sys.stdout
 
     def _readline(self) -> Optional[str]:
+        if self.stdin is None:  # started with stdin closed
+            return None
         try:
             line = self.stdin.readline()
-        except (OSError, ValueError):  # closed or missing stdin
+        except (OSError, ValueError):  # closed or unreadable stdin
             return None
         return None if line == "" else line.rstrip("\r\n")
 
-    def ask(self, question: str, default: T, parse: Callable[[str], T], show_default: Optional[str] = None) -> T:
-        """Ask ``question``; an empty answer takes ``default``; ``parse`` raises ValueError on a bad answer."""
+    def ask(self, question: str, default: T, parse: Callable[[str], T], show_default: Optional[str] = None,
+            flag: Optional[str] = None) -> T:
+        """Ask ``question``; an empty answer takes ``default``; ``parse`` raises ValueError on a bad answer.
+
+        ``flag`` (e.g. "--epochs N") is named in the EndOfInput message as the way to answer it.
+        """
         if self.assume_yes:
             return default
         shown = show_default if show_default is not None else str(default)
@@ -60,8 +106,9 @@ class Prompter:
             print(f"{question} [{shown}]: ", end="", file=self.stdout, flush=True)
             answer = self._readline()
             if answer is None:
-                print(f"\n(no input: using {shown})", file=self.stdout)
-                return default
+                print(file=self.stdout)  # end the prompt's line
+                how = f"give {flag}" if flag else "answer it"
+                raise EndOfInput(f"no answer for {question!r} (end of input); {how} or --yes to take the defaults")
             answer = answer.strip()
             if answer == "":
                 return default
@@ -70,8 +117,8 @@ class Prompter:
             except (ValueError, UserError) as exc:
                 print(f"  invalid answer: {exc}. Try again.", file=self.stdout)
 
-    def confirm(self, question: str, default: bool = False) -> bool:
-        return self.ask(question, default, parse_yes_no, show_default="Y/n" if default else "y/N")
+    def confirm(self, question: str, default: bool = False, flag: Optional[str] = None) -> bool:
+        return self.ask(question, default, parse_yes_no, show_default="Y/n" if default else "y/N", flag=flag)
 
 
 def parse_yes_no(text: str) -> bool:
@@ -96,6 +143,31 @@ def int_in_range(lo: int, hi: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def checked_int(value: Any, what: str, lo: int, hi: int, source: str = "") -> int:
+    """``value`` (from a file or a flag) as an int within lo..hi, else a one-line UserError.
+
+    Accepts ints, numpy integers and digit strings; refuses bools, floats and anything else.
+    ``source`` (a file name or flag) is put in front of the message.
+    """
+    where = f"{source}: " if source else ""
+    number: Optional[int] = None
+    if isinstance(value, str):
+        try:
+            number = int(value.strip())
+        except ValueError:
+            pass
+    elif not isinstance(value, bool):
+        try:
+            number = operator.index(value)
+        except TypeError:
+            pass
+    if number is None:
+        raise UserError(f"{where}{what} must be a whole number, not {value!r}")
+    if not lo <= number <= hi:
+        raise UserError(f"{where}{what} {number} is outside {lo}-{hi}")
+    return number
 
 
 def float_in_range(lo: float, hi: float) -> Callable[[str], float]:

@@ -139,16 +139,23 @@ def test_prompts_reask_on_bad_answers_then_pack_the_choice(workdir):
     assert "wrote npzData/banana_versionA.npz: 5 images" in proc.stdout
 
 
-def test_end_of_input_takes_defaults_and_skips_incomplete_fruits(workdir):
+def test_empty_answers_take_defaults_and_skip_incomplete_fruits(workdir):
     make_version(workdir, "apple", "A", created="2024-01-01T00:00:00+00:00")
     make_version(workdir, "apple", "B", created="2024-03-01T00:00:00+00:00")
     make_version(workdir, "banana", "B", created="2024-03-01T00:00:00+00:00")
     make_version(workdir, "pear", "B", metadata=False)  # still being written
-    proc = run_cli(workdir, input_text="")
+    proc = run_cli(workdir, input_text="\n\n")
     assert proc.returncode == 0, proc.stderr
     assert "skipping pear: incomplete (no metadata.json)" in proc.stdout
     assert npz_files(workdir) == ["apple_versionB.npz", "banana_versionB.npz"]
     assert "done: 2 file(s)" in proc.stdout
+
+
+def test_end_of_input_at_a_prompt_stops_before_packing(workdir):
+    make_version(workdir, "apple", "A")
+    proc = run_cli(workdir, input_text="")
+    assert_one_line_error(proc, "no answer for 'Version to pack' (end of input)", "--yes to take the defaults")
+    assert not (workdir / "npzData").exists() or npz_files(workdir) == []
 
 
 def test_incomplete_fruit_typed_at_the_prompt_is_reasked(workdir):

@@ -245,10 +245,13 @@ def test_existing_version_prompt_asks_for_another_name(workdir):
     assert metadata(workdir) == old and metadata(workdir, "apple", "7")["count"] == 3
 
 
-def test_stdin_at_end_takes_defaults(workdir):
+def test_end_of_input_stops_and_empty_answers_take_defaults(workdir):
     done = run_cli(workdir, "--fruits", "pear", "--resolution", "16", stdin="")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("error: no answer for 'Quality' (end of input)") and "--yes" in done.stderr
+    assert not (workdir / "imageData" / "pear").exists()  # no work started on defaults nobody chose
+    done = run_cli(workdir, "--fruits", "pear", "--resolution", "16", stdin="\n" * 10)
     assert done.returncode == 0, done.stderr
-    assert "(no input: using standard)" in done.stdout
     meta = metadata(workdir, "pear", "1")
     assert meta["quality"] == "standard" and meta["resolution"] == 16
 

@@ -1,0 +1,84 @@
+"""user_io: end of input stops, --yes takes defaults, Ctrl+C messages, range-checked integers."""
+import io
+
+import numpy as np
+import pytest
+
+from user_io import (EXIT_INTERRUPTED, INT64_MAX, EndOfInput, Interrupted, Prompter, UserError, checked_int,
+                     int_in_range, run_main)
+
+
+def test_end_of_input_stops_instead_of_taking_the_default():
+    out = io.StringIO()
+    prompter = Prompter(stdin=io.StringIO("many\n"), stdout=out)
+    with pytest.raises(EndOfInput) as info:
+        prompter.ask("Epochs", 400, int_in_range(1, 10000), flag="--epochs N")
+    assert str(info.value) == "no answer for 'Epochs' (end of input); give --epochs N or --yes to take the defaults"
+    assert "invalid answer" in out.getvalue()  # the bad answer was refused first, then input ended
+    with pytest.raises(EndOfInput, match=r"^no answer for 'Go on\?' \(end of input\); answer it or --yes"):
+        Prompter(stdin=io.StringIO(""), stdout=io.StringIO()).confirm("Go on?")
+    with pytest.raises(EndOfInput):
+        Prompter(stdin=io.StringIO(""), stdout=io.StringIO()).ask("Name", "v1", str)
+
+
+def test_closed_stdin_is_end_of_input():
+    prompter = Prompter(stdout=io.StringIO())
+    prompter.stdin = None  # python started with stdin closed
+    with pytest.raises(EndOfInput):
+        prompter.ask("Name", "v1", str)
+    closed = io.StringIO("x\n")
+    closed.close()
+    with pytest.raises(EndOfInput):
+        Prompter(stdin=closed, stdout=io.StringIO()).ask("Name", "v1", str)
+
+
+def test_empty_answer_and_yes_take_the_default():
+    assert Prompter(stdin=io.StringIO("\n"), stdout=io.StringIO()).ask("Epochs", 400, int_in_range(1, 9)) == 400
+    assert Prompter(assume_yes=True, stdin=io.StringIO("")).ask("Epochs", 400, int_in_range(1, 9)) == 400
+
+
+def test_end_of_input_exits_like_any_user_error(capsys):
+    def main(argv):
+        Prompter(stdin=io.StringIO(""), stdout=io.StringIO()).ask("Epochs", 1, int, flag="--epochs N")
+
+    assert run_main(main, []) == 2
+    assert capsys.readouterr().err == ("error: no answer for 'Epochs' (end of input); "
+                                       "give --epochs N or --yes to take the defaults\n")
+
+
+def interrupt(argv):
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_promises_nothing_by_default(capsys):
+    assert run_main(interrupt, []) == EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert err.strip() == "interrupted; files already written are complete"
+    assert "run again" not in err
+
+
+def test_ctrl_c_hint_from_the_script(capsys):
+    def resumable(argv):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise Interrupted("continue with: python train_gan.py --model-name v1 --resume") from None
+
+    assert run_main(resumable, []) == EXIT_INTERRUPTED
+    assert capsys.readouterr().err.strip() == ("interrupted; files already written are complete; "
+                                               "continue with: python train_gan.py --model-name v1 --resume")
+    assert run_main(interrupt, [], interrupted_hint="run again to finish the other fruits") == EXIT_INTERRUPTED
+    assert capsys.readouterr().err.strip().endswith("complete; run again to finish the other fruits")
+    assert run_main(interrupt, [], interrupted_hint=lambda: None) == EXIT_INTERRUPTED
+    assert capsys.readouterr().err.strip() == "interrupted; files already written are complete"
+
+
+def test_checked_int():
+    assert checked_int(" 42 ", "seed", 0, INT64_MAX) == 42
+    assert checked_int(np.int64(7), "seed", 0, INT64_MAX) == 7
+    assert checked_int(INT64_MAX, "seed", 0, INT64_MAX) == INT64_MAX
+    with pytest.raises(UserError, match=r"^--seed: seed 9223372036854775808 is outside 0-9223372036854775807$"):
+        checked_int(str(2**63), "seed", 0, INT64_MAX, source="--seed")
+    for bad in (True, 1.5, "1e3", None, [1]):
+        with pytest.raises(UserError, match=r"^cfg.json: epochs must be a whole number, not "):
+            checked_int(bad, "epochs", 1, 10, source="cfg.json")
