@@ -384,8 +384,7 @@ def load_cached_classifier(workdir: Path, dataset_version: str, resolution: int,
 # --------------------------------------------------------------------------------------------- all-fruit recogniser
 def recognizer_path(workdir: Path, dataset_version: str, resolution: int) -> Path:
     """models/evaluators/recognizer_version<V>_<R>px.pt: the all-fruit classifier for one dataset version."""
-    check_name(dataset_version, "dataset version")
-    return inside(Path(workdir), "models", EVALUATORS_DIR, f"recognizer_version{dataset_version}_{int(resolution)}px.pt")
+    return model_store.evaluator_path(workdir, dataset_version, resolution, kind="recognizer")
 
 
 def _pixel_key(pixels) -> bytes:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from user_io import UserError, run_main
+from user_io import run_main
 
 HERE = Path(__file__).resolve().parent
 NOTEBOOK = HERE / "report.ipynb"

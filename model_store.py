@@ -55,10 +55,16 @@ def model_folder_name(name: str) -> str:
     return f"{MODEL_PREFIX}{name}"
 
 
-def evaluator_path(workdir: Path, dataset_version: str, resolution: int) -> Path:
-    """models/evaluators/classifier_version<V>_<R>px.pt (the version name is checked: it cannot leave the folder)."""
+EVALUATOR_KINDS = ("classifier", "recognizer")
+
+
+def evaluator_path(workdir: Path, dataset_version: str, resolution: int, kind: str = "classifier") -> Path:
+    """models/evaluators/<kind>_version<V>_<R>px.pt, kind "classifier" (the dataset's fruits) or "recognizer"
+    (every fruit of rawData/); the version name is checked: it cannot leave the folder."""
+    if kind not in EVALUATOR_KINDS:
+        raise ValueError(f"unknown evaluator kind {kind!r}")
     check_name(dataset_version, "dataset version")
-    return inside(models_root(workdir), EVALUATORS_DIR, f"classifier_version{dataset_version}_{int(resolution)}px.pt")
+    return inside(models_root(workdir), EVALUATORS_DIR, f"{kind}_version{dataset_version}_{int(resolution)}px.pt")
 
 
 def _epoch_stem(epoch: int) -> str:
