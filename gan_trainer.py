@@ -102,9 +102,11 @@ class TrainConfig:
         cfg = copy.deepcopy(self)
         for name, value in changes.items():
             saved = getattr(self, name)
-            if name in FIXED_ON_RESUME and not _same_setting(value, saved):
-                raise UserError(f"{_flag_of(name)} cannot change when resuming model {self.model_name} "
-                                f"(saved {_shown(saved)}); drop the flag or train a new model")
+            if name in FIXED_ON_RESUME:
+                if not _same_setting(value, saved):
+                    raise UserError(f"{_flag_of(name)} cannot change when resuming model {self.model_name} "
+                                    f"(saved {_shown(saved)}); drop the flag or train a new model")
+                continue    # the same setting: keep the saved spelling (e.g. the fruits' order)
             if name == "epochs" and value < saved:
                 raise UserError(f"--epochs {value} cannot shorten model {self.model_name} (saved {saved} epochs); "
                                 "give at least that many to extend it, or drop the flag")
