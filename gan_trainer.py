@@ -258,7 +258,7 @@ class MultiFruitGANTrainer:
     # ------------------------------------------------------------------ set-up
     def _check_numbers(self) -> None:
         # Every setting within its declared bounds; the device was checked by resolve_device (it allows cuda:N).
-        checked = [st for st in settings.TRAIN_SETTINGS if st is not settings.DEVICE]
+        checked = [s for s in settings.TRAIN_SETTINGS if s is not settings.DEVICE]
         settings.check_values(self.cfg.to_dict(), checked, "training settings", "fix that setting")
         if not self.fruits:
             raise UserError(f"rank {self.dist.rank} of {self.dist.world} has no fruit to train; "

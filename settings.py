@@ -97,11 +97,11 @@ class Setting:
         parser.add_argument(self.flag, type=cli_value(self.parse, self.flag), default=default,
                             help=self.help_text(shown))
 
-    def ask(self, prompter: Prompter, default: Any = None, question: Optional[str] = None) -> Any:
+    def ask(self, prompter: Prompter, default: Any = None) -> Any:
         """The prompt for this setting, showing the declared default (or a script's own ``default``)."""
         if default is None:
-            return prompter.ask(question or self.question, self.default, self.parse, show_default=self.shown_default)
-        return prompter.ask(question or self.question, default, self.parse)
+            return prompter.ask(self.question, self.default, self.parse, show_default=self.shown_default)
+        return prompter.ask(self.question, default, self.parse)
 
     def given(self, value: Any) -> Any:
         """The flag's value when it was given, else the declared default."""

@@ -38,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         setting.add_to(p)
     for setting in SWITCHES:
         st.add_switch(p, setting)
-    p.add_argument("--resume", action="store_true", help="continue an existing model where it stopped, with its saved settings "
-                                                          "(--epochs N extends it to N epochs)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an existing model where it stopped, with its saved settings (--epochs N extends it)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model of the same name")
     p.add_argument("--yes", action="store_true", help="never prompt: defaults for what is not given")
     return p
