@@ -16,15 +16,13 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
+import settings
 from user_io import UserError
 
 NOISE_DIM = 100
 PAYLOAD_FORMAT = "fruitgan/1"
 KINDS = ("generator", "discriminator")
 
-MIN_RESOLUTION = 16        # below this the discriminator's features shrink to 2x2
-MAX_RESOLUTION = 256       # the generator's last layers get too big for the intended CPU/GPU budget
-RESOLUTION_STEP = 4        # two x2 upsamplings from a whole-pixel start size
 INIT_STD = 0.02            # DCGAN paper initialisation: N(0, 0.02) weights, BN gamma N(1, 0.02)
 # Convolutions followed by batch normalisation have no bias: BN subtracts the channel mean,
 # which cancels any bias (its gradient is exactly zero), so it would only be dead weight.
@@ -39,25 +37,28 @@ BN_EPS = 1e-5
 class GANConfig:
     """Everything that defines one fruit's GAN (saved with every model file)."""
 
-    resolution: int = 64          # image side R in pixels; a multiple of 4 in 16..256
+    resolution: int = settings.RESOLUTION.default  # image side R; settings.parse_resolution's rule
     noise_dim: int = NOISE_DIM    # length of the normal noise vector fed to the generator
     g_channels: int = 128         # generator width C: C at S and 2S, C/2 at 2S and R
     d_channels: int = 32          # discriminator width D: D, 2D, 4D feature maps
     dropout: float = 0.25         # Dropout2d probability after each discriminator block
     leaky_slope: float = 0.2      # LeakyReLU negative slope (both networks)
-    lr: float = 2e-4              # Adam learning rate (both networks)
+    lr: float = settings.LR.default  # Adam learning rate (both networks)
     beta1: float = 0.5            # Adam beta1 (0.5 as in DCGAN: less momentum, steadier GANs)
     beta2: float = 0.999          # Adam beta2
-    real_label: float = 1.0       # target for real images; < 1 is one-sided label smoothing
-    ema_decay: float = 0.0        # > 0 keeps an exponential moving average copy of the generator
+    real_label: float = settings.REAL_LABEL.default  # target for real images; < 1: one-sided label smoothing
+    ema_decay: float = settings.EMA_DECAY.default    # > 0 keeps a moving average copy of the generator
 
     def __post_init__(self) -> None:
         r = self.resolution
-        if not isinstance(r, int) or r % RESOLUTION_STEP or not MIN_RESOLUTION <= r <= MAX_RESOLUTION:
-            raise UserError(
-                f"resolution {r!r} is not supported: use a multiple of {RESOLUTION_STEP} "
-                f"between {MIN_RESOLUTION} and {MAX_RESOLUTION} (e.g. 28, 32, 64, 128)"
-            )
+        try:
+            if isinstance(r, bool) or not isinstance(r, int):
+                raise ValueError("not a whole number")
+            settings.parse_resolution(str(r))
+        except ValueError:
+            raise UserError(f"resolution {r!r} is not supported: use a multiple of "
+                            f"{settings.RESOLUTION_STEP} between {settings.RESOLUTION_MIN} and "
+                            f"{settings.RESOLUTION_MAX} (e.g. 28, 32, 64, 128)") from None
         for name in ("noise_dim", "g_channels", "d_channels"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 2:
@@ -333,13 +334,10 @@ def main(argv=None) -> int:
     """Print each network's layers and parameter counts for a resolution (a quick look, no training)."""
     import argparse
 
-    from user_io import cli_value, int_in_range
-
     parser = argparse.ArgumentParser(description="Show the GAN networks for one image size.")
-    parser.add_argument("--resolution", type=cli_value(int_in_range(MIN_RESOLUTION, MAX_RESOLUTION), "--resolution"),
-                        default=GANConfig.resolution, help="image side in pixels (multiple of 4)")
+    settings.RESOLUTION.add_to(parser)
     args = parser.parse_args(argv)
-    cfg = GANConfig(resolution=args.resolution)
+    cfg = GANConfig(resolution=settings.RESOLUTION.given(args.resolution))
     for net in (Generator(cfg), Discriminator(cfg)):
         count = sum(p.numel() for p in net.parameters())
         print(net)

@@ -13,7 +13,6 @@ model-wide files (config, summary, cost report, description).
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import time
@@ -27,6 +26,7 @@ from tqdm import tqdm
 
 import cost_analysis_training as cost_mod
 import data_loader
+import settings
 from gan_model import GANConfig, network_payload, Generator, Discriminator
 from grouped_gan import GroupedGAN, tune_cpu_allocator
 import pictures
@@ -34,7 +34,6 @@ from model_store import CHECKPOINT_FORMAT, ModelFolder
 from safe_files import FRUITS, check_name
 from user_io import UserError
 
-DEFAULT_MILESTONES = (1, 10, 20, 30, 40, 100, 200, 300, 400)
 MILESTONE_EVERY_AFTER = 100       # past the listed milestones, one image grid every 100 epochs
 GRID_SIDE = 8                     # fixed-noise progress grids are 8 x 8 images
 GRID_PAD = 2                      # pixels between grid cells
@@ -44,35 +43,89 @@ EVAL_SEED_OFFSET = 7919           # evaluation noise comes from its own stream, 
 ETA_PROBE_STEPS = 2               # timed steps (on a throw-away copy) for the ETA before training
 
 
+# Settings that shaped the run's past epochs: a resumed run must keep them (the rest may change).
+FIXED_ON_RESUME = ("dataset_version", "batch_size", "lr", "fruits", "seed", "schedule", "ema_decay", "real_label")
+
+
 @dataclass
 class TrainConfig:
-    """Everything one training run needs; saved as info/training_config_<name>.json."""
+    """Everything one training run needs; saved as info/training_config_<name>.json.
 
-    dataset_version: str                  # npzData/<fruit>_version<NAME>.npz to train on
-    model_name: str = "v1"                # models/model_<name>/
-    epochs: Optional[int] = 400           # total epochs per fruit; None on resume: the saved number
-    batch_size: int = 64                  # images per fruit per step
-    lr: float = 2e-4                      # Adam learning rate, both networks
-    description: str = ""                 # free text, written into info/description.txt
-    device: str = "auto"                  # auto | cpu | cuda | cuda:N
-    fruits: Optional[List[str]] = None    # None: every fruit of the dataset version
-    seed: int = 0                         # makes CPU runs reproducible
-    precision: str = "fp32"               # fp32 | bf16 (autocast; GPU)
-    schedule: str = "together"            # together: same-size fruits stepped at once; sequential: one by one
-    milestones: Sequence[int] = DEFAULT_MILESTONES  # epochs that get a progress grid (+ the last epoch)
-    keep_checkpoint_every: int = 50       # checkpoints/epoch_NNNN.pt kept every N epochs (0: none)
-    evaluate: bool = True                 # quality metrics at milestones (classifier, FID, precision/recall)
-    eval_samples: int = 256               # generated images per fruit per evaluation
-    ema_decay: float = 0.0                # > 0: sample from a moving-average generator
-    real_label: float = 1.0               # < 1: one-sided label smoothing
-    stop_after_epochs: Optional[int] = None  # train at most this many epochs in this call, then stop cleanly
-    compile: bool = False                 # torch.compile the forward passes (falls back to eager if it fails)
-    cuda_graph: bool = False              # CUDA only: replay each step as a captured CUDA graph
+    Defaults, bounds and help of each field are declared in settings.py.
+    """
+
+    dataset_version: str                                       # npzData/<fruit>_version<NAME>.npz to train on
+    model_name: str = settings.MODEL_NAME.default              # models/model_<name>/
+    epochs: int = settings.EPOCHS.default                      # total epochs per fruit
+    batch_size: int = settings.BATCH_SIZE.default              # images per fruit per step
+    lr: float = settings.LR.default                            # Adam learning rate, both networks
+    description: str = settings.DESCRIPTION.default            # free text, written into info/description.txt
+    device: str = settings.DEVICE.default                      # auto | cpu | cuda | cuda:N
+    fruits: Optional[List[str]] = settings.FRUIT_LIST.default  # None: every fruit of the dataset version
+    seed: int = settings.SEED.default                          # makes CPU runs reproducible
+    precision: str = settings.PRECISION.default                # fp32 | bf16 (autocast; GPU)
+    schedule: str = settings.SCHEDULE.default                  # together: same-size fruits at once; sequential
+    milestones: Sequence[int] = settings.MILESTONES.default    # epochs that get a progress grid (+ the last)
+    keep_checkpoint_every: int = settings.KEEP_CHECKPOINT_EVERY.default  # epoch_NNNN.pt kept every N (0: none)
+    evaluate: bool = settings.EVALUATE.default                 # quality metrics at milestones
+    eval_samples: int = settings.EVAL_SAMPLES.default          # generated images per fruit per evaluation
+    ema_decay: float = settings.EMA_DECAY.default              # > 0: sample from a moving-average generator
+    real_label: float = settings.REAL_LABEL.default            # < 1: one-sided label smoothing
+    stop_after_epochs: Optional[int] = settings.STOP_AFTER_EPOCHS.default  # at most this many epochs now
+    compile: bool = settings.COMPILE.default                   # torch.compile the forward passes (else eager)
+    cuda_graph: bool = settings.CUDA_GRAPH.default             # CUDA only: replay each step as a CUDA graph
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["milestones"] = list(self.milestones)
         return d
+
+    @classmethod
+    def from_saved(cls, saved: dict, source: str) -> "TrainConfig":
+        """The config a run saved (training_config_<name>.json); a wrong value is a one-line UserError."""
+        values = dict(saved)
+        values["device"] = saved.get("requested_device", saved.get("device"))  # "auto" stays auto
+        if not isinstance(values.get("dataset_version"), str):
+            raise UserError(f"{source}: dataset_version is missing or not text; fix the file or train a new model")
+        checked = settings.check_values(values, settings.TRAIN_SETTINGS, source,
+                                        "fix the file or train a new model")
+        return cls(**checked)
+
+    def resumed(self, changes: dict) -> "TrainConfig":
+        """This saved config with ``changes`` ({field: value} the user gave) applied.
+
+        Settings that shaped the past epochs (FIXED_ON_RESUME) cannot change, and epochs can only grow:
+        either is refused with a one-line UserError naming the flag.
+        """
+        cfg = copy.deepcopy(self)
+        for name, value in changes.items():
+            saved = getattr(self, name)
+            if name in FIXED_ON_RESUME:
+                if not _same_setting(value, saved):
+                    raise UserError(f"{_flag_of(name)} cannot change when resuming model {self.model_name} "
+                                    f"(saved {_shown(saved)}); drop the flag or train a new model")
+                continue    # the same setting: keep the saved spelling (e.g. the fruits' order)
+            if name == "epochs" and value < saved:
+                raise UserError(f"--epochs {value} cannot shorten model {self.model_name} (saved {saved} epochs); "
+                                "give at least that many to extend it, or drop the flag")
+            setattr(cfg, name, value)
+        return cfg
+
+
+def _same_setting(given, saved) -> bool:
+    """Equal as settings: fruit lists compare as sets (the saved one is in the dataset's order)."""
+    if isinstance(given, (list, tuple)) and isinstance(saved, (list, tuple)):
+        return sorted(given) == sorted(saved)
+    return given == saved
+
+
+def _flag_of(name: str) -> str:
+    flag = next((s.flag for s in settings.TRAIN_SETTINGS if s.field == name), None)
+    return flag or name
+
+
+def _shown(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -191,15 +244,9 @@ class MultiFruitGANTrainer:
 
     # ------------------------------------------------------------------ set-up
     def _check_numbers(self) -> None:
-        c = self.cfg
-        if c.epochs < 1:
-            raise UserError(f"epochs must be at least 1, got {c.epochs}")
-        if c.batch_size < 1:
-            raise UserError(f"batch size must be at least 1, got {c.batch_size}")
-        if c.precision not in ("fp32", "bf16"):
-            raise UserError(f"precision must be fp32 or bf16, got {c.precision!r}")
-        if c.schedule not in ("together", "sequential"):
-            raise UserError(f"schedule must be together or sequential, got {c.schedule!r}")
+        # Every setting within its declared bounds; the device was checked by resolve_device (it allows cuda:N).
+        checked = [s for s in settings.TRAIN_SETTINGS if s is not settings.DEVICE]
+        settings.check_values(self.cfg.to_dict(), checked, "training settings", "fix that setting")
         if not self.fruits:
             raise UserError(f"rank {self.dist.rank} of {self.dist.world} has no fruit to train; "
                             f"use at most {len(self.all_fruits)} processes")
@@ -216,14 +263,17 @@ class MultiFruitGANTrainer:
                             "--model-name, continue it with --resume, or replace it with --overwrite")
 
     def _load_saved_config(self) -> None:
-        path = self.store.config_path()
-        saved = json.loads(path.read_text())
-        keep = {k: saved[k] for k in ("dataset_version", "batch_size", "lr", "fruits", "seed", "precision",
-                                      "schedule", "ema_decay", "real_label", "description") if k in saved}
-        for k, v in keep.items():
-            setattr(self.cfg, k, v)
-        # A resumed run keeps the saved number of epochs unless it is given a larger one.
-        self.cfg.epochs = max(self.cfg.epochs or 0, int(saved.get("epochs") or 0)) or 1
+        """A resumed run trains on with its saved settings: the given config may only change what
+        TrainConfig.resumed allows (train_gan.py builds it that way from the saved file)."""
+        saved = self.store.read_config()
+        if saved is None:
+            raise UserError(f"model {self.cfg.model_name!r} has no readable saved settings in {self.store.info_dir}; "
+                            "train it again with --overwrite")
+        source = f"saved settings of model {self.cfg.model_name!r}"
+        given = self.cfg.to_dict()
+        if given["fruits"] is None:   # "every fruit of the version": the saved list says which those were
+            del given["fruits"]
+        self.cfg = TrainConfig.from_saved(saved, source).resumed(given)
 
     def _new_fruit_state(self, fruit: str) -> FruitState:
         s = fruit_seed(self.cfg.seed, fruit)

@@ -26,12 +26,12 @@ import torch
 import gan_model
 import pictures
 from safe_files import atomic_save_image, default_workdir
+from settings import SEED, SEED_MAX
 from user_io import UserError, cli_value, int_in_range, run_main
 
 MAX_IMAGES = 1024            # a grid bigger than this is no longer something to look at
 MAX_ROWS = 64                # interpolation rows
 MIN_STEPS, MAX_STEPS = 2, 64
-MAX_SEED = 2**32 - 1
 DEFAULT_GRID_IMAGES = 16
 DEFAULT_INTERP_ROWS = 4
 DEFAULT_STEPS = 8
@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-images", type=cli_value(int_in_range(1, MAX_IMAGES), "--num-images"),
                    help=f"images in the grid (default {DEFAULT_GRID_IMAGES}); with --interpolate: rows "
                         f"(default {DEFAULT_INTERP_ROWS}, at most {MAX_ROWS})")
-    p.add_argument("--seed", type=cli_value(int_in_range(0, MAX_SEED), "--seed"),
+    p.add_argument("--seed", type=cli_value(SEED.parse, "--seed"),
                    help="noise seed: the same seed gives the same images (default: a random one, printed)")
     p.add_argument("--checkpoint", default="latest", help="latest (default), best, or an epoch number with a kept checkpoint")
     p.add_argument("--interpolate", action="store_true", help="rows of frames along a great circle between random noise vectors")
@@ -325,7 +325,7 @@ def draw(cfg: GenerateConfig) -> int:
 
     generator, meta = model_store.load_generator(cfg.workdir, cfg.model, cfg.fruit, cfg.checkpoint,
                                                  use_ema=cfg.use_ema)
-    seed = cfg.seed if cfg.seed is not None else secrets.randbelow(MAX_SEED + 1)
+    seed = cfg.seed if cfg.seed is not None else secrets.randbelow(SEED_MAX + 1)
     nz = generator.config.noise_dim
     if cfg.interpolate:
         rows = cfg.num_images or DEFAULT_INTERP_ROWS

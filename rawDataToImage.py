@@ -33,15 +33,10 @@ import numpy as np
 import quickdraw_formats as qf
 import stroke_render as sr
 from image_version import IMAGE_DIR, FruitWriter, existing_version_fruits, next_free_version, version_metadata
+import settings as st
 from safe_files import FRUITS, check_name, default_workdir
-from user_io import Prompter, UserError, choice_of, cli_value, int_in_range, list_of, run_main
+from user_io import Prompter, UserError, list_of, run_main
 
-RESOLUTION_MIN, RESOLUTION_MAX = 16, 256
-DEFAULT_RESOLUTION = 64
-DEFAULT_COUNT = 1000
-COUNT_MAX = 10_000_000
-DEFAULT_WORKERS = 2
-WORKERS_MAX = 64
 IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: keeps them busy while bounding memory
 AUGMENT_CHUNK = 64  # augmented images per worker task
 SOURCE_STREAM, IMAGE_STREAM = 1, 2  # separate seeded random streams: which source, how it is changed
@@ -53,14 +48,14 @@ class ConvertOptions:
 
     workdir: Path = field(default_factory=default_workdir)  # holds rawData/ imageData/ npzData/ models/
     fruits: Optional[List[str]] = None  # None: every fruit that has data
-    resolution: int = DEFAULT_RESOLUTION  # output images are resolution x resolution (16-256)
-    quality: str = qf.DEFAULT_QUALITY  # a key of quickdraw_formats.QUALITY_PRESETS
-    count: int = DEFAULT_COUNT  # images per fruit: reading stops once this many are kept
-    version: Optional[str] = None  # dataset version name; None: the next free number
-    augment: bool = False  # fill up to `count` with augmented copies of the real drawings
-    seed: int = 0  # seeds the augmentation (results do not depend on the number of workers)
-    formats: Union[str, Sequence[str]] = qf.AUTO  # "auto" or a subset of simplified/raw/bitmap
-    workers: int = DEFAULT_WORKERS  # worker processes (1: everything in this process)
+    resolution: int = st.RESOLUTION.default  # output images are resolution x resolution (settings' rule)
+    quality: str = st.QUALITY.default  # a key of quickdraw_formats.QUALITY_PRESETS
+    count: int = st.COUNT.default  # images per fruit: reading stops once this many are kept
+    version: Optional[str] = st.IMAGE_VERSION.default  # dataset version name; None: the next free number
+    augment: bool = st.AUGMENT.default  # fill up to `count` with augmented copies of the real drawings
+    seed: int = st.SEED.default  # seeds the augmentation (results do not depend on the number of workers)
+    formats: Union[str, Sequence[str]] = st.FORMATS.default  # "auto" or a subset of simplified/raw/bitmap
+    workers: int = st.WORKERS.default  # worker processes (1: everything in this process)
     overwrite: bool = False  # replace an existing version (only once the new one is complete)
     progress: bool = True  # tqdm bars on stderr
     augment_settings: sr.AugmentSettings = field(default_factory=sr.AugmentSettings)
@@ -194,22 +189,13 @@ class TaskRunner:
 
 # ----------------------------------------------------------------------------------------- main side
 
-def parse_formats(text: str) -> Union[str, List[str]]:
-    """'auto' or a comma-separated subset of simplified,raw,bitmap."""
-    if text.strip().lower() == qf.AUTO:
-        return qf.AUTO
-    return list_of(qf.FORMATS, "format")(text)
 
 
 def _validate(opts: ConvertOptions) -> None:
-    if not RESOLUTION_MIN <= int(opts.resolution) <= RESOLUTION_MAX:
-        raise UserError(f"resolution {opts.resolution} is outside {RESOLUTION_MIN}-{RESOLUTION_MAX}")
-    if opts.quality not in qf.QUALITY_PRESETS:
-        raise UserError(f"unknown quality {opts.quality!r}; choose one of {', '.join(qf.QUALITY_PRESETS)}")
-    if not 1 <= int(opts.count) <= COUNT_MAX:
-        raise UserError(f"count {opts.count} is outside 1-{COUNT_MAX}")
-    if not 1 <= int(opts.workers) <= WORKERS_MAX:
-        raise UserError(f"workers {opts.workers} is outside 1-{WORKERS_MAX}")
+    """The options a caller of convert() gave: each within the bounds settings.py declares."""
+    values = {"resolution": opts.resolution, "quality": opts.quality, "count": opts.count, "workers": opts.workers}
+    st.check_values(values, (st.RESOLUTION, st.QUALITY, st.COUNT, st.WORKERS), "conversion options",
+                    "choose a value within the bounds (see rawDataToImage.py --help)")
     if opts.formats != qf.AUTO:
         bad = [f for f in opts.formats if f not in qf.FORMATS]
         if bad or not opts.formats:
@@ -424,27 +410,20 @@ def format_summary(summary: dict) -> str:
 # ----------------------------------------------------------------------------------------- command line
 
 def build_parser() -> argparse.ArgumentParser:
-    presets = ", ".join(f"{p.name} ({p.rule()})" for p in qf.QUALITY_PRESETS.values())
+    """Setting flags have the argparse default None (the prompt asks then); see settings.py for each."""
     parser = argparse.ArgumentParser(
         prog="rawDataToImage.py",
         description="Render Quick, Draw! fruit drawings from rawData/ as PNG datasets in imageData/.")
-    parser.add_argument("--fruits", type=cli_value(list_of(FRUITS, "fruit"), "--fruits"),
-                        help="comma-separated fruits, or 'all' (default: every fruit with data)")
-    parser.add_argument("--resolution", type=cli_value(int_in_range(RESOLUTION_MIN, RESOLUTION_MAX), "--resolution"),
-                        help=f"image side in pixels, {RESOLUTION_MIN}-{RESOLUTION_MAX} (default {DEFAULT_RESOLUTION})")
-    parser.add_argument("--quality", type=cli_value(choice_of(list(qf.QUALITY_PRESETS)), "--quality"),
-                        help=f"which drawings to keep: {presets} (default {qf.DEFAULT_QUALITY})")
-    parser.add_argument("--count", type=cli_value(int_in_range(1, COUNT_MAX), "--count"),
-                        help=f"images per fruit (default {DEFAULT_COUNT})")
-    parser.add_argument("--version", type=cli_value(lambda s: check_name(s.strip(), "version"), "--version"),
-                        help="dataset version name (default: the next free number)")
+    st.FRUIT_LIST.add_to(parser, shown="every fruit with data")
+    st.RESOLUTION.add_to(parser)
+    st.QUALITY.add_to(parser)
+    st.COUNT.add_to(parser)
+    st.IMAGE_VERSION.add_to(parser)
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                        help="fill up to --count with augmented copies of real drawings (default: off)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the augmentation (default 0)")
-    parser.add_argument("--formats", type=cli_value(parse_formats, "--formats"), default=qf.AUTO,
-                        help="auto (strokes, bitmaps only for fruits without strokes) or e.g. simplified,raw,bitmap")
-    parser.add_argument("--workers", type=cli_value(int_in_range(1, WORKERS_MAX), "--workers"),
-                        default=DEFAULT_WORKERS, help=f"worker processes (default {DEFAULT_WORKERS})")
+                        help=st.AUGMENT.help_text())
+    st.SEED.add_to(parser)
+    st.FORMATS.add_to(parser)
+    st.WORKERS.add_to(parser)
     parser.add_argument("--workdir", type=Path, default=None,
                         help="folder holding rawData/ imageData/ npzData/ models/ (default: the scripts' folder)")
     parser.add_argument("--yes", "-y", action="store_true", help="never ask: take defaults and flags")
@@ -456,10 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _choose_version(args, prompter: Prompter, workdir: Path, fruits: Sequence[str]) -> Tuple[str, bool]:
     """The version name and whether it replaces an existing one; asks again after a refused overwrite."""
     name = args.version
-    parse = lambda s: check_name(s.strip(), "version")  # noqa: E731 - a one-line parser
     while True:
         if name is None:
-            name = prompter.ask("Dataset version name", next_free_version(workdir), parse)
+            name = st.IMAGE_VERSION.ask(prompter, next_free_version(workdir))
         existing = existing_version_fruits(workdir, name, fruits)
         if not existing or args.overwrite:
             return name, bool(existing)
@@ -474,33 +452,32 @@ def _choose_version(args, prompter: Prompter, workdir: Path, fruits: Sequence[st
 
 def gather_options(args, prompter: Prompter, scan: qf.RawDataScan, workdir: Path) -> ConvertOptions:
     """Flags first; a prompt (showing its default) for each question a flag did not answer."""
-    found = scan.fruits_with_data(args.formats)
+    formats = st.FORMATS.given(args.formats)
+    found = scan.fruits_with_data(formats)
     if not found:
-        raise UserError(f"no usable Quick, Draw! data in {scan.raw_dir} (formats: {args.formats}); "
+        raise UserError(f"no usable Quick, Draw! data in {scan.raw_dir} (formats: {formats}); "
                         "see rawData/README.md")
     fruits = args.fruits
     if fruits is None:
         fruits = prompter.ask("Fruits to convert (comma-separated, 'all' for every one)", found,
                               list_of(found, "fruit"), show_default=",".join(found))
-    resolution = args.resolution or prompter.ask(
-        f"Image size in pixels ({RESOLUTION_MIN}-{RESOLUTION_MAX})", DEFAULT_RESOLUTION,
-        int_in_range(RESOLUTION_MIN, RESOLUTION_MAX))
+    resolution = st.RESOLUTION.ask(prompter) if args.resolution is None else args.resolution
     quality = args.quality
     if quality is None:
         if not prompter.assume_yes:
             print("Quality presets (which drawings are kept):", file=prompter.stdout)
             for p in qf.QUALITY_PRESETS.values():
                 print(f"  {p.name:<9} {p.description}", file=prompter.stdout)
-        quality = prompter.ask("Quality", qf.DEFAULT_QUALITY, choice_of(list(qf.QUALITY_PRESETS)))
-    count = args.count or prompter.ask("Images per fruit", DEFAULT_COUNT, int_in_range(1, COUNT_MAX))
+        quality = st.QUALITY.ask(prompter)
+    count = st.COUNT.ask(prompter) if args.count is None else args.count
     augment = args.augment
     if augment is None:
         augment = prompter.confirm("Fill up to that count with augmented copies (small rotations, "
-                                   "scaling, shifts, jitter of real strokes)?", False)
+                                   "scaling, shifts, jitter of real strokes)?", st.AUGMENT.default)
     version, replaces = _choose_version(args, prompter, workdir, fruits)
     return ConvertOptions(workdir=workdir, fruits=list(fruits), resolution=resolution, quality=quality,
-                          count=count, version=version, augment=bool(augment), seed=args.seed,
-                          formats=args.formats, workers=args.workers, overwrite=replaces,
+                          count=count, version=version, augment=bool(augment), seed=st.SEED.given(args.seed),
+                          formats=formats, workers=st.WORKERS.given(args.workers), overwrite=replaces,
                           progress=not args.no_progress)
 
 

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+import settings as st
 from safe_files import FRUITS, check_name, default_workdir
-from user_io import UserError, cli_value, int_in_range, list_of, run_main
+from user_io import UserError, cli_value, run_main
 
 HERE = Path(__file__).resolve().parent
 
@@ -37,7 +38,7 @@ class PipelineConfig:
     epochs: int = 100             # 400 steps: the report's run recognised 72-98% of fakes per fruit by then
     batch_size: int = 32          # four steps per epoch per fruit at count 128 (the report run's settings)
     num_images: int = 16          # images generated per fruit at the end
-    seed: int = 0
+    seed: int = st.SEED.default
     fruits: List[str] = field(default_factory=lambda: list(FRUITS))   # fruits to run through every step
 
 
@@ -64,17 +65,14 @@ def commands(cfg: PipelineConfig) -> List[List[str]]:
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> PipelineConfig:
+    """The quick run's own defaults (PipelineConfig), the scripts' bounds and parsers (settings.py)."""
     p = argparse.ArgumentParser(description="Run the whole pipeline on the bundled sample, no prompts.")
     p.add_argument("--workdir", type=Path, default=None, help="default: this folder")
-    p.add_argument("--name", type=cli_value(lambda s: check_name(s, "name"), "--name"), default="quickstart")
-    p.add_argument("--resolution", type=cli_value(int_in_range(16, 256), "--resolution"), default=28)
-    p.add_argument("--count", type=cli_value(int_in_range(1, 1_000_000), "--count"), default=PipelineConfig.count)
-    p.add_argument("--epochs", type=cli_value(int_in_range(1, 100_000), "--epochs"), default=PipelineConfig.epochs)
-    p.add_argument("--batch-size", type=cli_value(int_in_range(1, 4096), "--batch-size"),
-                   default=PipelineConfig.batch_size)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fruits", type=cli_value(list_of(FRUITS, "fruit"), "--fruits"), default=list(FRUITS),
-                   help="comma-separated fruits (default: all seven)")
+    p.add_argument("--name", type=cli_value(lambda s: check_name(s, "name"), "--name"), default=PipelineConfig.name,
+                   help=f"dataset version and model name it (re)writes (default: {PipelineConfig.name})")
+    for setting in (st.RESOLUTION, st.COUNT, st.EPOCHS, st.BATCH_SIZE, st.SEED):
+        setting.add_to(p, default=getattr(PipelineConfig, setting.field))
+    st.FRUIT_LIST.add_to(p, default=list(FRUITS), shown="all seven")
     a = p.parse_args(argv)
     return PipelineConfig(workdir=(a.workdir or default_workdir()).resolve(), name=a.name,
                           resolution=a.resolution, count=a.count, epochs=a.epochs, batch_size=a.batch_size,

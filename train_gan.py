@@ -14,57 +14,44 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from safe_files import FRUITS, check_name, default_workdir
-from user_io import (Prompter, UserError, choice_of, cli_value, float_in_range, int_in_range, list_of,
-                     run_main)
+import settings as st
+from safe_files import default_workdir
+from user_io import Prompter, UserError, run_main
 
-MAX_EPOCHS = 100_000
-MAX_BATCH = 4096
-DEVICES = ("auto", "cpu", "cuda")
+# The setting flags in the order --help lists them (--no-eval between the two groups); each one's
+# default, bounds and help is declared in settings.py.
+VALUE_FLAGS = (st.DATASET_VERSION, st.MODEL_NAME, st.EPOCHS, st.BATCH_SIZE, st.LR, st.DESCRIPTION, st.DEVICE,
+               st.FRUIT_LIST, st.SEED, st.PRECISION, st.SCHEDULE, st.MILESTONES, st.KEEP_CHECKPOINT_EVERY)
+LATER_VALUE_FLAGS = (st.EVAL_SAMPLES, st.EMA_DECAY, st.STOP_AFTER_EPOCHS)
+SWITCHES = (st.COMPILE, st.CUDA_GRAPH)
+PROMPTED = (st.EPOCHS, st.BATCH_SIZE, st.LR, st.DESCRIPTION, st.DEVICE)   # asked after version and model name
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every setting flag has the argparse default None, so a flag the user gave can be told apart."""
     p = argparse.ArgumentParser(description="Train one GAN per fruit (MultiFruitGANTrainer).")
     p.add_argument("--workdir", type=Path, default=None, help="folder holding npzData/ and models/ (default: here)")
-    p.add_argument("--dataset-version", help="dataset version to train on (default: the newest)")
-    p.add_argument("--model-name", type=cli_value(lambda s: check_name(s, "model name"), "--model-name"),
-                   help="models/model_<name>/ (default: v1)")
-    p.add_argument("--epochs", type=cli_value(int_in_range(1, MAX_EPOCHS), "--epochs"), help="default: 400")
-    p.add_argument("--batch-size", type=cli_value(int_in_range(1, MAX_BATCH), "--batch-size"), help="default: 64")
-    p.add_argument("--lr", type=cli_value(float_in_range(1e-7, 1.0), "--lr"), help="learning rate (default 0.0002)")
-    p.add_argument("--description", help="free text saved in info/description.txt")
-    p.add_argument("--device", type=cli_value(choice_of(DEVICES), "--device"), help="auto (default), cpu or cuda")
-    p.add_argument("--fruits", type=cli_value(list_of(FRUITS, "fruit"), "--fruits"),
-                   help="comma-separated fruits (default: all of the dataset version)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16 autocast helps on GPUs")
-    p.add_argument("--schedule", choices=("together", "sequential"), default="together",
-                   help="step same-size fruits together (fast, default) or one after another")
-    p.add_argument("--milestones", type=cli_value(_parse_milestones, "--milestones"), default=None,
-                   help="epochs that get a progress grid, e.g. 1,10,20,30,40,100,200,300,400 (the last is added)")
-    p.add_argument("--keep-checkpoint-every", type=int, default=50, help="keep checkpoints/epoch_NNNN.pt every N")
-    p.add_argument("--no-eval", action="store_true", help="skip quality metrics at milestones")
-    p.add_argument("--eval-samples", type=cli_value(int_in_range(8, 100_000), "--eval-samples"), default=256)
-    p.add_argument("--ema-decay", type=cli_value(float_in_range(0.0, 0.99999), "--ema-decay"), default=0.0,
-                   help="> 0 samples from a moving average of the generator")
-    p.add_argument("--stop-after-epochs", type=cli_value(int_in_range(1, MAX_EPOCHS), "--stop-after-epochs"),
-                   help="train at most N epochs now, then stop cleanly (continue later with --resume)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the forward passes (eager if it fails)")
-    p.add_argument("--cuda-graph", action="store_true", help="CUDA: replay each training step as a CUDA graph")
-    p.add_argument("--resume", action="store_true", help="continue an existing model where it stopped")
+    for setting in VALUE_FLAGS:
+        setting.add_to(p)
+    st.add_switch(p, st.EVALUATE)
+    for setting in LATER_VALUE_FLAGS:
+        setting.add_to(p)
+    for setting in SWITCHES:
+        st.add_switch(p, setting)
+    p.add_argument("--resume", action="store_true",
+                   help="continue an existing model where it stopped, with its saved settings (--epochs N extends it)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model of the same name")
     p.add_argument("--yes", action="store_true", help="never prompt: defaults for what is not given")
     return p
 
 
-def _parse_milestones(text: str) -> list:
-    try:
-        values = sorted({int(x) for x in text.split(",") if x.strip()})
-    except ValueError:
-        raise ValueError(f"{text!r} is not a comma-separated list of epochs") from None
-    if not values or values[0] < 1:
-        raise ValueError("milestones are epochs >= 1")
-    return values
+def given_settings(args: argparse.Namespace) -> dict:
+    """{config field: value} of the setting flags the user gave (None: not given)."""
+    flags = VALUE_FLAGS + LATER_VALUE_FLAGS + SWITCHES
+    given = {s.field: getattr(args, s.field) for s in flags if getattr(args, s.field) is not None}
+    if args.no_eval:
+        given["evaluate"] = False
+    return given
 
 
 def newest_version(workdir: Path, versions: dict) -> str:
@@ -76,16 +63,37 @@ def newest_version(workdir: Path, versions: dict) -> str:
     return max(versions, key=mtime)
 
 
+def resume_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path):
+    """The saved run's settings, with what the flags given may change (or a one-line refusal)."""
+    from gan_trainer import TrainConfig
+    from model_store import ModelFolder
+
+    name = args.model_name or prompter.ask("Model name to resume", st.MODEL_NAME.default, st.MODEL_NAME.parse)
+    store = ModelFolder.in_workdir(workdir, name)
+    saved = store.read_config()
+    if saved is None:
+        if not store.path.is_dir():
+            raise UserError(f"no model {name!r} to resume in {store.path.parent}; train it first (without --resume)")
+        raise UserError(f"model {name!r} has no readable saved settings ({store.config_path().name} "
+                        "missing or damaged); train it again with --overwrite")
+    changes = given_settings(args)
+    # A limit on this call's epochs, not a setting of the run: a resume without it trains to the end.
+    changes["stop_after_epochs"] = args.stop_after_epochs
+    return TrainConfig.from_saved(saved, f"saved settings of model {name!r}").resumed(changes)
+
+
 def ask_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path):
     """Fill every setting from its flag, else from a prompt (or its default with --yes)."""
     import data_loader
     from gan_trainer import TrainConfig
     from model_store import ModelFolder
 
+    if args.resume:  # everything comes from the saved configuration
+        return resume_settings(args, prompter, workdir)
     versions = data_loader.list_versions(workdir)
     if not versions:
         raise UserError(f"no dataset in {workdir / 'npzData'}; run rawDataToImage.py then imageToNPZ.py first")
-    if args.dataset_version is None and not args.resume:
+    if args.dataset_version is None:
         print("dataset versions:")
         for v, fruits in sorted(versions.items()):
             print(f"  {v:<12} {', '.join(fruits)}")
@@ -96,41 +104,24 @@ def ask_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path):
         return text
 
     def parse_model(text: str) -> str:
-        name = check_name(text, "model name")
-        if not args.resume and not args.overwrite and ModelFolder.in_workdir(workdir, name).exists():
+        name = st.MODEL_NAME.parse(text)
+        if not args.overwrite and ModelFolder.in_workdir(workdir, name).exists():
             raise ValueError(f"model {name!r} already exists (use another name, --resume or --overwrite)")
         return name
 
-    if args.resume:  # everything else comes from the saved configuration
-        model_name = args.model_name or prompter.ask("Model name to resume", "v1", parse_model)
-        return TrainConfig(dataset_version=args.dataset_version or "resume", model_name=model_name,
-                           epochs=args.epochs, device=args.device or "auto", precision=args.precision,
-                           evaluate=not args.no_eval, eval_samples=args.eval_samples,
-                           milestones=args.milestones or TrainConfig.milestones,
-                           keep_checkpoint_every=args.keep_checkpoint_every,
-                           stop_after_epochs=args.stop_after_epochs, compile=args.compile,
-                           cuda_graph=args.cuda_graph)
     version = args.dataset_version
     if version is None:
-        version = prompter.ask("Dataset version", newest_version(workdir, versions), parse_version)
+        version = prompter.ask(st.DATASET_VERSION.question, newest_version(workdir, versions), parse_version)
     elif version not in versions:
         raise UserError(f"no dataset version {version!r} in {workdir / 'npzData'}; there are: "
                         f"{', '.join(sorted(versions))}")
-    model_name = args.model_name or prompter.ask("Model name", "v1", parse_model)
-    epochs = args.epochs or prompter.ask("Epochs", 400, int_in_range(1, MAX_EPOCHS))
-    batch = args.batch_size or prompter.ask("Batch size", 64, int_in_range(1, MAX_BATCH))
-    lr = args.lr or prompter.ask("Learning rate", 0.0002, float_in_range(1e-7, 1.0))
-    description = args.description if args.description is not None else prompter.ask(
-        "Description (free text)", "", str, show_default="none")
-    device = args.device or prompter.ask("Device (auto/cpu/cuda)", "auto", choice_of(DEVICES))
-    return TrainConfig(dataset_version=version, model_name=model_name, epochs=epochs, batch_size=batch, lr=lr,
-                       description=description, device=device, fruits=args.fruits, seed=args.seed,
-                       precision=args.precision, schedule=args.schedule,
-                       milestones=args.milestones or TrainConfig.milestones,
-                       keep_checkpoint_every=args.keep_checkpoint_every, evaluate=not args.no_eval,
-                       eval_samples=args.eval_samples, ema_decay=args.ema_decay,
-                       stop_after_epochs=args.stop_after_epochs, compile=args.compile,
-                       cuda_graph=args.cuda_graph)
+    values = {**given_settings(args), "dataset_version": version}   # each asked only when not given
+    if "model_name" not in values:
+        values["model_name"] = prompter.ask(st.MODEL_NAME.question, st.MODEL_NAME.default, parse_model)
+    for setting in PROMPTED:
+        if setting.field not in values:
+            values[setting.field] = setting.ask(prompter)
+    return TrainConfig(**values)
 
 
 def init_distributed():

@@ -177,3 +177,30 @@ def test_a_kill_mid_training_leaves_readable_files_and_resumes(tiny_workdir):
     assert summary["status"] == "complete" and summary["epochs_done"] == 30
     hist = load_json(model / "info/training_history_apple.json")
     assert [e["epoch"] for e in hist["epochs"]] == list(range(1, 31))
+
+
+def test_resume_extends_epochs_and_keeps_the_saved_settings(tiny_workdir):
+    r = train(tiny_workdir, *quick_flags("ext", 1), "--no-eval", "--keep-checkpoint-every", "1")
+    assert r.returncode == 0, r.stderr
+    r = train(tiny_workdir, "--yes", "--model-name", "ext", "--resume", "--lr", "0.001")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "--lr cannot change when resuming model ext (saved 0.0002)" in r.stderr
+    r = train(tiny_workdir, "--yes", "--model-name", "ext", "--resume", "--epochs", "2")
+    assert r.returncode == 0, r.stderr
+    model = tiny_workdir / "models/model_ext"
+    cfg = load_json(model / "info/training_config_ext.json")
+    assert cfg["epochs"] == 2                                            # extended, and recorded
+    assert cfg["milestones"] == [1] and cfg["keep_checkpoint_every"] == 1   # not reset to the defaults
+    assert cfg["evaluate"] is False and cfg["batch_size"] == 8 and cfg["eval_samples"] == 16
+    assert (model / "checkpoints/epoch_0002.pt").exists()               # kept every epoch, as saved
+    summary = load_json(model / "info/training_summary_ext.json")
+    assert summary["status"] == "complete" and summary["epochs_done"] == 2
+
+
+def test_resume_with_a_damaged_saved_config_is_one_line(tiny_workdir):
+    assert train(tiny_workdir, *quick_flags("bad", 1), "--no-eval").returncode == 0
+    path = tiny_workdir / "models/model_bad/info/training_config_bad.json"
+    path.write_text(path.read_text().replace('"batch_size": 8', '"batch_size": "eight"'))
+    r = train(tiny_workdir, "--yes", "--model-name", "bad", "--resume")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "batch_size 'eight'" in r.stderr
+    assert r.stderr.strip().count("\n") == 0

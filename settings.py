@@ -1,0 +1,217 @@
+"""Every user-facing setting, declared once: its default, bounds or choices, help text and parser.
+
+The scripts' flags (``Setting.add_to``), their prompts (``Setting.ask``), the config dataclasses'
+defaults (``Setting.default``) and the check of a saved config (``Setting.check``) all read these
+declarations, so a default or a bound changes here and nowhere else. Light on purpose (no torch):
+every script imports it before it knows whether it will train anything.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import quickdraw_formats as qf
+from safe_files import FRUITS, check_name
+from user_io import Prompter, UserError, choice_of, cli_value, float_in_range, int_in_range, list_of
+
+# The networks' image rule (gan_model.py builds on it): two x2 upsamplings from a whole-pixel start size.
+RESOLUTION_MIN = 16        # below this the discriminator's features shrink to 2x2
+RESOLUTION_MAX = 256       # the generator's last layers get too big for the intended CPU/GPU budget
+RESOLUTION_STEP = 4
+EPOCHS_MAX = 100_000
+BATCH_MAX = 4096
+COUNT_MAX = 10_000_000
+WORKERS_MAX = 64
+EVAL_SAMPLES_MIN, EVAL_SAMPLES_MAX = 8, 100_000
+EMA_DECAY_MAX = 0.99999
+LR_MIN, LR_MAX = 1e-7, 1.0
+# 32 bits: the trainer derives per-fruit seeds as seed * 1009 + offsets, which must stay inside the
+# 64 bits torch.manual_seed accepts; generate_images draws its random seed from the same range.
+SEED_MAX = 2**32 - 1
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16")
+SCHEDULES = ("together", "sequential")
+DEFAULT_MILESTONES = (1, 10, 20, 30, 40, 100, 200, 300, 400)
+
+
+def parse_resolution(text: str) -> int:
+    """An image side the networks can train: a multiple of 4 in 16..256."""
+    value = int_in_range(RESOLUTION_MIN, RESOLUTION_MAX)(text)
+    if value % RESOLUTION_STEP:
+        raise ValueError(f"{value} is not a multiple of {RESOLUTION_STEP} (the networks need one, "
+                         f"e.g. 28, 32, 64, 128)")
+    return value
+
+
+def parse_milestones(text: str) -> list:
+    try:
+        values = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise ValueError(f"{text!r} is not a comma-separated list of epochs") from None
+    if not values or values[0] < 1:
+        raise ValueError("milestones are epochs >= 1")
+    return values
+
+
+def parse_formats(text: str):
+    """'auto' or a comma-separated subset of simplified,raw,bitmap."""
+    if text.strip().lower() == qf.AUTO:
+        return qf.AUTO
+    return list_of(qf.FORMATS, "format")(text)
+
+
+def _name_parser(what: str) -> Callable[[str], str]:
+    return lambda text: check_name(text.strip(), what)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: ``field`` is its name in the config classes, ``flag`` its command-line option."""
+
+    field: str
+    flag: Optional[str]                 # None: not a command-line option (set by the code only)
+    default: Any
+    kind: type                          # type of a valid value: int, float, str, bool or list
+    parse: Callable[[str], Any]         # text -> value; ValueError (or UserError) on a bad one
+    help: str                           # what it is, without the default (added from ``default``)
+    question: str = ""                  # the prompt, for settings the scripts ask for
+    shown: Optional[str] = None         # how the default reads when it is not just str(default)
+
+    @property
+    def shown_default(self) -> str:
+        if self.shown is not None:
+            return self.shown
+        if isinstance(self.default, (list, tuple)):
+            return ",".join(map(str, self.default))
+        return str(self.default)
+
+    def help_text(self, shown: Optional[str] = None) -> str:
+        return f"{self.help} (default: {shown if shown is not None else self.shown_default})"
+
+    def add_to(self, parser: argparse.ArgumentParser, default: Any = None, shown: Optional[str] = None) -> None:
+        """The flag, parsed by ``parse``. Its argparse default is None so callers can tell a given flag;
+        ``default`` (and how it reads, ``shown``) is for a script with its own default (run_pipeline)."""
+        if shown is None and default is not None:
+            shown = str(default)
+        parser.add_argument(self.flag, type=cli_value(self.parse, self.flag), default=default,
+                            help=self.help_text(shown))
+
+    def ask(self, prompter: Prompter, default: Any = None) -> Any:
+        """The prompt for this setting, showing the declared default (or a script's own ``default``)."""
+        if default is None:
+            return prompter.ask(self.question, self.default, self.parse, show_default=self.shown_default)
+        return prompter.ask(self.question, default, self.parse)
+
+    def given(self, value: Any) -> Any:
+        """The flag's value when it was given, else the declared default."""
+        return self.default if value is None else value
+
+    def check(self, value: Any) -> Any:
+        """A value read from a file: of the right type and within bounds; ValueError says what is wrong."""
+        if value is None and self.default is None:
+            return None
+        wrong_bool = isinstance(value, bool) and self.kind is not bool
+        allowed = (int, float) if self.kind is float else (list, tuple) if self.kind is list else self.kind
+        if wrong_bool or not isinstance(value, allowed):
+            raise ValueError(f"{self.field} must be {self.kind.__name__}, got {value!r}")
+        if self.kind is bool:
+            return value
+        return self.parse(",".join(map(str, value)) if self.kind is list else str(value))
+
+
+def _flag_setting(field: str, default: Any, kind: type, parse, help: str, **kw) -> Setting:
+    return Setting(field, "--" + field.replace("_", "-"), default, kind, parse, help, **kw)
+
+
+def _bool(text: str) -> bool:
+    raise ValueError("a switch takes no value")
+
+
+# ------------------------------------------------------------------------------ shared by several scripts
+RESOLUTION = _flag_setting("resolution", 64, int, parse_resolution,
+                           f"image side in pixels, a multiple of {RESOLUTION_STEP} in "
+                           f"{RESOLUTION_MIN}-{RESOLUTION_MAX}",
+                           question=f"Image size in pixels (multiple of {RESOLUTION_STEP}, "
+                                    f"{RESOLUTION_MIN}-{RESOLUTION_MAX})")
+SEED = _flag_setting("seed", 0, int, int_in_range(0, SEED_MAX), f"random seed, 0-{SEED_MAX}")
+EPOCHS = _flag_setting("epochs", 400, int, int_in_range(1, EPOCHS_MAX), "epochs per fruit",
+                       question="Epochs")
+BATCH_SIZE = _flag_setting("batch_size", 64, int, int_in_range(1, BATCH_MAX), "images per fruit per step",
+                           question="Batch size")
+FRUIT_LIST = _flag_setting("fruits", None, list, list_of(FRUITS, "fruit"), "comma-separated fruits, or 'all'",
+                           shown="all of the dataset version")
+
+# ------------------------------------------------------------------------------ rawDataToImage.py
+_PRESETS = ", ".join(f"{p.name} ({p.rule()})" for p in qf.QUALITY_PRESETS.values())
+QUALITY = _flag_setting("quality", qf.DEFAULT_QUALITY, str, choice_of(list(qf.QUALITY_PRESETS)),
+                        f"which drawings to keep: {_PRESETS}", question="Quality")
+COUNT = _flag_setting("count", 1000, int, int_in_range(1, COUNT_MAX), "images per fruit",
+                      question="Images per fruit")
+IMAGE_VERSION = Setting("version", "--version", None, str, _name_parser("version"), "dataset version name",
+                        question="Dataset version name", shown="the next free number")
+AUGMENT = _flag_setting("augment", False, bool, _bool,
+                        "fill up to --count with augmented copies of real drawings", shown="off")
+FORMATS = _flag_setting("formats", qf.AUTO, str, parse_formats,
+                        "auto (strokes, bitmaps only for fruits without strokes) or e.g. simplified,raw,bitmap")
+WORKERS = _flag_setting("workers", 2, int, int_in_range(1, WORKERS_MAX), "worker processes")
+
+# ------------------------------------------------------------------------------ train_gan.py (TrainConfig)
+DATASET_VERSION = _flag_setting("dataset_version", None, str, _name_parser("dataset version"),
+                                "dataset version to train on", question="Dataset version", shown="the newest")
+MODEL_NAME = _flag_setting("model_name", "v1", str, _name_parser("model name"), "models/model_<name>/",
+                           question="Model name")
+LR = Setting("lr", "--lr", 2e-4, float, float_in_range(LR_MIN, LR_MAX), "Adam learning rate, both networks",
+             question="Learning rate", shown="0.0002")
+DESCRIPTION = _flag_setting("description", "", str, str, "free text saved in info/description.txt",
+                            question="Description (free text)", shown="none")
+DEVICE = _flag_setting("device", "auto", str, choice_of(DEVICES), "auto, cpu or cuda",
+                       question="Device (auto/cpu/cuda)")
+PRECISION = _flag_setting("precision", "fp32", str, choice_of(PRECISIONS), "fp32, or bf16 autocast (helps on GPUs)")
+SCHEDULE = _flag_setting("schedule", "together", str, choice_of(SCHEDULES),
+                         "step same-size fruits together (fast) or one after another")
+MILESTONES = _flag_setting("milestones", DEFAULT_MILESTONES, list, parse_milestones,
+                           "epochs that get a progress grid and quality figures (the last epoch is added)")
+KEEP_CHECKPOINT_EVERY = _flag_setting("keep_checkpoint_every", 50, int, int_in_range(0, EPOCHS_MAX),
+                                      "keep checkpoints/epoch_NNNN.pt every N epochs (0: none)")
+EVALUATE = Setting("evaluate", "--no-eval", True, bool, _bool, "skip quality metrics at milestones",
+                   shown="off, metrics are computed")
+EVAL_SAMPLES = _flag_setting("eval_samples", 256, int, int_in_range(EVAL_SAMPLES_MIN, EVAL_SAMPLES_MAX),
+                             "generated images per fruit per evaluation")
+EMA_DECAY = _flag_setting("ema_decay", 0.0, float, float_in_range(0.0, EMA_DECAY_MAX),
+                          "> 0 samples from a moving average of the generator")
+REAL_LABEL = Setting("real_label", None, 1.0, float, float_in_range(0.5, 1.0),
+                     "target for real images; < 1 is one-sided label smoothing")
+STOP_AFTER_EPOCHS = _flag_setting("stop_after_epochs", None, int, int_in_range(1, EPOCHS_MAX),
+                                  "train at most N epochs now, then stop cleanly (continue later with --resume)",
+                                  shown="no limit")
+COMPILE = _flag_setting("compile", False, bool, _bool, "torch.compile the forward passes (eager if it fails)",
+                        shown="off")
+CUDA_GRAPH = _flag_setting("cuda_graph", False, bool, _bool, "CUDA: replay each training step as a CUDA graph",
+                           shown="off")
+
+TRAIN_SETTINGS = (DATASET_VERSION, MODEL_NAME, EPOCHS, BATCH_SIZE, LR, DESCRIPTION, DEVICE, FRUIT_LIST, SEED,
+                  PRECISION, SCHEDULE, MILESTONES, KEEP_CHECKPOINT_EVERY, EVALUATE, EVAL_SAMPLES, EMA_DECAY,
+                  REAL_LABEL, STOP_AFTER_EPOCHS, COMPILE, CUDA_GRAPH)
+CONVERT_SETTINGS = (FRUIT_LIST, RESOLUTION, QUALITY, COUNT, IMAGE_VERSION, AUGMENT, SEED, FORMATS, WORKERS)
+
+
+def add_switch(parser: argparse.ArgumentParser, setting: Setting) -> None:
+    """An on/off flag (store_true) whose argparse default is None, so a given flag can be told apart."""
+    parser.add_argument(setting.flag, action="store_true", default=None, help=setting.help_text())
+
+
+def check_values(values: dict, settings: Sequence[Setting], source: str, hint: str) -> dict:
+    """``values`` (e.g. a saved config) checked against ``settings``: {field: value} for those present.
+
+    A wrong type or an out-of-bounds value is a one-line UserError naming ``source`` and the field,
+    ending with ``hint`` (what to do about it).
+    """
+    checked = {}
+    for s in settings:
+        if s.field in values:
+            try:
+                checked[s.field] = s.check(values[s.field])
+            except (ValueError, UserError) as exc:
+                raise UserError(f"{source}: {s.field} {values[s.field]!r} is not valid ({exc}); {hint}") from None
+    return checked
