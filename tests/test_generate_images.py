@@ -128,7 +128,7 @@ def test_checkpoint_n_of_a_torchrun_model_reads_the_rank_file_holding_the_fruit(
     outdir = tmp_path / "each"
     assert run(tmp_path, "d2", "banana", "--num-images", 3, "--seed", 4, "--outdir", outdir, "--checkpoint", 4) == 0
     assert "epoch-4 checkpoint (epoch 4)" in capsys.readouterr().out
-    expected = gi.to_uint8(gi.generate(written[("banana", 4)], gi.sample_noise(3, 100, seed=4)))
+    expected = pictures.to_uint8(gan_model.generate(written[("banana", 4)], gi.sample_noise(3, 100, seed=4), gi.GENERATE_BATCH))
     files = sorted(outdir.glob("*.png"))
     assert len(files) == 3
     for file, pixels in zip(files, expected):

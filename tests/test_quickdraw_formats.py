@@ -34,8 +34,8 @@ def test_formats_are_detected_from_content_not_name(workdir):
 def test_simplified_sample_parses_into_strokes(workdir):
     items = list(qf.iter_drawings(workdir / "rawData" / SIMPLE_APPLE, "apple"))
     found = drawings(items)
-    assert len(items) == len(found) == 25  # the real sample is clean
-    assert len({d.key_id for d in found}) == 25
+    assert len(items) == len(found) == 100  # the real sample is clean (its first 100 apples)
+    assert len({d.key_id for d in found}) == 100
     for d in found:
         assert d.source_format == qf.SIMPLIFIED and d.n_strokes >= 1
         for stroke in d.strokes:
@@ -46,8 +46,12 @@ def test_simplified_sample_parses_into_strokes(workdir):
 def test_raw_sample_parses_and_holds_the_simplified_drawings(workdir):
     raw = drawings(qf.iter_drawings(workdir / "rawData" / RAW_APPLE, "apple"))
     simple = drawings(qf.iter_drawings(workdir / "rawData" / SIMPLE_APPLE, "apple"))
-    assert len(raw) > len(simple)
-    assert {d.key_id for d in simple} <= {d.key_id for d in raw}  # why key_id de-duplication is needed
+    # The same drawings in both files, by key_id: why key_id de-duplication is needed (ATTRIBUTION.md:
+    # apple's raw drawings are among its 100 simplified ones; pear's 25 simplified are among its raw ones).
+    assert 0 < len(raw) < len(simple) and {d.key_id for d in raw} <= {d.key_id for d in simple}
+    raw_pear = drawings(qf.iter_drawings(workdir / "rawData" / "sample/raw/pear.ndjson", "pear"))
+    simple_pear = drawings(qf.iter_drawings(workdir / "rawData" / "sample/simplified/pear.ndjson", "pear"))
+    assert len(raw_pear) > len(simple_pear) and {d.key_id for d in simple_pear} <= {d.key_id for d in raw_pear}
     assert max(float(s.max()) for d in raw for s in d.strokes) > 255  # screen pixels, not 0-255
     assert all(d.source_format == qf.RAW for d in raw)
 
@@ -150,7 +154,7 @@ def test_user_files_replace_the_sample_and_odd_files_are_noted(workdir):
     (raw / "full_raw_pineapple.ndjson").write_bytes((raw / RAW_APPLE).read_bytes())
     scan = qf.scan_raw_data(raw)
     assert [f.path.name for f in scan.files_for("apple")] == ["full_raw_apple.ndjson"]
-    assert {f.format for f in scan.files_for("banana")} == {qf.SIMPLIFIED, qf.RAW}  # sample kept
+    assert {f.format for f in scan.files_for("banana")} == {qf.SIMPLIFIED, qf.RAW, qf.BITMAP}  # sample kept
     notes = dict(scan.notes)
     assert notes["banana.ndjson"] == qf.NOTE_EMPTY
     assert notes["notes.txt"] == notes["table.csv"] == notes["photo_apple.jpg"] == qf.NOTE_NOT_QUICKDRAW
