@@ -172,7 +172,7 @@ def test_unknown_fruit_and_checkpoint_list_what_exists(tmp_path):
         model_store.load_generator(tmp_path, "v1", "apple/../x")
     with pytest.raises(UserError, match=r"epoch 3 .*checkpoints of apple: latest, best, 2\)"):
         model_store.load_generator(tmp_path, "v1", "apple", 3)
-    with pytest.raises(UserError, match="not 'latest', 'best' or an epoch number; checkpoints of v1 apple: latest, best, 2"):
+    with pytest.raises(UserError, match="not 'latest', 'milestone', 'best' or an epoch number; checkpoints of v1 apple: latest, best, 2"):
         model_store.load_generator(tmp_path, "v1", "apple", "newest")
 
 
