@@ -30,7 +30,7 @@ import settings
 from gan_model import GANConfig, network_payload, Generator, Discriminator
 from grouped_gan import GroupedGAN, tune_cpu_allocator
 import pictures
-from model_store import CHECKPOINT_FORMAT, ModelFolder
+from model_store import CHECKPOINT_FORMAT, ModelFolder, update_index
 from safe_files import FRUITS, check_name
 from user_io import UserError
 
@@ -525,6 +525,7 @@ class MultiFruitGANTrainer:
             self.store.write_description(cost_mod.description_text(
                 self.cfg.description, self.dataset_info(), self.cfg.to_dict(), sections, report))
         self.store.write_summary(summary)
+        update_index(self.workdir, self.cfg.model_name)     # models_index.json follows the run as it goes
 
     # ------------------------------------------------------------------ the run
     def train(self) -> dict:

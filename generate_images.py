@@ -1,13 +1,17 @@
 """Look at what a trained model draws.
 
-    python generate_images.py                               a table of the models there are
+    python generate_images.py                               a table of the models there are (models_index.json)
     python generate_images.py v1                            model v1's fruits and their quality figures
     python generate_images.py v1 apple --num-images 16      a grid of new apples (window, or a PNG when headless)
+    python generate_images.py v1 apple --num-images 5000 --outdir fakes    5000 PNG files, written in batches
     python generate_images.py v1 apple --interpolate        walks through the latent space between random points
     python generate_images.py v1 apple --classify           ... and what the quality classifier makes of them
 
 The same --seed always gives the same images (and a byte-identical PNG). Without a display (or with --save)
 the grid is written to outputs/generated_<model>_<fruit>_seed<S>.png under the work folder and its path printed.
+--checkpoint latest (default) draws with the last finished epoch's weights (checkpoints/latest.pt), milestone
+with generator_<fruit>.pt (the last milestone's or the run's end), best with best/generator_<fruit>.pt.
+Every file is written through safe_files (atomic; a full disk or read-only folder is a one-line error).
 """
 from __future__ import annotations
 
@@ -16,20 +20,23 @@ import math
 import os
 import secrets
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 import gan_model
 import pictures
-from safe_files import atomic_save_image, default_workdir
+from safe_files import atomic_save_image, default_workdir, owner_tag
 from settings import SEED, SEED_MAX
 from user_io import UserError, cli_value, int_in_range, run_main
 
 MAX_IMAGES = 1024            # a grid bigger than this is no longer something to look at
+MAX_FILE_IMAGES = 100_000    # --outdir alone: enough for a dataset, not enough to fill a disk by a typo
+FILE_BATCH = 256             # images generated and written per step with --outdir (bounded memory)
 MAX_ROWS = 64                # interpolation rows
 MIN_STEPS, MAX_STEPS = 2, 64
 DEFAULT_GRID_IMAGES = 16
@@ -54,7 +61,7 @@ class GenerateConfig:
     fruit: Optional[str]                # fruit to draw; None: describe the model
     num_images: Optional[int]           # images in the grid, or rows with --interpolate (None: default)
     seed: Optional[int]                 # noise seed (None: a random one, printed)
-    checkpoint: Union[str, int]         # "latest", "best" or an epoch number
+    checkpoint: Union[str, int]         # "latest", "milestone", "best" or an epoch number
     interpolate: bool                   # rows of frames along a great circle between two noise vectors
     steps: int                          # frames per interpolation row (both ends included)
     save: Optional[Path]                # write the grid here instead of showing it
@@ -93,6 +100,30 @@ def interpolation_noise(rows: int, steps: int, noise_dim: int, seed: int) -> tor
     ends = sample_noise(2 * rows, noise_dim, seed).view(rows, 2, noise_dim)
     frames = [slerp(ends[:, 0], ends[:, 1], i / (steps - 1)) for i in range(steps)]   # steps x (rows, nz)
     return torch.stack(frames, dim=1).reshape(rows * steps, noise_dim)
+
+
+def noise_batches(n: int, noise_dim: int, seed: int, batch: int) -> Iterator[torch.Tensor]:
+    """sample_noise(n, ...) in slices of ``batch`` rows, drawn one after another from the same seeded stream."""
+    gen = torch.Generator().manual_seed(seed)
+    for start in range(0, n, batch):
+        yield torch.randn(min(batch, n - start), noise_dim, generator=gen)
+
+
+def write_image_files(batches: Iterable[np.ndarray], total: int, outdir: Path, tag: str) -> None:
+    """One PNG per image, <tag>_0001.png ... (more digits past 9999), from (B,R,R) uint8 batches, with a
+    progress bar; every file atomically (a full disk stops with one line, the files so far stay whole)."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    digits = max(4, len(str(total)))
+    written = 0
+    with tqdm(total=total, unit="image", desc="writing", disable=None) as bar:
+        for pixels in batches:
+            for frame in pixels:
+                written += 1
+                save_png(Image.fromarray(np.ascontiguousarray(frame)), outdir / f"{tag}_{written:0{digits}d}.png")
+            bar.update(len(pixels))
+    print(f"wrote {written} images to {outdir}")
 
 
 def save_png(image, path: Path) -> Path:
@@ -178,21 +209,34 @@ def models_table(models: Sequence[dict]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
+def listing_notes(index: dict) -> List[str]:
+    """One line per model with damaged or missing records and per models/ entry that is not a model."""
+    notes = [f"  {m['name']}: {'; '.join(m['problems'])}" for m in index["models"].values() if m.get("problems")]
+    notes += [f"  models/{odd['entry']}: skipped ({odd['why']})" for odd in index.get("skipped", [])]
+    return notes
+
+
 def print_models(workdir: Path) -> int:
+    """The table of models/models_index.json (rebuilt first when missing or stale)."""
     import model_store
 
-    models = model_store.list_models(workdir)
+    index = model_store.read_index(workdir)
+    models = list(index["models"].values())
+    notes = listing_notes(index)
     if not models:
         print(f"No trained models in {model_store.models_root(workdir)} yet.")
         print("Train one: python train_gan.py --dataset-version 1 --model-name v1   (build the dataset first with "
               "rawDataToImage.py and imageToNPZ.py, or run python run_pipeline.py for all of it)")
-        return 0
-    print(models_table(models))
-    print("\n(quality: mean over the fruits of the best checkpoints' figures; recognised = share the classifier "
-          "takes for the intended fruit, FID lower is better, coverage higher is better)")
-    first = models[0]
-    example = first["fruits"][0] if first["fruits"] else "apple"
-    print(f"Draw new images: python generate_images.py {first['name']} {example} --num-images 16")
+    else:
+        print(models_table(models))
+        print("\n(quality: mean over the fruits of the best checkpoints' figures; recognised = share the classifier "
+              "takes for the intended fruit, FID lower is better, coverage higher is better)")
+    if notes:
+        print("Not listed in full:\n" + "\n".join(notes))
+    drawable = [m for m in models if m["fruits"]]
+    if drawable:
+        print(f"Draw new images: python generate_images.py {drawable[0]['name']} {drawable[0]['fruits'][0]} "
+              "--num-images 16")
     return 0
 
 
@@ -243,10 +287,39 @@ def load_classifier_for(workdir: Path, meta: dict, fruits: Sequence[str], log=pr
             return gan_evaluation.load_cached_classifier(workdir, str(version), meta["resolution"], fruits)
         except UserError:
             raise UserError(f"--classify needs dataset version {version} of the model: {missing}") from None
-    return gan_evaluation.load_or_train_classifier(
-        workdir, str(version), {f: d.images for f, d in datasets.items()},
+    train = lambda where: gan_evaluation.load_or_train_classifier(
+        where, str(version), {f: d.images for f, d in datasets.items()},
         source_index_by_fruit={f: d.source_index for f, d in datasets.items()},
         augmented_by_fruit={f: d.augmented for f, d in datasets.items()}, log=log)
+    cache = gan_evaluation.classifier_path(workdir, str(version), meta["resolution"])
+    problem = cache_unwritable(cache.parent)
+    if problem is None:
+        return train(workdir)
+    # Checked before training, not after: train in a throw-away work folder (seeded with the cache there is,
+    # which is used when it still fits) rather than lose the work to a failed write at the end.
+    with tempfile.TemporaryDirectory(prefix="fruitgan-classifier-") as scratch:
+        scratch_cache = gan_evaluation.classifier_path(Path(scratch), str(version), meta["resolution"])
+        if cache.is_file():
+            scratch_cache.parent.mkdir(parents=True)
+            scratch_cache.write_bytes(cache.read_bytes())
+        classifier, info = train(Path(scratch))
+    if info.get("trained"):
+        log(f"note: the quality classifier was not cached ({cache.parent}: {problem}); it is trained again "
+            "next time")
+    return classifier, info
+
+
+def cache_unwritable(folder: Path) -> Optional[str]:
+    """Why no file can be written into ``folder`` (None: one can): a probe temp file, named like safe_files'
+    temp files so that a leftover of a killed run is cleaned like theirs."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".probe.{owner_tag()}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        return (exc.strerror or str(exc)).lower()
+    os.close(fd)
+    os.unlink(probe)
+    return None
 
 
 def classification_report(images: torch.Tensor, labels: Sequence[str], fruit: str, classifier) -> List[str]:
@@ -272,13 +345,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Show a table of the trained models, or draw new images with one.")
     p.add_argument("model", nargs="?", help="model name (models/model_<name>); omit to list the models")
     p.add_argument("fruit", nargs="?", help="fruit to draw; omit to see the model's fruits")
-    p.add_argument("--num-images", type=cli_value(int_in_range(1, MAX_IMAGES), "--num-images"),
-                   help=f"images in the grid (default {DEFAULT_GRID_IMAGES}); with --interpolate: rows "
-                        f"(default {DEFAULT_INTERP_ROWS}, at most {MAX_ROWS})")
+    p.add_argument("--num-images", type=cli_value(int_in_range(1, MAX_FILE_IMAGES), "--num-images"),
+                   help=f"images to draw (default {DEFAULT_GRID_IMAGES}): at most {MAX_IMAGES} in a grid, up to "
+                        f"{MAX_FILE_IMAGES} as files with --outdir alone (written in batches of {FILE_BATCH}); "
+                        f"with --interpolate it counts ROWS, each of --steps frames (default {DEFAULT_INTERP_ROWS} "
+                        f"rows, at most {MAX_ROWS})")
     p.add_argument("--seed", type=cli_value(SEED.parse, "--seed"),
                    help="noise seed: the same seed gives the same images (default: a random one, printed)")
-    p.add_argument("--checkpoint", default="latest", help="latest (default), best, or an epoch number with a kept checkpoint")
-    p.add_argument("--interpolate", action="store_true", help="rows of frames along a great circle between random noise vectors")
+    p.add_argument("--checkpoint", default="latest",
+                   help="latest (default: the last finished epoch, checkpoints/latest.pt), milestone "
+                        "(generator_<fruit>.pt: the last milestone's or the run's end), best, or an epoch number "
+                        "with a kept checkpoint")
+    p.add_argument("--interpolate", action="store_true",
+                   help="rows of frames along a great circle between random noise vectors; --num-images then "
+                        "counts rows and --steps the frames in each")
     p.add_argument("--steps", type=cli_value(int_in_range(MIN_STEPS, MAX_STEPS), "--steps"), default=DEFAULT_STEPS,
                    help=f"frames per interpolation row, ends included (default {DEFAULT_STEPS})")
     p.add_argument("--save", type=Path, help="write the grid to this PNG file instead of showing it")
@@ -299,6 +379,10 @@ def parse_config(argv: Optional[Sequence[str]]) -> GenerateConfig:
         raise UserError(f"--checkpoint: {exc}") from None
     if args.interpolate and args.num_images is not None and args.num_images > MAX_ROWS:
         raise UserError(f"--num-images: with --interpolate it counts rows, at most {MAX_ROWS} (got {args.num_images})")
+    files_only = args.outdir is not None and args.save is None and not args.classify
+    if not args.interpolate and (args.num_images or 0) > MAX_IMAGES and not files_only:
+        raise UserError(f"--num-images: a grid (or --classify) takes at most {MAX_IMAGES} images (got "
+                        f"{args.num_images}); write more as files with --outdir DIR alone")
     if args.save is not None and args.save.suffix.lower() != ".png":
         raise UserError(f"--save: {args.save} should be a .png file name")
     if args.save is not None and args.save.is_dir():
@@ -313,7 +397,7 @@ def parse_config(argv: Optional[Sequence[str]]) -> GenerateConfig:
 
 
 def output_tag(cfg: GenerateConfig, seed: int) -> str:
-    """generated_<model>_<fruit>_seed<S>[_best|_epochN][_interpolation]"""
+    """generated_<model>_<fruit>_seed<S>[_milestone|_best|_epochN][_interpolation]"""
     tag = f"generated_{cfg.model}_{cfg.fruit}_seed{seed}"
     if cfg.checkpoint != "latest":
         tag += f"_{cfg.checkpoint}" if isinstance(cfg.checkpoint, str) else f"_epoch{cfg.checkpoint}"
@@ -327,28 +411,29 @@ def draw(cfg: GenerateConfig) -> int:
                                                  use_ema=cfg.use_ema)
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(SEED_MAX + 1)
     nz = generator.config.noise_dim
+    epoch = meta.get("epoch")
+    which = f"epoch-{meta['checkpoint']}" if isinstance(meta["checkpoint"], int) else meta["checkpoint"]
+    n = (cfg.num_images or DEFAULT_INTERP_ROWS) * cfg.steps if cfg.interpolate else cfg.num_images or DEFAULT_GRID_IMAGES
+    print(f"{cfg.model} {cfg.fruit}: {n} images, {which} checkpoint (epoch {epoch}"
+          f"{', moving-average weights' if meta['used_ema'] else ''}), seed {seed}"
+          f"{'' if cfg.seed is not None else f' (use --seed {seed} to get the same images again)'}")
+    tag = output_tag(cfg, seed)
+    if cfg.outdir is not None and cfg.save is None and not cfg.classify and not cfg.interpolate:
+        batches = (pictures.to_uint8(gan_model.generate(generator, z, GENERATE_BATCH))
+                   for z in noise_batches(n, nz, seed, FILE_BATCH))
+        write_image_files(batches, n, cfg.outdir, tag)        # no grid: any number, in bounded memory
+        return 0
     if cfg.interpolate:
         rows = cfg.num_images or DEFAULT_INTERP_ROWS
         noise, columns = interpolation_noise(rows, cfg.steps, nz, seed), cfg.steps
         labels = [f"row {r + 1} frame {f + 1}" for r in range(rows) for f in range(cfg.steps)]
     else:
-        n = cfg.num_images or DEFAULT_GRID_IMAGES
         noise, columns = sample_noise(n, nz, seed), math.ceil(math.sqrt(n))
         labels = [f"image {i + 1:>3}" for i in range(n)]
     images = gan_model.generate(generator, noise, GENERATE_BATCH)       # (N,1,R,R) on the CPU
     pixels = pictures.to_uint8(images)
-    epoch = meta.get("epoch")
-    which = f"epoch-{meta['checkpoint']}" if isinstance(meta["checkpoint"], int) else meta["checkpoint"]
-    print(f"{cfg.model} {cfg.fruit}: {len(pixels)} images, {which} checkpoint (epoch {epoch}"
-          f"{', moving-average weights' if meta['used_ema'] else ''}), seed {seed}"
-          f"{'' if cfg.seed is not None else f' (use --seed {seed} to get the same images again)'}")
-    tag = output_tag(cfg, seed)
     if cfg.outdir is not None:
-        from PIL import Image
-
-        for i, frame in enumerate(pixels):
-            save_png(Image.fromarray(np.ascontiguousarray(frame)), cfg.outdir / f"{tag}_{i + 1:04d}.png")
-        print(f"wrote {len(pixels)} images to {cfg.outdir}")
+        write_image_files([pixels], n, cfg.outdir, tag)
     grid = pictures.image_grid(pixels, columns, GRID_PAD, GRID_PAD_VALUE, MIN_TILE_PX)
     if cfg.save is not None:
         print(f"saved {save_png(grid, cfg.save)}")

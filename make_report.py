@@ -3,6 +3,8 @@
     python make_report.py                         # rebuild report.ipynb (no outputs)
     python make_report.py --execute               # ... and run it against report_assets/ (the committed run)
     python make_report.py --collect models/model_report --execute   # copy a run's small artefacts first
+    python make_report.py --collect models/model_x --execute --out /tmp/x/report.ipynb   # a copy elsewhere:
+        the artefacts go to /tmp/x/report_assets/model_report (the committed report_assets/ is left alone)
 
 The notebook reads the run from $FRUITGAN_REPORT_RUN (default: report_assets/model_report, the small
 artefacts of the real 400-epoch run: histories, metrics, milestone images; never the weights).
@@ -492,8 +494,20 @@ def execute(nb, run_dir: Optional[Path] = None, timeout: int = EXECUTE_TIMEOUT_S
     return nb
 
 
+def assets_for(out: Path) -> Path:
+    """Where --collect copies a run for the notebook ``out``: report_assets/model_report beside it, or
+    <out stem>_assets/model_report when ``out`` is another notebook in this folder (the committed
+    report_assets/ belongs to report.ipynb alone)."""
+    out = Path(out).resolve()
+    if out == NOTEBOOK:
+        return ASSETS
+    if out.parent == HERE:
+        return HERE / f"{out.stem}_assets" / ASSETS.name
+    return out.parent / ASSETS.parent.name / ASSETS.name
+
+
 def collect(model_dir: Path, dest: Path = ASSETS) -> Path:
-    """Copy a run's small artefacts (JSON, text, the report's milestone grids) into report_assets/."""
+    """Copy a run's small artefacts (JSON, text, the report's milestone grids) into ``dest``."""
     import model_store
 
     source = model_store.ModelFolder.at(model_dir)         # UserError when it is not a model folder
@@ -515,13 +529,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import nbformat
 
     p = argparse.ArgumentParser(description="Rebuild (and execute) report.ipynb.")
-    p.add_argument("--collect", type=Path, help="copy this model folder's small artefacts to report_assets/ first")
+    p.add_argument("--collect", type=Path, help="copy this model folder's small artefacts first, to "
+                   "report_assets/model_report beside the --out notebook (and read the run from there)")
     p.add_argument("--execute", action="store_true", help="run the notebook and keep its outputs")
     p.add_argument("--run", type=Path, default=None, help="run folder to read (default: report_assets/model_report)")
     p.add_argument("--out", type=Path, default=NOTEBOOK)
     args = p.parse_args(argv)
     if args.collect:
-        print("collected into", collect(args.collect))
+        collected = collect(args.collect, assets_for(args.out))
+        print("collected into", collected)
+        if args.run is None:
+            args.run = collected          # the notebook reads what was just collected, not the committed run
     nb = build()
     if args.execute:
         execute(nb, args.run)

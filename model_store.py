@@ -1,9 +1,11 @@
 """The models/ tree: the one module that knows its paths and file names, writes its files and reads them.
 
-    models/model_<name>/generator_<fruit>.pt, discriminator_<fruit>.pt   latest weights (checkpoint="latest")
+    models/model_<name>/generator_<fruit>.pt, discriminator_<fruit>.pt   the last milestone's weights (checkpoint="milestone")
     models/model_<name>/best/generator_<fruit>.pt                         best by quality (checkpoint="best")
     models/model_<name>/checkpoints/latest.pt, epoch_NNNN.pt              everything to resume; kept every N epochs
-        (under torchrun each rank writes <stem>_rank<r>of<w>.pt holding only its own fruits)
+        (under torchrun each rank writes <stem>_rank<r>of<w>.pt holding only its own fruits); latest.pt holds
+        the last finished epoch (checkpoint="latest"; the milestone file when a model has no latest.pt)
+    models/models_index.json                                              every model in one file (update_index, read_index)
     models/model_<name>/generated_epoch_images_<fruit>/epoch_NNNN.png     fixed-noise progress grids
     models/model_<name>/info/training_config_<name>.json, training_summary_<name>.json,
         training_history_<fruit>.json, cost_analysis_report.json, description.txt
@@ -14,12 +16,23 @@ dicts and hands them to it; generate_images, train_gan and the report read throu
 atomically and opened with torch.load(weights_only=True), and every name is checked, so a model folder can
 neither run code nor point outside models/. Unknown models, fruits and checkpoints are UserErrors that list
 what there is.
+
+models_index.json is a cache of what describe_model reads from each folder: update_index(workdir, name) re-describes
+one model (the trainer calls it whenever it writes a summary); read_index(workdir) returns it, first rebuilding the
+entries that are missing or stale (their folder changed since) and dropping those whose folder is gone. Writers
+take an exclusive flock on models/.models_index.json.lock around the read-modify-write, so two runs finishing at
+once cannot lose each other's entry; the file itself is replaced atomically, so readers never see half of it.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pickle
 import re
 import shutil
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -41,7 +54,14 @@ CONFIG_FILE = re.compile(r"^training_config_([A-Za-z0-9_][A-Za-z0-9_-]*)\.json$"
 GENERATOR_FILE = re.compile(r"^generator_([A-Za-z0-9_][A-Za-z0-9_-]*)\.pt$")
 GRID_FILE = re.compile(r"^epoch_(\d+)\.png$")
 NETWORK_KINDS = ("generator", "discriminator")
-NAMED_CHECKPOINTS = ("latest", "best")
+NAMED_CHECKPOINTS = ("latest", "milestone", "best")
+LATEST_FILE = re.compile(r"^latest(?:_rank(\d+)of(\d+))?\.pt$")     # one file, or one per rank under torchrun
+INDEX_FILE = "models_index.json"
+INDEX_FORMAT = "fruitgan-models-index/1"
+INDEX_LOCK = ".models_index.json.lock"     # hidden: listings skip it; kept (deleting a flock file races)
+# The per-fruit figures the index keeps of each fruit's best checkpoint (those present in its record).
+INDEX_FIGURES = ("recognizability", "fid", "precision", "recall", "density", "coverage",
+                 "two_sample_accuracy", "memorisation_ratio")
 TRAIN_HINT = "train one with: python train_gan.py --dataset-version 1 --model-name v1"
 
 
@@ -67,6 +87,11 @@ def evaluator_path(workdir: Path, dataset_version: str, resolution: int, kind: s
     return inside(models_root(workdir), EVALUATORS_DIR, f"{kind}_version{dataset_version}_{int(resolution)}px.pt")
 
 
+def _epoch_of(payload: dict) -> int:
+    epoch = payload.get("epoch")
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else -1
+
+
 def _epoch_stem(epoch: int) -> str:
     return f"epoch_{epoch:04d}"
 
@@ -83,9 +108,15 @@ def _read_json(path: Path) -> Optional[dict]:
 def _torch_load(path: Path, map_location="cpu"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:     # damaged, truncated, or not a weights-only file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise UserError(f"cannot read {path} ({first}); the file is damaged: retrain or use another "
+    except pickle.UnpicklingError as exc:
+        if "unsupported global" not in str(exc).lower():      # not a pickle of objects: garbage
+            raise UserError(f"cannot read {path} (UnpicklingError); the file is damaged: retrain or use another "
+                            "--checkpoint") from None
+        # torch's own message runs over many lines and names internals: say it in one whole sentence instead.
+        raise UserError(f"cannot read {path}: it is not a weights-only checkpoint (it would need to run code to "
+                        "load); it was not loaded: retrain or use another --checkpoint") from None
+    except Exception as exc:     # damaged or truncated
+        raise UserError(f"cannot read {path} ({type(exc).__name__}); the file is damaged: retrain or use another "
                         "--checkpoint") from None
 
 
@@ -262,11 +293,36 @@ class ModelFolder:
         """Epochs with a kept checkpoint, sorted."""
         return sorted(self.kept_checkpoints())
 
+    def latest_checkpoints(self) -> List[Path]:
+        """checkpoints/latest.pt, or one latest_rank<r>of<w>.pt per rank of a torchrun run."""
+        if not self.checkpoints_dir.is_dir():
+            return []
+        return sorted(p for p in self.checkpoints_dir.iterdir() if LATEST_FILE.match(p.name) and p.is_file())
+
+    def read_latest_checkpoint(self, fruit: str) -> Optional[Tuple[dict, Path]]:
+        """The latest checkpoint holding ``fruit`` (the newest epoch when several do), or None when none does."""
+        found: Optional[Tuple[dict, Path]] = None
+        for path in self.latest_checkpoints():
+            payload = _torch_load(path)
+            if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+                raise UserError(f"{path} is not a training checkpoint ({CHECKPOINT_FORMAT}); the model folder is "
+                                "damaged: use --checkpoint milestone")
+            if fruit in (payload.get("fruits") or {}) and (found is None or _epoch_of(payload) > _epoch_of(found[0])):
+                found = (payload, path)
+        return found
+
     def checkpoint_options(self, fruit: str) -> str:
-        """What --checkpoint can be for ``fruit``: "latest, best, 50, 100" (or "none")."""
+        """What --checkpoint can be for ``fruit``: "latest, milestone, best, 50, 100" (or "none").
+
+        "milestone" is named only when a latest checkpoint exists too; without one, "latest" is the milestone file.
+        """
         options = []
-        if self.generator_path(fruit).is_file():
+        milestone = self.generator_path(fruit).is_file()
+        latest = bool(self.latest_checkpoints())
+        if latest or milestone:
             options.append("latest")
+        if latest and milestone:
+            options.append("milestone")
         if self.generator_path(fruit, best=True).is_file():
             options.append("best")
         options += [str(e) for e in self.saved_epochs()]
@@ -328,38 +384,67 @@ def model_dir(workdir: Path, name: str) -> Path:
     return open_model(workdir, name).path
 
 
+# Hand-edited records may hold anything: a listing keeps a field only when it has the type the field means.
+def _text(value) -> Optional[str]:
+    return value if isinstance(value, str) else None
+
+
+def _count(value) -> Optional[int]:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _record(value) -> Optional[dict]:
+    return value if isinstance(value, dict) else None
+
+
 def _quality(summary: Optional[dict]) -> dict:
     """{fruit: {"latest": {...}, "best": {...}, "best_epoch": n}} from the summary's per_fruit records."""
     out = {}
     per_fruit = (summary or {}).get("per_fruit")
     if isinstance(per_fruit, dict):
         for fruit, rec in per_fruit.items():
-            if isinstance(rec, dict):
-                out[fruit] = {"latest": rec.get("quality"), "best": rec.get("best_quality"),
-                              "best_epoch": rec.get("best_epoch"), "reference": rec.get("reference_quality")}
+            if isinstance(rec, dict) and NAME_PATTERN.match(str(fruit)):
+                out[fruit] = {"latest": _record(rec.get("quality")), "best": _record(rec.get("best_quality")),
+                              "best_epoch": _count(rec.get("best_epoch")),
+                              "reference": _record(rec.get("reference_quality"))}
     return out
 
 
+def _record_problems(folder: ModelFolder) -> List[str]:
+    """Notes on the folder's info/ records that are missing or unreadable (the listing shows them)."""
+    problems = []
+    for path in (folder.config_path(), folder.summary_path()):
+        if not path.exists():
+            if path == folder.config_path():
+                problems.append(f"{INFO_DIR}/{path.name} is missing")
+        elif _read_json(path) is None:
+            problems.append(f"{INFO_DIR}/{path.name} is unreadable")
+    return problems
+
+
 def describe_model(workdir: Path, name: str) -> dict:
-    """What list_models reports for one model (the fields missing from its records are None)."""
+    """What list_models reports for one model (the fields missing from its records, or of the wrong type, are
+    None); "problems" lists its unreadable or missing records."""
     folder = open_model(workdir, name)
     summary = folder.read_summary() or {}
     config = folder.read_config() or {}
     pick = lambda key: summary.get(key, config.get(key))
+    version = pick("dataset_version")
     return {
         "name": name,
         "path": str(folder.path),
-        "created": pick("created"),
-        "updated": summary.get("updated"),
-        "dataset_version": pick("dataset_version"),
-        "resolution": pick("resolution"),
-        "fruits": folder.fruits(),
-        "epochs_done": summary.get("epochs_done"),
-        "epochs_planned": summary.get("epochs_planned", config.get("epochs")),
-        "status": summary.get("status") or ("unknown" if not summary else None),
-        "description": config.get("description"),
+        "created": _text(pick("created")),
+        "updated": _text(summary.get("updated")),
+        "dataset_version": str(version) if isinstance(version, (str, int)) and not isinstance(version, bool) else None,
+        "resolution": _count(pick("resolution")),
+        "fruits": [f for f in folder.fruits() if NAME_PATTERN.match(f)],
+        "epochs_done": _count(summary.get("epochs_done")),
+        "epochs_planned": _count(summary.get("epochs_planned", config.get("epochs"))),
+        "status": _text(summary.get("status")) or ("unknown" if not summary else None),
+        "description": _text(config.get("description")),
         "quality": _quality(summary),
         "saved_epochs": folder.saved_epochs(),
+        "problems": _record_problems(folder),
     }
 
 
@@ -368,8 +453,161 @@ def list_models(workdir: Path) -> List[dict]:
     return [describe_model(workdir, name) for name in model_names(workdir)]
 
 
+# ---------------------------------------------------------------------------------------- models_index.json
+def index_path(workdir: Path) -> Path:
+    """models/models_index.json."""
+    return models_root(workdir) / INDEX_FILE
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@contextmanager
+def _index_locked(workdir: Path):
+    """Exclusive flock on models/.models_index.json.lock for one read-modify-write of the index (blocking:
+    writers hold it for milliseconds). The kernel drops it when the holder dies, kill -9 included."""
+    fd = os.open(models_root(workdir) / INDEX_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)                  # closing the descriptor releases the lock
+
+
+def _folder_stamp(path: Path) -> Optional[int]:
+    """When the files describing a model last changed (newest mtime, ns), None when the folder is gone.
+
+    Atomic writes replace files, which changes their folder's mtime, so the folders cover the files in them;
+    the info/ JSON records are added for hand edits in place."""
+    info = path / INFO_DIR
+    watched = [path, info, path / CHECKPOINTS_DIR, path / BEST_DIR]
+    if info.is_dir():
+        watched += sorted(info.glob("training_*.json"))
+    stamps = []
+    for p in watched:
+        try:
+            stamps.append(p.stat().st_mtime_ns)
+        except OSError:
+            continue                      # not there (yet): nothing to watch
+    return max(stamps) if stamps else None
+
+
+def _best_figures(quality: dict) -> dict:
+    """{fruit: {"epoch", INDEX_FIGURES...}}: each fruit's best checkpoint figures (the latest's when no best)."""
+    out = {}
+    for fruit, q in quality.items():
+        rec = q.get("best") or q.get("latest") or {}
+        figures = {k: rec[k] for k in INDEX_FIGURES
+                   if isinstance(rec.get(k), (int, float)) and not isinstance(rec.get(k), bool)}
+        out[fruit] = {"epoch": q.get("best_epoch") if q.get("best") else _count(rec.get("epoch")), **figures}
+    return out
+
+
+def _index_entry(workdir: Path, name: str) -> dict:
+    """One model's index entry: describe_model's fields (without the absolute path) plus "best" figures per
+    fruit and the folder's "stamp"; a folder that cannot be described is a "damaged" entry saying why."""
+    stamp = _folder_stamp(models_root(workdir) / model_folder_name(name))   # before reading: a later change is seen
+    try:
+        info = describe_model(workdir, name)
+    except Exception as exc:  # any one damaged folder must not break the whole listing: it is shown as damaged
+        why = str(exc) if isinstance(exc, (UserError, OSError)) else type(exc).__name__
+        info = {"name": name, "created": None, "updated": None, "dataset_version": None, "resolution": None,
+                "fruits": [], "epochs_done": None, "epochs_planned": None, "status": "damaged",
+                "description": None, "quality": {}, "saved_epochs": [], "problems": [f"cannot be read: {why}"]}
+    info.pop("path", None)
+    return {**info, "best": _best_figures(info["quality"]), "stamp": stamp}
+
+
+def odd_entries(workdir: Path) -> List[dict]:
+    """Entries of models/ named model_* that are not models: [{"entry": name, "why": ...}] (listings note them)."""
+    root = models_root(workdir)
+    odd = []
+    for path in sorted(root.iterdir()) if root.is_dir() else ():
+        if not path.name.startswith(MODEL_PREFIX):
+            continue                                       # evaluators/, the index, hidden files: not models
+        if not path.is_dir():
+            odd.append({"entry": path.name, "why": "a file, not a model folder"})
+        elif not NAME_PATTERN.match(path.name[len(MODEL_PREFIX):]):
+            odd.append({"entry": path.name, "why": "not a valid model name (letters, digits, _ and - only)"})
+    return odd
+
+
+def _load_index(path: Path) -> Optional[dict]:
+    """The index document, or None when it is missing, unreadable or not ours."""
+    doc = _read_json(path)
+    if not doc or doc.get("format") != INDEX_FORMAT or not isinstance(doc.get("models"), dict):
+        return None
+    if not all(isinstance(e, dict) and NAME_PATTERN.match(str(n)) for n, e in doc["models"].items()):
+        return None
+    return doc
+
+
+def _refreshed(workdir: Path, doc: Optional[dict], redo: Optional[set]) -> dict:
+    """The index with its model list matching models/: entries in ``redo`` re-described (None: every stale
+    one, i.e. whose folder stamp changed), new folders added, vanished ones dropped."""
+    old = (doc or {}).get("models", {})
+    models = {}
+    for name in model_names(workdir):
+        entry = old.get(name)
+        stale = entry is None or (redo is None and entry.get("stamp") != _folder_stamp(
+            models_root(workdir) / model_folder_name(name)))
+        models[name] = _index_entry(workdir, name) if stale or (redo and name in redo) else entry
+    return {"format": INDEX_FORMAT, "updated": (doc or {}).get("updated"), "models": models,
+            "skipped": odd_entries(workdir)}
+
+
+def _write_index(workdir: Path, doc: dict) -> bool:
+    """Write the index atomically; False (and nothing changed) when models/ cannot be written: it is a cache."""
+    try:
+        atomic_write_json(index_path(workdir), {**doc, "updated": _now()})
+    except UserError:
+        return False
+    return True
+
+
+def update_index(workdir: Path, name: str) -> bool:
+    """Re-describe model ``name`` in models/models_index.json (dropping it when its folder is gone; adding models
+    the index lacks), under the index lock so concurrent runs never lose each other's entries.
+
+    Returns False when the index could not be written (read-only or full models/): the index is a cache that
+    read_index rebuilds, so that must never stop a training run."""
+    if not models_root(workdir).is_dir():
+        return False
+    try:
+        with _index_locked(workdir):
+            doc = _load_index(index_path(workdir))
+            return _write_index(workdir, _refreshed(workdir, doc, redo=None if doc is None else {name}))
+    except OSError:                       # cannot create the lock file: models/ is read-only
+        return False
+
+
+def read_index(workdir: Path, rebuild_if_stale: bool = True) -> dict:
+    """models/models_index.json as {"format", "updated", "models": {name: entry}, "skipped": [{"entry","why"}]}.
+
+    rebuild_if_stale: when the file is missing, unreadable, or stale (a model folder changed after its entry,
+    or is missing from it, or an entry's folder is gone), rebuild what is stale and write it back (when
+    models/ is writable; the rebuilt index is returned either way). Entries: see describe_model, plus "best"
+    {fruit: {"epoch", figures}} and "stamp". Without rebuild_if_stale: the file as it is (empty when missing).
+    """
+    empty = {"format": INDEX_FORMAT, "updated": None, "models": {}, "skipped": []}
+    doc = _load_index(index_path(workdir))
+    if not rebuild_if_stale or not models_root(workdir).is_dir():
+        return doc or empty
+    fresh = _refreshed(workdir, doc, redo=None)
+    if doc is not None and fresh["models"] == doc["models"] and fresh["skipped"] == doc.get("skipped"):
+        return doc
+    try:
+        with _index_locked(workdir):        # again under the lock: another writer may have updated it meanwhile
+            fresh = _refreshed(workdir, _load_index(index_path(workdir)), redo=None)
+            _write_index(workdir, fresh)
+    except OSError:
+        pass                                # read-only models/: list what is there without writing
+    return fresh
+
+
 def parse_checkpoint(value: Union[str, int]) -> Union[str, int]:
-    """"latest", "best" or an epoch number (int >= 0); ValueError otherwise (argparse-friendly)."""
+    """"latest", "milestone", "best" or an epoch number (int >= 0); ValueError otherwise (argparse-friendly)."""
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
             raise ValueError(f"epoch {value} is negative")
@@ -379,7 +617,7 @@ def parse_checkpoint(value: Union[str, int]) -> Union[str, int]:
         return text
     if text.isdigit():
         return int(text)
-    raise ValueError(f"checkpoint {value!r} is not 'latest', 'best' or an epoch number")
+    raise ValueError(f"checkpoint {value!r} is not 'latest', 'milestone', 'best' or an epoch number")
 
 
 def _generator_from_payload(payload, path: Path, use_ema: bool) -> Tuple[Generator, bool]:
@@ -411,7 +649,9 @@ def load_generator(workdir: Path, name: str, fruit: str, checkpoint: Union[str, 
                    use_ema: bool = True) -> Tuple[Generator, dict]:
     """One fruit's generator of model ``name``, in eval mode on ``device``, and what it is.
 
-    checkpoint: "latest" (generator_<fruit>.pt), "best" (best/generator_<fruit>.pt) or an epoch number
+    checkpoint: "latest" (the last finished epoch: checkpoints/latest.pt, or the latest_rank<r>of<w>.pt holding
+    the fruit; generator_<fruit>.pt when the model has no latest checkpoint), "milestone" (generator_<fruit>.pt:
+    the last milestone's or the run's end), "best" (best/generator_<fruit>.pt) or an epoch number
     (checkpoints/epoch_NNNN.pt, or the epoch_NNNN_rank<r>of<w>.pt holding the fruit). use_ema: the
     moving-average weights when the model kept them.
     meta: {"model","fruit","checkpoint","epoch","path","used_ema","config","metrics"(best only, else None),
@@ -427,8 +667,9 @@ def load_generator(workdir: Path, name: str, fruit: str, checkpoint: Union[str, 
     except ValueError as exc:
         raise UserError(f"{exc}; checkpoints of {name} {fruit}: {folder.checkpoint_options(fruit)}") from None
     metrics = None
-    if isinstance(checkpoint, int):
-        payload, path = folder.read_kept_checkpoint(checkpoint, fruit)
+    latest = folder.read_latest_checkpoint(fruit) if checkpoint == "latest" else None
+    if isinstance(checkpoint, int) or latest is not None:
+        payload, path = latest or folder.read_kept_checkpoint(checkpoint, fruit)
         net, used_ema, epoch = _generator_from_checkpoint(payload, path, fruit, use_ema)
     else:
         path = folder.generator_path(fruit, best=checkpoint == "best")

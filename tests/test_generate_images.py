@@ -3,6 +3,8 @@
 Models are built with tests/test_model_store.build_model (gan_model's real networks at 28 px, random
 weights) in the layout gan_trainer.py writes; --classify runs on the real 'tiny' dataset of conftest.
 """
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -200,3 +202,96 @@ def test_classify_uses_the_dataset_versions_classifier(tiny_workdir, capsys, hea
 def test_classify_without_dataset_says_what_to_build(modeldir):
     with pytest.raises(UserError, match="--classify needs dataset version 1 of the model: no dataset version '1'"):
         run(modeldir, "v1", "apple", "--num-images", 2, "--seed", 0, "--classify")
+
+
+def test_listing_survives_odd_entries_and_notes_them(tmp_path, capsys, headless):
+    build_model(tmp_path, "v1", fruits=("apple", "banana"))
+    root = tmp_path / "models"
+    (root / "model_x").write_text("not a folder")
+    (root / "model_bad name").mkdir()
+    (root / "model_y" / "info").mkdir(parents=True)
+    (root / "model_y" / "info" / "training_summary_y.json").write_text("{half")
+    model_store.index_path(tmp_path).write_text("[not an index")
+    assert run(tmp_path) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert next(line for line in lines if line.startswith("v1 ")).split()[6] == "4/10"
+    assert next(line for line in lines if line.startswith("y ")).split()[-4] == "unknown"
+    assert "  y: info/training_config_y.json is missing; info/training_summary_y.json is unreadable" in lines
+    assert "  models/model_x: skipped (a file, not a model folder)" in lines
+    assert any(line.startswith("  models/model_bad name: skipped (not a valid model name") for line in lines)
+    assert model_store.read_index(tmp_path, rebuild_if_stale=False)["models"].keys() == {"v1", "y"}   # rebuilt
+
+
+def test_checkpoint_latest_draws_the_last_epoch_and_milestone_the_generator_file(modeldir, tmp_path, capsys):
+    from test_model_store import write_latest
+
+    latest = write_latest(modeldir, "v1", ("apple", "banana"), epoch=9)
+    noise = gi.sample_noise(3, 100, seed=1)
+    for checkpoint, expected in (("latest", latest[("apple", "ema")]),
+                                 ("milestone", model_store.load_generator(modeldir, "v1", "apple", "milestone")[0])):
+        outdir = tmp_path / checkpoint
+        assert run(modeldir, "v1", "apple", "--num-images", 3, "--seed", 1, "--outdir", outdir,
+                   "--checkpoint", checkpoint) == 0
+        pixels = pictures.to_uint8(gan_model.generate(expected, noise, gi.GENERATE_BATCH))
+        files = sorted(outdir.glob("*.png"))
+        assert [np.asarray(Image.open(f)).tolist() for f in files] == [p.tolist() for p in pixels]
+    out = capsys.readouterr().out
+    assert "latest checkpoint (epoch 9, moving-average weights)" in out and "milestone checkpoint (epoch 4)" in out
+    assert sorted((tmp_path / "milestone").glob("*.png"))[0].name == "generated_v1_apple_seed1_milestone_0001.png"
+
+
+def test_num_images_beyond_a_grid_writes_files_in_batches(modeldir, tmp_path):
+    outdir = tmp_path / "many"
+    assert run(modeldir, "v1", "apple", "--num-images", 300, "--seed", 3, "--outdir", outdir) == 0
+    files = sorted(outdir.glob("*.png"))
+    assert len(files) == 300 and files[-1].name == "generated_v1_apple_seed3_0300.png"
+    # The batches are slices of one seeded stream: the files are the images of the same noise in one pass.
+    g, _ = model_store.load_generator(modeldir, "v1", "apple")
+    whole = pictures.to_uint8(gan_model.generate(g, gi.sample_noise(300, 100, seed=3), gi.GENERATE_BATCH))
+    for i in (0, gi.FILE_BATCH - 1, gi.FILE_BATCH, 299):
+        assert np.array_equal(np.asarray(Image.open(files[i])), whole[i])
+    with pytest.raises(UserError, match="a grid .*at most 1024 images .*--outdir DIR alone"):
+        run(modeldir, "v1", "apple", "--num-images", 2000, "--save", tmp_path / "g.png")
+    with pytest.raises(UserError, match="at most 1024"):
+        run(modeldir, "v1", "apple", "--num-images", 2000)
+    assert "counts ROWS" in gi.build_parser().format_help().replace("\n", " ")
+
+
+@pytest.mark.parametrize("code, message", [(28, "no space left"), (30, "read-only file system")])
+def test_full_or_read_only_disk_is_one_line(modeldir, tmp_path, monkeypatch, code, message):
+    import safe_files
+
+    def fault(*args, **kwargs):
+        raise OSError(code, "fault")
+
+    monkeypatch.setattr(safe_files.tempfile, "mkstemp", fault)
+    for args in (["--save", tmp_path / "g.png"], ["--outdir", tmp_path / "each"], []):
+        with pytest.raises(UserError, match=f"cannot write .*: {message}") as exc:
+            run(modeldir, "v1", "apple", "--num-images", 4, "--seed", 0, *args)
+        assert "\n" not in str(exc.value)
+
+
+def test_classify_on_a_read_only_models_folder_trains_without_caching(tiny_workdir, capsys, headless, monkeypatch):
+    """The cache is checked before training: read-only models/ gives the answer and a note, not a late failure."""
+    import errno
+    import tempfile
+
+    build_model(tiny_workdir, "t", fruits=("apple", "banana", "pear"), dataset_version=TINY_VERSION)
+    models = (tiny_workdir / "models").resolve()
+    real_mkstemp = tempfile.mkstemp
+
+    def read_only_models(*args, dir=None, **kwargs):
+        if dir is not None and (models == Path(dir).resolve() or models in Path(dir).resolve().parents):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only_models)
+    (models / "evaluators").mkdir()
+    assert run(tiny_workdir, "t", "pear", "--num-images", 4, "--seed", 1, "--classify") == 0
+    out = capsys.readouterr().out
+    assert "training the quality classifier" in out and "recognised as pear: " in out
+    assert "note: the quality classifier was not cached" in out and "read-only file system" in out
+    assert list((models / "evaluators").iterdir()) == []
+    assert gi.cache_unwritable(models / "evaluators") == "read-only file system"
+    monkeypatch.undo()
+    assert gi.cache_unwritable(models / "evaluators") is None and list((models / "evaluators").iterdir()) == []

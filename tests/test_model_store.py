@@ -172,7 +172,7 @@ def test_unknown_fruit_and_checkpoint_list_what_exists(tmp_path):
         model_store.load_generator(tmp_path, "v1", "apple/../x")
     with pytest.raises(UserError, match=r"epoch 3 .*checkpoints of apple: latest, best, 2\)"):
         model_store.load_generator(tmp_path, "v1", "apple", 3)
-    with pytest.raises(UserError, match="not 'latest', 'best' or an epoch number; checkpoints of v1 apple: latest, best, 2"):
+    with pytest.raises(UserError, match="not 'latest', 'milestone', 'best' or an epoch number; checkpoints of v1 apple: latest, best, 2"):
         model_store.load_generator(tmp_path, "v1", "apple", "newest")
 
 
@@ -322,3 +322,208 @@ def test_checkpoints_round_trip_latest_and_kept(tmp_path):
     rank1.checkpoint_path("latest").write_bytes(b"x")
     with pytest.raises(UserError, match=r"restore a kept checkpoints/epoch_NNNN_rank1of2.pt as latest_rank1of2.pt"):
         rank1.read_checkpoint()
+
+
+# ------------------------------------------------------------------------------------ weights-only refusal
+def test_weights_only_refusal_is_one_whole_sentence(tmp_path):
+    build_model(tmp_path, "v1")
+    path = tmp_path / "models" / "model_v1" / "best" / "generator_apple.pt"
+    torch.save({"format": "fruitgan/1", "obj": Fraction(1, 3)}, path)
+    with pytest.raises(UserError) as exc:
+        model_store.load_generator(tmp_path, "v1", "apple", "best")
+    assert str(exc.value) == (f"cannot read {path}: it is not a weights-only checkpoint (it would need to run code "
+                              "to load); it was not loaded: retrain or use another --checkpoint")
+
+
+# ------------------------------------------------------------------------------------ --checkpoint latest
+def write_latest(workdir, name, fruits, epoch, world=1, ema=True, cfg=TINY_CFG):
+    """checkpoints/latest.pt (or one latest_rank<r>of<w>.pt per rank) as the trainer writes it, with weights
+    of its own seeds; returns {(fruit, "raw"|"ema"): Generator}."""
+    folder = workdir / "models" / f"model_{name}" / "checkpoints"
+    written = {}
+    for rank in range(world):
+        states = {}
+        for i, fruit in enumerate(fruits):
+            if i % world != rank:
+                continue
+            raw, avg = seeded_generator(5000 + i, cfg), seeded_generator(6000 + i, cfg)
+            written[(fruit, "raw")], written[(fruit, "ema")] = raw, avg
+            states[fruit] = {"generator": raw.state_dict(), "discriminator": Discriminator(cfg).state_dict(),
+                             "ema": avg.state_dict() if ema else None}
+        file = "latest.pt" if world == 1 else f"latest_rank{rank}of{world}.pt"
+        atomic_torch_save({"format": "fruitgan-checkpoint/1", "epoch": epoch, "gan_config": cfg.to_dict(),
+                           "fruits": states, "rng": {}, "history": {}}, folder / file)
+    return written
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_latest_is_the_last_finished_epoch_and_milestone_the_generator_file(tmp_path, world):
+    written = build_model(tmp_path, "v1", fruits=("apple", "banana", "pear"), epochs_done=4)
+    latest = write_latest(tmp_path, "v1", ("apple", "banana", "pear"), epoch=7, world=world)
+    for fruit in ("apple", "banana", "pear"):
+        g, meta = model_store.load_generator(tmp_path, "v1", fruit, "latest")
+        assert meta["epoch"] == 7 and meta["used_ema"] and same_weights(g, latest[(fruit, "ema")])
+        raw, meta = model_store.load_generator(tmp_path, "v1", fruit, "latest", use_ema=False)
+        assert not meta["used_ema"] and same_weights(raw, latest[(fruit, "raw")])
+        m, meta = model_store.load_generator(tmp_path, "v1", fruit, "milestone")
+        assert meta["epoch"] == 4 and same_weights(m, written[(fruit, "latest")]) and not same_weights(m, g)
+    assert model_store.ModelFolder.in_workdir(tmp_path, "v1").checkpoint_options("apple") == "latest, milestone, best, 2, 4"
+
+
+def test_latest_without_a_latest_checkpoint_is_the_generator_file(tmp_path):
+    written = build_model(tmp_path, "v1")
+    g, meta = model_store.load_generator(tmp_path, "v1", "apple", "latest")
+    assert meta["epoch"] == 4 and same_weights(g, written[("apple", "latest")])
+
+
+def test_a_trained_models_latest_is_its_checkpoint_and_the_index_follows_the_run(tiny_workdir):
+    from conftest import TINY_VERSION, run_script
+
+    r = run_script("train_gan.py", "--workdir", str(tiny_workdir), "--yes", "--dataset-version", TINY_VERSION,
+                   "--model-name", "t", "--epochs", "2", "--batch-size", "8", "--milestones", "1",
+                   "--no-eval", "--device", "cpu", "--fruits", "apple")
+    assert r.returncode == 0, r.stderr
+    ckpt = torch.load(tiny_workdir / "models" / "model_t" / "checkpoints" / "latest.pt", weights_only=True)
+    g, meta = model_store.load_generator(tiny_workdir, "t", "apple", "latest")
+    state = ckpt["fruits"]["apple"]["ema"] or ckpt["fruits"]["apple"]["generator"]
+    assert meta["epoch"] == 2 and all(torch.equal(g.state_dict()[k], v) for k, v in state.items())
+    entry = model_store.read_index(tiny_workdir, rebuild_if_stale=False)["models"]["t"]   # as the trainer wrote it
+    assert entry["epochs_done"] == 2 and entry["status"] == "complete" and entry["fruits"] == ["apple"]
+    assert entry["dataset_version"] == TINY_VERSION and entry["resolution"] == 28 and entry["epochs_planned"] == 2
+
+
+# ------------------------------------------------------------------------------------ models_index.json
+def test_index_lists_every_model_with_its_best_figures(tmp_path):
+    build_model(tmp_path, "v1", fruits=("apple", "banana"))
+    build_model(tmp_path, "b2", fruits=("pear",), dataset_version="7", summary=False, best=False, kept_epochs=())
+    summary = tmp_path / "models" / "model_v1" / "info" / "training_summary_v1.json"
+    doc = __import__("json").loads(summary.read_text())
+    doc["per_fruit"]["apple"]["best_quality"].update(two_sample_accuracy=0.61, memorisation_ratio=1.02)
+    summary.write_text(__import__("json").dumps(doc))
+    assert not model_store.index_path(tmp_path).exists()
+    index = model_store.read_index(tmp_path)                   # missing: built and written
+    on_disk = model_store.read_index(tmp_path, rebuild_if_stale=False)
+    assert on_disk["models"] == index["models"] and list(index["models"]) == ["b2", "v1"]
+    v1 = index["models"]["v1"]
+    assert (v1["dataset_version"], v1["resolution"], v1["fruits"]) == ("1", 28, ["apple", "banana"])
+    assert (v1["epochs_done"], v1["epochs_planned"], v1["status"]) == (4, 10, "interrupted")
+    assert v1["updated"] == "2025-01-02T03:04:05+00:00"
+    assert v1["best"]["apple"] == {"epoch": 2, "recognizability": 0.5, "fid": 3.0, "coverage": 0.4,
+                                   "two_sample_accuracy": 0.61, "memorisation_ratio": 1.02}
+    assert index["models"]["b2"]["best"] == {} and index["models"]["b2"]["status"] == "unknown"
+
+
+def test_index_is_rebuilt_when_stale_missing_or_unreadable(tmp_path):
+    import json
+    import os
+
+    build_model(tmp_path, "v1")
+    model_store.read_index(tmp_path)
+    path = model_store.index_path(tmp_path)
+    # A model folder changed after its entry: re-described.
+    summary = tmp_path / "models" / "model_v1" / "info" / "training_summary_v1.json"
+    doc = json.loads(summary.read_text())
+    doc.update(epochs_done=9, status="complete")
+    summary.write_text(json.dumps(doc))
+    st = summary.stat()
+    os.utime(summary, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))     # a clock that moved on for sure
+    assert model_store.read_index(tmp_path, rebuild_if_stale=False)["models"]["v1"]["epochs_done"] == 4
+    assert model_store.read_index(tmp_path)["models"]["v1"]["epochs_done"] == 9
+    assert model_store.read_index(tmp_path, rebuild_if_stale=False)["models"]["v1"]["status"] == "complete"
+    # A model missing from it is added; an entry whose folder is gone is dropped.
+    build_model(tmp_path, "v2", fruits=("pear",))
+    assert list(model_store.read_index(tmp_path)["models"]) == ["v1", "v2"]
+    __import__("shutil").rmtree(tmp_path / "models" / "model_v1")
+    assert list(model_store.read_index(tmp_path)["models"]) == ["v2"]
+    # Unreadable or foreign: rebuilt.
+    for junk in ("{half", "[1, 2]", '{"format": "other", "models": {}}', ""):
+        path.write_text(junk)
+        assert list(model_store.read_index(tmp_path)["models"]) == ["v2"]
+        assert list(model_store.read_index(tmp_path, rebuild_if_stale=False)["models"]) == ["v2"]
+
+
+def test_update_index_redescribes_one_model_and_adds_missing_ones(tmp_path):
+    build_model(tmp_path, "v1")
+    assert model_store.update_index(tmp_path, "v1") is True
+    build_model(tmp_path, "v2", fruits=("pear",))
+    assert model_store.update_index(tmp_path, "v2") is True
+    assert list(model_store.read_index(tmp_path, rebuild_if_stale=False)["models"]) == ["v1", "v2"]
+    assert model_store.update_index(tmp_path / "nowhere", "v1") is False          # no models/: nothing written
+
+
+def test_a_read_only_models_folder_still_lists(tmp_path, monkeypatch):
+    import errno
+    import safe_files
+
+    build_model(tmp_path, "v1")
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(safe_files.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(model_store.os, "open", read_only)
+    assert list(model_store.read_index(tmp_path)["models"]) == ["v1"]
+    assert model_store.update_index(tmp_path, "v1") is False
+    assert not model_store.index_path(tmp_path).exists()
+
+
+UPDATER = """
+import json, sys
+sys.path.insert(0, {root!r})
+import model_store
+workdir, name, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+summary = model_store.ModelFolder.in_workdir(workdir, name).summary_path()
+for k in range(1, rounds + 1):
+    doc = json.loads(summary.read_text())
+    doc["epochs_done"] = k
+    model_store.ModelFolder.in_workdir(workdir, name).write_summary(doc)
+    assert model_store.update_index(workdir, name)
+"""
+
+
+def test_concurrent_updates_lose_no_entry(tmp_path):
+    """Several runs updating the index at once (each its own model, many times): every last update is kept."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    names, rounds = ("a1", "a2", "a3", "a4"), 40
+    for name in names:
+        build_model(tmp_path, name, fruits=("apple",), kept_epochs=(), best=False)
+    model_store.read_index(tmp_path)
+    script = UPDATER.format(root=str(ROOT))
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), n, str(rounds)]) for n in names]
+    assert [p.wait(timeout=300) for p in procs] == [0] * len(names)
+    index = model_store.read_index(tmp_path, rebuild_if_stale=False)          # the file as the writers left it
+    assert {n: index["models"][n]["epochs_done"] for n in names} == {n: rounds for n in names}
+
+
+def test_odd_entries_do_not_break_the_listing(tmp_path):
+    import json
+
+    build_model(tmp_path, "v1")
+    root = tmp_path / "models"
+    (root / "model_x").write_text("a file, not a folder")
+    (root / "model_bad name").mkdir()
+    (root / "model_y" / "info").mkdir(parents=True)
+    (root / "model_y" / "info" / "training_summary_y.json").write_text("\x00\xff not json")
+    build_model(tmp_path, "z", fruits=("pear",))
+    summary = root / "model_z" / "info" / "training_summary_z.json"
+    summary.write_text(json.dumps({"created": 5, "epochs_done": "many", "status": ["x"], "fruits": "pear",
+                                   "per_fruit": {"pear": {"quality": "high", "best_quality": [1]},
+                                                 "../up": {"quality": {}}}}))
+    (root / "model_w").mkdir()
+    (root / "model_w" / "info").write_text("info is a file here")
+    model_store.index_path(tmp_path).write_text("{not json")
+    index = model_store.read_index(tmp_path)
+    assert list(index["models"]) == ["v1", "w", "y", "z"]
+    assert index["skipped"] == [{"entry": "model_bad name", "why": "not a valid model name (letters, digits, _ and - only)"},
+                                {"entry": "model_x", "why": "a file, not a model folder"}]
+    y = index["models"]["y"]
+    assert y["status"] == "unknown" and "info/training_summary_y.json is unreadable" in y["problems"]
+    assert "info/training_config_y.json is missing" in y["problems"]
+    z = index["models"]["z"]
+    assert z["created"] is None and z["epochs_done"] is None and z["status"] is None
+    assert z["quality"] == {"pear": {"latest": None, "best": None, "best_epoch": None, "reference": None}}
+    assert index["models"]["v1"]["status"] == "interrupted"

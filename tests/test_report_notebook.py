@@ -41,3 +41,26 @@ def test_committed_report_has_outputs_from_the_real_run():
     assert config["epochs"] >= 400 and len(config["fruits"]) == 7
     summary = json.loads(next(assets.glob("training_summary_*.json")).read_text())
     assert summary["epochs_done"] >= 400 and summary["status"] == "complete"
+
+
+def test_collect_for_another_notebook_leaves_the_committed_assets_alone(tmp_path, capsys):
+    import hashlib
+
+    import make_report
+    from test_model_store import build_model
+
+    def snapshot(folder):
+        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    committed = ROOT / "report_assets"
+    before = snapshot(committed)
+    build_model(tmp_path, "elsewhere", fruits=("apple",))
+    out = tmp_path / "nb" / "report.ipynb"
+    assert make_report.main(["--collect", str(tmp_path / "models" / "model_elsewhere"), "--out", str(out)]) == 0
+    assert snapshot(committed) == before
+    copied = tmp_path / "nb" / "report_assets" / "model_report" / "info" / "training_config_elsewhere.json"
+    assert copied.is_file() and out.is_file() and f"collected into {copied.parent.parent}" in capsys.readouterr().out
+    # Another notebook in the repository folder gets its own assets folder, not report_assets/.
+    assert make_report.assets_for(ROOT / "draft.ipynb") == ROOT / "draft_assets" / "model_report"
+    assert make_report.assets_for(ROOT / "report.ipynb") == make_report.ASSETS
