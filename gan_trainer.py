@@ -159,18 +159,18 @@ def image_grid(images: torch.Tensor, side: int = GRID_SIDE, pad: int = GRID_PAD)
     return pictures.image_grid(pictures.to_uint8(images), min(side, images.shape[0]), pad, GRID_GUTTER)
 
 
-def _figure(metrics: dict, key: str, label: str, spec: str) -> str:
+def _figure(metrics: dict, key: str, label: str, spec: str, note_key: str = "") -> str:
     """'label value', or 'label: note' when the figure was not measured (e.g. not enough real drawings)."""
     value = metrics.get(key)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return f"{label} {value:{spec}}"
-    return f"{label}: {metrics.get(key + '_note') or 'not measured'}"
+    return f"{label}: {metrics.get(note_key or key + '_note') or 'not measured'}"
 
 
 def _milestone_figures(metrics: dict) -> str:
     """The milestone log line's figures: the held-out tests first (the headline), then the rest."""
-    parts = [_figure(metrics, "two_sample_accuracy", "2-sample accuracy", ".2f"),
-             _figure(metrics, "memorisation_ratio", "memorisation", ".2f"),
+    parts = [_figure(metrics, "two_sample_accuracy", "2-sample accuracy", ".2f", "two_sample_note"),
+             _figure(metrics, "memorisation_ratio", "memorisation", ".2f", "memorisation_note"),
              _figure(metrics, "recognizability", "recognised", ".0%"),
              _figure(metrics, "fid", "FID", ".2f"), _figure(metrics, "coverage", "coverage", ".2f")]
     return "  ".join(parts)
