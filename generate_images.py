@@ -163,7 +163,8 @@ def _quality_of(q: dict) -> dict:
 
 def models_table(models: Sequence[dict]) -> str:
     """One line per model: name, date, dataset, size, fruits, epochs, status, mean best-checkpoint quality."""
-    header = ("model", "created", "dataset", "px", "fruits", "epochs", "status", "recognised", "FID", "coverage")
+    header = ("model", "created", "dataset", "px", "fruits", "epochs", "status", "2-sample", "memo.", "recognised",
+              "FID", "coverage")
     rows = [header]
     for m in models:
         per_fruit = [_quality_of(q) for q in m["quality"].values()]
@@ -171,11 +172,26 @@ def models_table(models: Sequence[dict]) -> str:
         epochs = f"{_fmt(m.get('epochs_done'), 'd')}/{_fmt(m.get('epochs_planned'), 'd')}"
         rows.append((m["name"], created, str(m.get("dataset_version") or "-"), _fmt(m.get("resolution"), "d"),
                      ",".join(m["fruits"]) or "-", epochs, str(m.get("status") or "-"),
+                     _fmt(_mean(q.get("two_sample_accuracy") for q in per_fruit), ".2f"),
+                     _fmt(_mean(q.get("memorisation_ratio") for q in per_fruit), ".2f"),
                      _fmt(_mean(q.get("recognizability") for q in per_fruit), ".0%"),
                      _fmt(_mean(q.get("fid") for q in per_fruit), ".2f"),
                      _fmt(_mean(q.get("coverage") for q in per_fruit), ".2f")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def heldout_figures_line(workdir: Path, model: str, fruit: str) -> str:
+    """The fruit's best (else latest) two-sample accuracy and memorisation ratio, or why they are missing."""
+    import model_store
+
+    q = _quality_of(model_store.describe_model(workdir, model)["quality"].get(fruit, {}))
+    parts = []
+    for key, note, label in (("two_sample_accuracy", "two_sample_note", "two-sample accuracy"),
+                             ("memorisation_ratio", "memorisation_note", "memorisation ratio")):
+        value = q.get(key)
+        parts.append(f"{label} {value:.2f}" if isinstance(value, (int, float)) else f"{label}: {q.get(note) or 'not measured'}")
+    return f"held-out test of the trained model's checkpoint: {'; '.join(parts)} (0.5 = indistinguishable from real)"
 
 
 def print_models(workdir: Path) -> int:
@@ -188,7 +204,10 @@ def print_models(workdir: Path) -> int:
               "rawDataToImage.py and imageToNPZ.py, or run python run_pipeline.py for all of it)")
         return 0
     print(models_table(models))
-    print("\n(quality: mean over the fruits of the best checkpoints' figures; recognised = share the classifier "
+    print("\n(2-sample: accuracy of a small CNN telling the fakes from held-out real drawings, 0.5 = "
+          "indistinguishable, 1.0 = trivially told apart, '-' = not enough real drawings; memo.: memorisation "
+          "ratio, about 1 healthy, well below 1 = copying)")
+    print("(quality: mean over the fruits of the best checkpoints' figures; recognised = share the classifier "
           "takes for the intended fruit, FID lower is better, coverage higher is better)")
     first = models[0]
     example = first["fruits"][0] if first["fruits"] else "apple"
@@ -215,7 +234,7 @@ def print_model(workdir: Path, name: str) -> int:
                          **best})
     for row in rows:
         row.pop("epoch", None)
-        if "recognizability" in row:
+        if "recognizability" in row or row.get("two_sample_accuracy") is not None:
             row["score"] = gan_evaluation.quality_score(row)
     if rows:
         print(gan_evaluation.format_metrics_table(rows))
@@ -342,6 +361,7 @@ def draw(cfg: GenerateConfig) -> int:
     print(f"{cfg.model} {cfg.fruit}: {len(pixels)} images, {which} checkpoint (epoch {epoch}"
           f"{', moving-average weights' if meta['used_ema'] else ''}), seed {seed}"
           f"{'' if cfg.seed is not None else f' (use --seed {seed} to get the same images again)'}")
+    print(heldout_figures_line(cfg.workdir, cfg.model, cfg.fruit))
     tag = output_tag(cfg, seed)
     if cfg.outdir is not None:
         from PIL import Image

@@ -145,7 +145,7 @@ def test_listing(tmp_path, capsys, headless):
     assert lines[0].split()[:5] == ["model", "created", "dataset", "px", "fruits"]
     v1 = next(line for line in lines if line.startswith("v1 ")).split()
     assert v1[1:8] == ["2025-01-02", "03:04", "1", "28", "apple,banana", "4/10", "interrupted"]
-    assert v1[8:] == ["50%", "3.00", "0.40"]                                # best checkpoints' figures
+    assert v1[8:] == ["-", "-", "50%", "3.00", "0.40"]                                # best checkpoints' figures
     night = next(line for line in lines if line.startswith("night2 ")).split()
     assert night[3:6] == ["big", "28", "pear"] and night[-3:] == ["-", "-", "-"]
     assert run(tmp_path, "v1") == 0
