@@ -31,6 +31,11 @@ class FruitDataset:
     augmented: torch.Tensor  # (N,) bool: True for augmented copies
     source_index: torch.Tensor  # (N,) int64: index of the real image each one comes from (itself if real)
     metadata: dict = field(default_factory=dict)  # metadata.json fields + count, npz_created, image_files
+    heldout: Optional[torch.Tensor] = None  # (N,) bool: kept out of training (npz_format); None: no split
+
+    def __post_init__(self) -> None:
+        if self.heldout is None:      # older files and too-small fruits: everything trains, nothing is held out
+            self.heldout = torch.zeros(self.images.shape[0], dtype=torch.bool)
 
     @property
     def resolution(self) -> int:
@@ -40,6 +45,35 @@ class FruitDataset:
     def real_images(self) -> torch.Tensor:
         """Only the real drawings: (N_real, 1, R, R)."""
         return self.images[~self.augmented]
+
+    @property
+    def train_images(self) -> torch.Tensor:
+        """What the GAN trains on: every image outside the held-out split (N_train, 1, R, R)."""
+        return self.images[~self.heldout]
+
+    @property
+    def train_real_images(self) -> torch.Tensor:
+        """The real drawings the GAN trains on (N_train_real, 1, R, R)."""
+        return self.images[~self.heldout & ~self.augmented]
+
+    @property
+    def heldout_images(self) -> torch.Tensor:
+        """The held-out REAL drawings (never trained on): (N_held, 1, R, R); empty without a split."""
+        return self.images[self.heldout & ~self.augmented]
+
+    @property
+    def has_split(self) -> bool:
+        return bool(self.heldout.any())
+
+    @property
+    def split_note(self) -> Optional[str]:
+        """Why there is no held-out split (None when there is one): shown instead of the figures needing it."""
+        if self.has_split:
+            return None
+        record = self.metadata.get("heldout")
+        note = record.get("note") if isinstance(record, dict) else None
+        return note or ("not enough real drawings: this dataset has no held-out split (made before splits "
+                        "existed); rebuild it with rawDataToImage.py and imageToNPZ.py")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -68,6 +102,7 @@ def load_fruit(workdir: Path, version: str, fruit: str) -> FruitDataset:
         augmented=torch.from_numpy(packed.augmented.copy()),
         source_index=torch.from_numpy(packed.source_index.astype(np.int64)),
         metadata=packed.metadata,
+        heldout=None if packed.heldout is None else torch.from_numpy(packed.heldout.copy()),
     )
 
 

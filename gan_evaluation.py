@@ -422,6 +422,10 @@ def render_rawdata_fruits(workdir: Path, resolution: int, exclude_key_ids: Seque
                           formats="auto") -> Tuple[Dict[str, torch.Tensor], Dict[str, dict]]:
     """Every fruit with drawings in <workdir>/rawData/, rendered in memory at ``resolution`` by the project's renderer.
 
+    ``formats``: "auto" or a list of formats (quickdraw_formats.select_files, for every fruit), or {fruit:
+    formats}: the formats a dataset used for its fruits, the other fruits' files chosen as rawDataToImage.choose_files
+    would for a dataset of them at ``resolution`` (at 28 px: the source with the most drawings, e.g. bitmaps),
+    so the recogniser sees drawings in the dataset's style (strokes rendered vs Google's bitmaps differ).
     Up to ``max_per_fruit`` drawings per fruit, in file order (quickdraw_formats.select_files: the user's files
     before the bundled sample, strokes before bitmaps under "auto"), de-duplicated by key_id. Drawings whose
     key_id is in ``exclude_key_ids``, or whose 8-bit pixels equal one of ``exclude_images`` ((K,1,R,R) in
@@ -439,9 +443,20 @@ def render_rawdata_fruits(workdir: Path, resolution: int, exclude_key_ids: Seque
     excluded_pixels = _excluded_pixel_keys(exclude_images)
     images: Dict[str, torch.Tensor] = {}
     details: Dict[str, dict] = {}
-    for fruit in scan.fruits_with_data(formats):
+    from rawDataToImage import choose_files
+
+    for fruit in scan.fruits_with_data(qf.AUTO):
+        files_there = scan.files_for(fruit)
+        if not isinstance(formats, Mapping):
+            chosen = qf.select_files(files_there, formats)
+        elif fruit in formats:                      # a dataset's fruit: the formats its dataset used
+            chosen = qf.select_files(files_there, formats[fruit])
+        else:                                       # any other: what a dataset of it would use at this size
+            chosen = choose_files(files_there, qf.AUTO, resolution)[0]
+        if not chosen:                 # none in the formats asked for: the fruit is absent
+            continue
         kept, seen, skipped, files = [], set(), 0, []
-        for info in qf.select_files(scan.files_for(fruit), formats):
+        for info in chosen:
             if len(kept) >= max_per_fruit:
                 break
             files.append(scan.relative(info.path))
@@ -466,7 +481,8 @@ def load_or_train_recognizer(workdir: Path, dataset_version: str, resolution: in
                              exclude_key_ids: Sequence[str] = (), exclude_images: Optional[torch.Tensor] = None,
                              max_per_fruit: int = RECOGNIZER_MAX_PER_FRUIT, device="cpu", seed: int = 0,
                              train_config: Optional[ClassifierTrainConfig] = None,
-                             log: Optional[Callable[[str], None]] = None) -> Tuple[Optional[FruitClassifier], dict]:
+                             log: Optional[Callable[[str], None]] = None,
+                             formats="auto") -> Tuple[Optional[FruitClassifier], dict]:
     """The classifier that judges recognisability: every fruit of rawData/, never the dataset's held-out drawings.
 
     Rendered with render_rawdata_fruits (``exclude_key_ids`` / ``exclude_images``: the dataset version's
@@ -475,8 +491,11 @@ def load_or_train_recognizer(workdir: Path, dataset_version: str, resolution: in
     Returns (classifier, info) as load_or_train_classifier, info also holding "rendered" (per-fruit counts);
     or (None, {"note": why, ...}) when fewer than MIN_RECOGNIZER_FRUITS fruits have MIN_RECOGNIZER_DRAWINGS
     drawings: a one-class classifier would call everything that fruit, so no recognisability is reported.
+    ``formats`` (see render_rawdata_fruits): pass the dataset's formats per fruit, e.g. {"apple": ["bitmap"]}
+    for a 28 px dataset built from bitmaps, so the recogniser judges drawings of the dataset's style.
     """
-    images, details = render_rawdata_fruits(workdir, resolution, exclude_key_ids, exclude_images, max_per_fruit)
+    images, details = render_rawdata_fruits(workdir, resolution, exclude_key_ids, exclude_images, max_per_fruit,
+                                            formats)
     usable = {f: x for f, x in images.items() if x.shape[0] >= MIN_RECOGNIZER_DRAWINGS}
     if len(usable) < MIN_RECOGNIZER_FRUITS:
         found = ", ".join(f"{f} {d['count']}" for f, d in details.items()) or "none"

@@ -159,6 +159,23 @@ def image_grid(images: torch.Tensor, side: int = GRID_SIDE, pad: int = GRID_PAD)
     return pictures.image_grid(pictures.to_uint8(images), min(side, images.shape[0]), pad, GRID_GUTTER)
 
 
+def _figure(metrics: dict, key: str, label: str, spec: str, note_key: str = "") -> str:
+    """'label value', or 'label: note' when the figure was not measured (e.g. not enough real drawings)."""
+    value = metrics.get(key)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{label} {value:{spec}}"
+    return f"{label}: {metrics.get(note_key or key + '_note') or 'not measured'}"
+
+
+def _milestone_figures(metrics: dict) -> str:
+    """The milestone log line's figures: the held-out tests first (the headline), then the rest."""
+    parts = [_figure(metrics, "two_sample_accuracy", "2-sample accuracy", ".2f", "two_sample_note"),
+             _figure(metrics, "memorisation_ratio", "memorisation", ".2f", "memorisation_note"),
+             _figure(metrics, "recognizability", "recognised", ".0%"),
+             _figure(metrics, "fid", "FID", ".2f"), _figure(metrics, "coverage", "coverage", ".2f")]
+    return "  ".join(parts)
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -238,7 +255,8 @@ class MultiFruitGANTrainer:
         self._check_numbers()
         self.states: Dict[str, FruitState] = {f: self._new_fruit_state(f) for f in self.fruits}
         self.groups = self._make_groups()
-        self.data = {f: self.datasets[f].images.to(self.device) for f in self.fruits}   # (N,1,R,R), resident
+        # Only the training part: the held-out real drawings (and copies of them) are never trained on.
+        self.data = {f: self.datasets[f].train_images.to(self.device) for f in self.fruits}   # (N,1,R,R), resident
         self.evaluator = None
         self.milestones = milestone_epochs(self.cfg.milestones, self.cfg.epochs)
 
@@ -283,6 +301,8 @@ class MultiFruitGANTrainer:
                             generator=torch.Generator().manual_seed(s + 2))
         history = {"fruit": fruit, "model_name": self.cfg.model_name, "dataset_version": self.cfg.dataset_version,
                    "num_images": len(self.datasets[fruit]), "num_real_images": int((~self.datasets[fruit].augmented).sum()),
+                   "num_heldout_real_images": int(self.datasets[fruit].heldout_images.shape[0]),
+                   "split_note": self.datasets[fruit].split_note,
                    "epochs": [], "quality": [], "reference_quality": None, "best_epoch": None}
         return FruitState(fruit, data_gen, noise_gen, fixed, history)
 
@@ -292,7 +312,7 @@ class MultiFruitGANTrainer:
             return [[f] for f in self.fruits]
         by_size: Dict[int, List[str]] = {}
         for f in self.fruits:
-            by_size.setdefault(len(self.datasets[f]), []).append(f)
+            by_size.setdefault(int(self.datasets[f].train_images.shape[0]), []).append(f)
         return list(by_size.values())
 
     def _build_models(self) -> None:
@@ -372,12 +392,60 @@ class MultiFruitGANTrainer:
         self.evaluator = gan_evaluation.QualityEvaluator(classifier, list(self.datasets), real_only, device=self.device)
         self.quality_score = gan_evaluation.quality_score
         self.classifier_info = info
+        self._setup_recognizer(gan_evaluation)
         for f in self.fruits:
             ref = self.evaluator.reference(f)
+            if self.recognizer is not None:
+                ref.update(self._recognizer_reference(f))
             self.states[f].history["reference_quality"] = ref
         acc = info.get("heldout_accuracy")
         self.log(f"quality classifier: held-out accuracy on real drawings "
                  f"{acc:.1%}" if isinstance(acc, float) else "quality classifier ready")
+
+    def _setup_recognizer(self, gan_evaluation) -> None:
+        """The all-fruit recogniser (rawData/, this version's held-out drawings excluded, in the dataset's
+        formats); None with a note when rawData/ has too few fruits (no one-class verdicts)."""
+        held = [d.heldout_images for d in self.datasets.values() if d.has_split]
+        formats = {f: d.metadata["formats"] for f, d in self.datasets.items() if isinstance(d.metadata.get("formats"), list)}
+        self.recognizer, self.recognizer_info = gan_evaluation.load_or_train_recognizer(
+            self.workdir, self.cfg.dataset_version, self.resolution,
+            exclude_images=torch.cat(held) if held else None, formats=formats, device=self.device,
+            seed=self.cfg.seed, log=self.log)
+        if self.recognizer is None:
+            self.log(f"all-fruit recogniser: {self.recognizer_info['note']} (recognisability falls back to the "
+                     "dataset's classifier, refused when it knows one fruit only)")
+
+    def _recognition(self, fruit: str, images: torch.Tensor) -> dict:
+        """recognizability/confidence of ``images`` by the all-fruit recogniser, or a note why there is none."""
+        import gan_evaluation
+
+        if fruit not in self.recognizer.fruits:
+            return {"recognizability_note": f"the recogniser has too few real {fruit} drawings in rawData/ to know it"}
+        if images.shape[0] == 0:
+            return {}
+        _, probs = gan_evaluation.predict(self.recognizer, images, self.device)      # (N, F)
+        label = self.recognizer.fruits.index(fruit)
+        return {"recognizability": (probs.argmax(dim=1) == label).double().mean().item(),
+                "confidence": probs[:, label].double().mean().item()}
+
+    def _recognizer_reference(self, fruit: str) -> dict:
+        """The recogniser on this fruit's held-out real drawings (never trained on): its verdicts' ceiling."""
+        found = self._recognition(fruit, self.datasets[fruit].heldout_images)
+        if "recognizability" not in found:
+            return {"heldout_recognizability": None,
+                    "recognizability_note": found.get("recognizability_note", self.datasets[fruit].split_note)}
+        return {"heldout_recognizability": found["recognizability"], "recognizability_note": None}
+
+    def _heldout_figures(self, fruit: str, fakes: torch.Tensor) -> dict:
+        """two_sample_test and memorisation_ratio against this fruit's held-out split, or notes without one."""
+        import gan_evaluation
+
+        ds = self.datasets[fruit]
+        if not ds.has_split:
+            return {"two_sample_accuracy": None, "two_sample_note": ds.split_note,
+                    "memorisation_ratio": None, "memorisation_note": ds.split_note}
+        return {**gan_evaluation.two_sample_test(ds.heldout_images, fakes),
+                **gan_evaluation.memorisation_ratio(fakes, ds.train_images, ds.heldout_images)}
 
     def _milestone(self, gi: int, epoch: int) -> None:
         """Progress grid from the fixed noise, and quality figures, for each fruit of group ``gi``."""
@@ -392,7 +460,16 @@ class MultiFruitGANTrainer:
         noise = torch.randn(len(group), self.cfg.eval_samples, self.gan_config.noise_dim, generator=gen).to(self.device)
         samples = model.generate(noise)                                     # (F, S, 1, R, R)
         for i, f in enumerate(group):
-            metrics = {"epoch": epoch, **self.evaluator.evaluate(f, samples[i].float())}
+            fakes = samples[i].float()
+            metrics = {"epoch": epoch, **self.evaluator.evaluate(f, fakes)}
+            if self.recognizer is not None:
+                # Recognisability from the all-fruit recogniser (never a one-class classifier).
+                for key in ("recognizability", "confidence", "recognizability_note"):
+                    metrics.pop(key, None)
+                metrics.update(self._recognition(f, fakes))
+            else:   # fallback: the dataset classifier's verdict (refused by it when it knows one fruit only)
+                metrics["recognizer_note"] = self.recognizer_info["note"]
+            metrics.update(self._heldout_figures(f, fakes.cpu()))
             st = self.states[f]
             st.history["quality"].append(metrics)
             score = self.quality_score(metrics)
@@ -400,9 +477,7 @@ class MultiFruitGANTrainer:
                 st.best_score = score
                 st.history["best_epoch"] = epoch
                 self._save_generator(gi, i, f, epoch, best=True, metrics=metrics, score=score)
-            self.log(f"  quality {f:<10} epoch {epoch}: recognised {metrics.get('recognizability', float('nan')):.0%}"
-                     f"  FID {metrics.get('fid', float('nan')):.2f}  recall {metrics.get('recall', float('nan')):.2f}"
-                     f"  coverage {metrics.get('coverage', float('nan')):.2f}")
+            self.log(f"  quality {f:<10} epoch {epoch}: {_milestone_figures(metrics)}")
 
     # ------------------------------------------------------------------ files
     def _save_generator(self, gi: int, i: int, fruit: str, epoch: int, best: bool = False, **extra) -> None:

@@ -194,7 +194,8 @@ def _quality_of(q: dict) -> dict:
 
 def models_table(models: Sequence[dict]) -> str:
     """One line per model: name, date, dataset, size, fruits, epochs, status, mean best-checkpoint quality."""
-    header = ("model", "created", "dataset", "px", "fruits", "epochs", "status", "recognised", "FID", "coverage")
+    header = ("model", "created", "dataset", "px", "fruits", "epochs", "status", "2-sample", "memo.", "recognised",
+              "FID", "coverage")
     rows = [header]
     for m in models:
         per_fruit = [_quality_of(q) for q in m["quality"].values()]
@@ -202,6 +203,8 @@ def models_table(models: Sequence[dict]) -> str:
         epochs = f"{_fmt(m.get('epochs_done'), 'd')}/{_fmt(m.get('epochs_planned'), 'd')}"
         rows.append((m["name"], created, str(m.get("dataset_version") or "-"), _fmt(m.get("resolution"), "d"),
                      ",".join(m["fruits"]) or "-", epochs, str(m.get("status") or "-"),
+                     _fmt(_mean(q.get("two_sample_accuracy") for q in per_fruit), ".2f"),
+                     _fmt(_mean(q.get("memorisation_ratio") for q in per_fruit), ".2f"),
                      _fmt(_mean(q.get("recognizability") for q in per_fruit), ".0%"),
                      _fmt(_mean(q.get("fid") for q in per_fruit), ".2f"),
                      _fmt(_mean(q.get("coverage") for q in per_fruit), ".2f")))
@@ -214,6 +217,19 @@ def listing_notes(index: dict) -> List[str]:
     notes = [f"  {m['name']}: {'; '.join(m['problems'])}" for m in index["models"].values() if m.get("problems")]
     notes += [f"  models/{odd['entry']}: skipped ({odd['why']})" for odd in index.get("skipped", [])]
     return notes
+
+
+def heldout_figures_line(workdir: Path, model: str, fruit: str) -> str:
+    """The fruit's best (else latest) two-sample accuracy and memorisation ratio, or why they are missing."""
+    import model_store
+
+    q = _quality_of(model_store.describe_model(workdir, model)["quality"].get(fruit, {}))
+    parts = []
+    for key, note, label in (("two_sample_accuracy", "two_sample_note", "two-sample accuracy"),
+                             ("memorisation_ratio", "memorisation_note", "memorisation ratio")):
+        value = q.get(key)
+        parts.append(f"{label} {value:.2f}" if isinstance(value, (int, float)) else f"{label}: {q.get(note) or 'not measured'}")
+    return f"held-out test of the trained model's checkpoint: {'; '.join(parts)} (0.5 = indistinguishable from real)"
 
 
 def print_models(workdir: Path) -> int:
@@ -229,7 +245,10 @@ def print_models(workdir: Path) -> int:
               "rawDataToImage.py and imageToNPZ.py, or run python run_pipeline.py for all of it)")
     else:
         print(models_table(models))
-        print("\n(quality: mean over the fruits of the best checkpoints' figures; recognised = share the classifier "
+        print("\n(2-sample: accuracy of a small CNN telling the fakes from held-out real drawings, 0.5 = "
+              "indistinguishable, 1.0 = trivially told apart, '-' = not enough real drawings; memo.: memorisation "
+              "ratio, about 1 healthy, well below 1 = copying)")
+        print("(quality: mean over the fruits of the best checkpoints' figures; recognised = share the classifier "
               "takes for the intended fruit, FID lower is better, coverage higher is better)")
     if notes:
         print("Not listed in full:\n" + "\n".join(notes))
@@ -259,7 +278,7 @@ def print_model(workdir: Path, name: str) -> int:
                          **best})
     for row in rows:
         row.pop("epoch", None)
-        if "recognizability" in row:
+        if "recognizability" in row or row.get("two_sample_accuracy") is not None:
             row["score"] = gan_evaluation.quality_score(row)
     if rows:
         print(gan_evaluation.format_metrics_table(rows))
@@ -417,6 +436,7 @@ def draw(cfg: GenerateConfig) -> int:
     print(f"{cfg.model} {cfg.fruit}: {n} images, {which} checkpoint (epoch {epoch}"
           f"{', moving-average weights' if meta['used_ema'] else ''}), seed {seed}"
           f"{'' if cfg.seed is not None else f' (use --seed {seed} to get the same images again)'}")
+    print(heldout_figures_line(cfg.workdir, cfg.model, cfg.fruit))
     tag = output_tag(cfg, seed)
     if cfg.outdir is not None and cfg.save is None and not cfg.classify and not cfg.interpolate:
         batches = (pictures.to_uint8(gan_model.generate(generator, z, GENERATE_BATCH))

@@ -117,7 +117,7 @@ def build_packed(workdir: Path, fruit: str, version: str, progress: bool = True)
         print(f"note: {relative_path(workdir, found.folder / METADATA_FILE)} lists {listed} images, the folder "
               f"holds {count}; packing the {count} found", file=sys.stderr)
     metadata = packed_metadata(found.metadata, fruit, version, found.images.shape[1], found.real_count, found.names)
-    return PackedFruit(found.images, found.augmented, found.source_index, metadata)
+    return PackedFruit(found.images, found.augmented, found.source_index, metadata, found.heldout)
 
 
 # ----------------------------------------------------------------------------- packing

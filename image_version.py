@@ -5,6 +5,11 @@
         aug_NNNNNN_from_SSSSSS.png    augmented copy number NNNNNN, made from real_SSSSSS.png
         metadata.json                 written LAST: its presence marks the version complete
 
+metadata.json's "heldout" record names the real drawings kept out of GAN training (the held-out split,
+chosen by rawDataToImage.py): {"count", "real_files": [NNNNNN, ...], "share", "min", "seed_key", "note"}.
+Augmented copies are made from training drawings only; any copy of a held-out drawing would count as held
+out too (VersionImages.heldout). A version without the record (older ones) has no split.
+
 Images are 8-bit grayscale (PIL mode "L"), square, white strokes (255) on black (0).
 While a version is written it lives in the hidden sibling ".version<NAME>.partial-<pid>" and is
 renamed into place only when complete (FruitWriter), so a reader never sees half a version and an
@@ -94,6 +99,23 @@ def version_metadata(fruit: str, version: str, resolution: int, real_count: int,
     return {"fruit": fruit, "version": version, "resolution": int(resolution),
             "count": real_count + augmented_count, "real_count": real_count, "augmented_count": augmented_count,
             **details, "colour": COLOUR, "created": _now(), "tool": TOOL}
+
+
+def heldout_record(real_files: Sequence[int], real_count: int, share: float, minimum: int, seed_key: str,
+                   note: Optional[str] = None) -> dict:
+    """metadata.json's "heldout" entry: which real drawings (file numbers) are kept out of training, and why
+    none are when ``note`` says so (e.g. "not enough real drawings ...")."""
+    files = sorted(int(i) for i in real_files)
+    return {"count": len(files), "real_count": int(real_count), "real_files": files, "share": float(share),
+            "min": int(minimum), "seed_key": seed_key, "note": note}
+
+
+def heldout_files(metadata: dict) -> Optional[set]:
+    """The held-out real file numbers a metadata.json names; None when it has no split record (older versions)."""
+    record = metadata.get("heldout")
+    if not isinstance(record, dict) or not isinstance(record.get("real_files"), list):
+        return None
+    return {int(i) for i in record["real_files"] if isinstance(i, int) and not isinstance(i, bool)}
 
 
 class FruitWriter:
@@ -344,6 +366,7 @@ class VersionImages:
     images: np.ndarray  # (N, R, R) uint8, in `names` order
     source_index: np.ndarray  # (N,) int32: a real image's own position; an augmented one's real source's
     metadata: dict  # metadata.json as written
+    heldout: Optional[np.ndarray] = None  # (N,) bool: held out of training (copies of held-out drawings too); None: no record
 
     @property
     def augmented(self) -> np.ndarray:
@@ -361,5 +384,14 @@ def read_version(workdir: Path, fruit: str, version: str, progress: bool = True)
     images = read_images(folder, names, resolution, workdir, progress, desc=f"{fruit} v{version}")
     # positions, not file numbers: files may have gaps if some were deleted
     position = {REAL_NAME.match(n).group(1): i for i, n in enumerate(real)}
-    source = list(range(len(real))) + [position[AUG_NAME.match(n).group(2)] for n in aug]
-    return VersionImages(folder, names, len(real), images, np.asarray(source, dtype=np.int32), meta)
+    source = np.asarray(list(range(len(real))) + [position[AUG_NAME.match(n).group(2)] for n in aug], dtype=np.int32)
+    return VersionImages(folder, names, len(real), images, source, meta, _heldout_mask(real, source, meta))
+
+
+def _heldout_mask(real: Sequence[str], source: np.ndarray, meta: dict) -> Optional[np.ndarray]:
+    """(N,) bool from metadata's held-out file numbers: a real drawing named there, or any copy made from one."""
+    files = heldout_files(meta)
+    if files is None:
+        return None
+    real_held = np.array([int(REAL_NAME.match(n).group(1)) in files for n in real], dtype=bool)
+    return real_held[source] if len(real) else np.zeros(len(source), dtype=bool)

@@ -6,6 +6,8 @@
   augmented    (N,) bool
   source_index (N,) int32   a real image's own index; an augmented image's index of its real source
   metadata     0-d unicode array: JSON of the version's metadata.json + "count", "npz_created", "image_files"
+  heldout      (N,) bool, optional: kept out of GAN training (the held-out real drawings and any copy of one);
+               files without it (older ones) read as "no split" (PackedFruit.heldout None)
 
 Written by imageToNPZ.py (and benchmarks/bench_train.py for synthetic data), read by data_loader.py,
 which turns the pixels into training tensors (pictures.to_unit_range). Files are written atomically
@@ -20,7 +22,7 @@ import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -31,6 +33,7 @@ NPZ_DIR = "npzData"
 VERSION_PREFIX = "version"
 NPZ_NAME = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_-]*?)_version([A-Za-z0-9_][A-Za-z0-9_-]*)\.npz$")
 REQUIRED_ARRAYS = ("images", "augmented", "source_index", "metadata")
+OPTIONAL_ARRAYS = ("heldout",)
 
 
 @dataclass
@@ -41,6 +44,7 @@ class PackedFruit:
     augmented: np.ndarray  # (N,) bool
     source_index: np.ndarray  # (N,) int32 when written; any integer dtype is accepted when read
     metadata: dict = field(default_factory=dict)  # metadata.json + count, npz_created, image_files
+    heldout: Optional[np.ndarray] = None  # (N,) bool: held out of training; None: no split recorded
 
 
 def npz_path(workdir: Path, fruit: str, version: str) -> Path:
@@ -78,8 +82,9 @@ def packed_metadata(folder_metadata: dict, fruit: str, version: str, resolution:
 
 def write_npz(path: Path, packed: PackedFruit) -> Path:
     """Save atomically (temp file + os.replace): an older file stays intact until the new one is complete."""
+    extra = {} if packed.heldout is None else {"heldout": np.asarray(packed.heldout, dtype=bool)}
     return atomic_save_npz(path, images=packed.images, augmented=packed.augmented,
-                           source_index=packed.source_index, metadata=np.array(json.dumps(packed.metadata)))
+                           source_index=packed.source_index, metadata=np.array(json.dumps(packed.metadata)), **extra)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -97,7 +102,7 @@ def _read_arrays(path: Path, fruit: str, version: str) -> dict:
             if missing:
                 raise UserError(f"{path} lacks {', '.join(missing)}: not an imageToNPZ.py dataset; "
                                 f"{repack_hint(fruit, version)}")
-            return {k: npz[k] for k in REQUIRED_ARRAYS}
+            return {k: npz[k] for k in REQUIRED_ARRAYS + OPTIONAL_ARRAYS if k in npz.files}
     except UserError:
         raise
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
@@ -118,6 +123,17 @@ def _check_pixel_arrays(arrays: dict, path: Path, hint: str) -> None:
                         f"expected integers ({n},); {hint}")
     if n and (source.min() < 0 or source.max() >= n):
         raise UserError(f"{path}: source_index holds values outside 0..{n - 1}; {hint}")
+    _check_heldout(arrays.get("heldout"), source, n, path, hint)
+
+
+def _check_heldout(heldout: Optional[np.ndarray], source: np.ndarray, n: int, path: Path, hint: str) -> None:
+    """The split is (N,) bool, and an image made from a held-out drawing is held out too (no leak into training)."""
+    if heldout is None:
+        return
+    if heldout.dtype != np.bool_ or heldout.shape != (n,):
+        raise UserError(f"{path}: heldout is {heldout.dtype} {tuple(heldout.shape)}, expected bool ({n},); {hint}")
+    if n and np.any(heldout[source] & ~heldout):
+        raise UserError(f"{path}: images made from held-out drawings are marked for training (the split leaks); {hint}")
 
 
 def _parse_metadata(meta_array: np.ndarray, path: Path, fruit: str, hint: str) -> dict:
@@ -140,4 +156,4 @@ def read_npz(path: Path, fruit: str, version: str) -> PackedFruit:
     hint = repack_hint(fruit, version)
     _check_pixel_arrays(arrays, path, hint)
     metadata = _parse_metadata(arrays["metadata"], path, fruit, hint)
-    return PackedFruit(arrays["images"], arrays["augmented"], arrays["source_index"], metadata)
+    return PackedFruit(arrays["images"], arrays["augmented"], arrays["source_index"], metadata, arrays.get("heldout"))

@@ -22,6 +22,7 @@ import multiprocessing
 import signal
 import sys
 import time
+import zlib
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -32,7 +33,8 @@ import numpy as np
 
 import quickdraw_formats as qf
 import stroke_render as sr
-from image_version import IMAGE_DIR, FruitWriter, existing_version_fruits, next_free_version, version_metadata
+from image_version import (IMAGE_DIR, FruitWriter, existing_version_fruits, heldout_record, next_free_version,
+                           version_metadata)
 import settings as st
 from safe_files import FRUITS, check_name, default_workdir
 from user_io import Prompter, UserError, list_of, run_main
@@ -40,6 +42,7 @@ from user_io import Prompter, UserError, list_of, run_main
 IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: keeps them busy while bounding memory
 AUGMENT_CHUNK = 64  # augmented images per worker task
 SOURCE_STREAM, IMAGE_STREAM = 1, 2  # separate seeded random streams: which source, how it is changed
+NEWLINE_BLOCK = 1 << 20  # bytes read at a time when counting a stroke file's drawings
 
 
 @dataclass
@@ -235,6 +238,77 @@ class FruitProgress:
     sources: list = field(default_factory=list)  # strokes/bitmaps of kept reals (augmentation only)
     files_read: List[str] = field(default_factory=list)
     formats_used: List[str] = field(default_factory=list)
+    heldout: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # held-out real indices
+
+
+# ---------------------------------------------------------------- which drawings: the most a fruit has
+
+def _line_count(path: Path) -> int:
+    """Lines of an ndjson file (one drawing each), counted without parsing."""
+    count = 0
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(NEWLINE_BLOCK)
+            if not block:
+                return count
+            count += block.count(b"\n")
+
+
+def stroke_drawing_estimate(files: Sequence[qf.FileInfo]) -> int:
+    """About how many distinct stroke drawings the files hold: the largest per-format total of lines
+    (raw files repeat the simplified drawings, so the formats' totals are not added)."""
+    per_format = Counter()
+    for info in files:
+        if info.format in qf.STROKE_FORMATS:
+            per_format[info.format] += _line_count(info.path)
+    return max(per_format.values(), default=0)
+
+
+def choose_files(files: Sequence[qf.FileInfo], formats, resolution: int) -> Tuple[List[qf.FileInfo], str]:
+    """The files to read for one fruit and why (said in the summary and metadata).
+
+    At the bitmaps' own size (28 px) with formats "auto", the source with the most drawings wins: the
+    bitmaps when they hold more rows than the strokes have drawings, else the strokes. Never both: the first
+    bitmap rows ARE the simplified drawings, so reading both would count a drawing twice. At other sizes (or
+    with formats given) quickdraw_formats.select_files decides, as before.
+    """
+    chosen = qf.select_files(files, formats)
+    if formats != qf.AUTO or int(resolution) != sr.BITMAP_SIDE:
+        return chosen, f"formats {formats if formats == qf.AUTO else ','.join(formats)}"
+    bitmaps = qf.select_files(files, [qf.BITMAP])
+    rows = sum(f.rows for f in bitmaps)
+    strokes = stroke_drawing_estimate(files)
+    if bitmaps and rows > strokes:
+        return bitmaps, f"bitmaps: {rows} drawings at {sr.BITMAP_SIDE} px, more than the strokes' {strokes}"
+    if bitmaps:
+        return chosen, f"strokes: {strokes} drawings, not fewer than the bitmaps' {rows}"
+    return chosen, "strokes: no bitmaps"
+
+
+# ---------------------------------------------------------------- the held-out split
+
+def heldout_size(real_count: int) -> int:
+    """How many real drawings a split holds out (settings.HELDOUT_*); 0 when too few for one."""
+    wanted = max(round(st.HELDOUT_SHARE * real_count), st.HELDOUT_MIN)
+    held = min(wanted, int(st.HELDOUT_MAX_SHARE * real_count))
+    return held if held >= st.SPLIT_MIN_HELDOUT else 0
+
+
+def split_note(real_count: int) -> str:
+    """Why a fruit has no split (the wording every figure that needs one shows instead of a number)."""
+    return (f"not enough real drawings for a held-out split ({real_count} real; a split holds out at most "
+            f"{st.HELDOUT_MAX_SHARE:.0%} and needs {st.SPLIT_MIN_HELDOUT})")
+
+
+def split_seed_key(fruit: str, version: str) -> str:
+    return f"{fruit}/{version}"
+
+
+def choose_heldout(real_count: int, fruit: str, version: str) -> np.ndarray:
+    """Sorted indices of the held-out real drawings: the same for the same fruit, version and count."""
+    held = heldout_size(real_count)
+    rng = np.random.default_rng(zlib.crc32(split_seed_key(fruit, version).encode()))
+    return np.sort(rng.permutation(real_count)[:held])
 
 
 def _file_tasks(job: RenderJob, info: qf.FileInfo) -> Iterator[tuple]:
@@ -274,13 +348,16 @@ def _collect_reals(runner: TaskRunner, job: RenderJob, files: List[qf.FileInfo],
 
 
 def _augment_tasks(job: RenderJob, state: FruitProgress, needed: int) -> Iterator[tuple]:
-    """Tasks of AUGMENT_CHUNK images; sources cycle through shuffled reals so each is used evenly."""
+    """Tasks of AUGMENT_CHUNK images; sources cycle through the shuffled TRAINING reals so each is used evenly
+    (a held-out drawing is never a source: its copies would leak it into training)."""
     rng = np.random.default_rng([job.seed, job.fruit_index, SOURCE_STREAM])
+    held = set(int(i) for i in state.heldout)
+    training = np.array([i for i in range(state.real) if i not in held], dtype=np.int64)
     order: List[int] = []
     batch = []
     for k in range(needed):
         if not order:
-            order = list(rng.permutation(state.real))
+            order = list(training[rng.permutation(len(training))])
         source_index = int(order.pop())
         batch.append((state.real + k, source_index, state.sources[source_index]))
         if len(batch) >= AUGMENT_CHUNK:
@@ -306,7 +383,7 @@ def convert_fruit(runner: TaskRunner, opts: ConvertOptions, scan: qf.RawDataScan
     from tqdm import tqdm
 
     started = time.perf_counter()
-    files = qf.select_files(scan.files_for(fruit), opts.formats)
+    files, source_choice = choose_files(scan.files_for(fruit), opts.formats, opts.resolution)
     job = RenderJob(fruit, FRUITS.index(fruit), int(opts.resolution), opts.quality, bool(opts.augment),
                     int(opts.seed), opts.augment_settings)
     preset = qf.QUALITY_PRESETS[opts.quality]
@@ -315,7 +392,10 @@ def convert_fruit(runner: TaskRunner, opts: ConvertOptions, scan: qf.RawDataScan
     bar = tqdm(total=opts.count, desc=f"{fruit:<10}", unit="img", disable=not opts.progress, leave=True)
     try:
         _collect_reals(runner, job, files, scan, opts.count, writer, state, bar)
-        if opts.augment and 0 < state.real < opts.count:
+        state.heldout = choose_heldout(state.real, fruit, version)
+        split = heldout_record(state.heldout, state.real, st.HELDOUT_SHARE, st.HELDOUT_MIN,
+                               split_seed_key(fruit, version), None if len(state.heldout) else split_note(state.real))
+        if opts.augment and len(state.heldout) < state.real < opts.count:
             _make_augmented(runner, job, opts.count, writer, state, bar)
         bar.close()
         rule = preset.rule()
@@ -324,6 +404,7 @@ def convert_fruit(runner: TaskRunner, opts: ConvertOptions, scan: qf.RawDataScan
         metadata = version_metadata(
             fruit, version, opts.resolution, state.real, state.augmented, requested_count=int(opts.count),
             quality=opts.quality, quality_rule=rule, formats=state.formats_used, source_files=state.files_read,
+            source_choice=source_choice, heldout=split,
             augmentation={"enabled": bool(opts.augment),
                           "settings": {**opts.augment_settings.to_dict(), "seed": int(opts.seed)}},
             skipped=dict(sorted(state.skipped.items())))
@@ -338,7 +419,8 @@ def convert_fruit(runner: TaskRunner, opts: ConvertOptions, scan: qf.RawDataScan
         "folder": str(folder) if folder else None, "real_count": state.real, "augmented_count": state.augmented,
         "count": state.real + state.augmented, "short": state.real + state.augmented < opts.count,
         "skipped": dict(sorted(state.skipped.items())), "source_files": state.files_read,
-        "formats": state.formats_used, "lines_read": state.lines,
+        "formats": state.formats_used, "lines_read": state.lines, "source_choice": source_choice,
+        "heldout_count": len(state.heldout), "heldout_note": split["note"],
         "seconds": round(time.perf_counter() - started, 3),
     }
 
@@ -349,7 +431,8 @@ def convert(options: Union[ConvertOptions, dict]) -> dict:
     Raises UserError (one line) for bad options, missing data, an existing version without
     ``overwrite`` or an unwritable folder. Summary keys: workdir, version, resolution, quality,
     quality_rule, formats, augment, seed, workers, requested_count, fruits {fruit: {folder,
-    real_count, augmented_count, count, short, skipped, source_files, formats, lines_read, seconds}},
+    real_count, augmented_count, count, short, skipped, source_files, formats, lines_read, source_choice,
+    heldout_count, heldout_note, seconds}},
     file_notes [{file, note}], images, seconds.
     """
     opts = options if isinstance(options, ConvertOptions) else ConvertOptions(**options)
@@ -389,6 +472,10 @@ def format_summary(summary: dict) -> str:
         reasons = ", ".join(f"{reason}: {n}" for reason, n in info["skipped"].items()) or "-"
         lines.append(f"{fruit:<11}{info['real_count']:>7}{info['augmented_count']:>11}{info['count']:>7}"
                      f"{sum(info['skipped'].values()):>9}  {reasons}")
+    for fruit, info in summary["fruits"].items():
+        split = (f"{info['heldout_count']} real drawings held out of training" if info["heldout_count"]
+                 else info["heldout_note"])
+        lines.append(f"{fruit}: {info['source_choice']}; {split}")
     for fruit, info in summary["fruits"].items():
         if info["folder"] is None:
             lines.append(f"{fruit}: no drawing kept, no folder written")

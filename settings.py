@@ -33,6 +33,15 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
 SCHEDULES = ("together", "sequential")
 DEFAULT_MILESTONES = (1, 10, 20, 30, 40, 100, 200, 300, 400)
+# The held-out split of each dataset version (rawDataToImage.py makes it, image_version/npz_format record it):
+# real drawings kept out of GAN training so the two-sample test and the memorisation ratio compare the fakes
+# with drawings the generator never saw.
+HELDOUT_SHARE = 0.2          # share of a fruit's real drawings held out ...
+HELDOUT_MIN = 200            # ... but at least this many where the fruit has them (tighter figures) ...
+HELDOUT_MAX_SHARE = 0.5      # ... and never more than half: training keeps most of the drawings
+# Fewer held out than this and no split is made ("not enough real drawings"): the two-sample test needs
+# 2 x gan_evaluation.MIN_TWO_SAMPLE_PER_HALF real images (a test checks the two stay equal; no torch here).
+SPLIT_MIN_HELDOUT = 80
 
 
 def parse_resolution(text: str) -> int:

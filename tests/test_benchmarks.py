@@ -36,3 +36,13 @@ def test_bench_convert_times_both_methods_on_the_same_drawings():
     expected = float(project.split("|")[4]) / float(naive.split("|")[4])
     printed = float(ratio.split("|")[4].strip().rstrip("x"))
     assert abs(printed - expected) < 0.05 * expected + 0.01   # rates are printed rounded to whole drawings/s
+
+
+def test_bench_quality_trains_each_recipe_and_prints_the_table():
+    r = run_script("benchmarks/bench_quality.py", "--fruit", "pear", "--epochs", "1", "--recipes", "default,ema")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    top = next(i for i, line in enumerate(lines) if line.startswith("recipe"))
+    assert lines[top].split()[:5] == ["recipe", "2-sample", "memo.", "recognised", "minutes"]
+    assert [line.split()[0] for line in lines[top + 2:top + 4]] == ["default", "ema"]
+    assert "not enough real drawings" in r.stdout        # pear's 40 drawings allow no held-out split

@@ -147,7 +147,7 @@ def test_listing(tmp_path, capsys, headless):
     assert lines[0].split()[:5] == ["model", "created", "dataset", "px", "fruits"]
     v1 = next(line for line in lines if line.startswith("v1 ")).split()
     assert v1[1:8] == ["2025-01-02", "03:04", "1", "28", "apple,banana", "4/10", "interrupted"]
-    assert v1[8:] == ["50%", "3.00", "0.40"]                                # best checkpoints' figures
+    assert v1[8:] == ["-", "-", "50%", "3.00", "0.40"]                                # best checkpoints' figures
     night = next(line for line in lines if line.startswith("night2 ")).split()
     assert night[3:6] == ["big", "28", "pear"] and night[-3:] == ["-", "-", "-"]
     assert run(tmp_path, "v1") == 0
@@ -215,7 +215,7 @@ def test_listing_survives_odd_entries_and_notes_them(tmp_path, capsys, headless)
     assert run(tmp_path) == 0
     lines = capsys.readouterr().out.splitlines()
     assert next(line for line in lines if line.startswith("v1 ")).split()[6] == "4/10"
-    assert next(line for line in lines if line.startswith("y ")).split()[-4] == "unknown"
+    assert next(line for line in lines if line.startswith("y ")).split()[-6] == "unknown"   # status, before 2-sample, memo., recognised, FID, coverage
     assert "  y: info/training_config_y.json is missing; info/training_summary_y.json is unreadable" in lines
     assert "  models/model_x: skipped (a file, not a model folder)" in lines
     assert any(line.startswith("  models/model_bad name: skipped (not a valid model name") for line in lines)
