@@ -79,10 +79,14 @@ def format_table(rows: Sequence[dict]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench_quality.py", description=__doc__.splitlines()[0])
-    p.add_argument("--fruit", default="apple", type=cli_value(list_of(FRUITS, "fruit"), "--fruit"))
-    p.add_argument("--resolution", default=28, type=cli_value(st.parse_resolution, "--resolution"))
-    p.add_argument("--epochs", default=st.EPOCHS.default, type=cli_value(int_in_range(1, st.EPOCHS_MAX), "--epochs"))
-    p.add_argument("--recipes", default=",".join(RECIPES), type=cli_value(list_of(list(RECIPES), "recipe"), "--recipes"))
+    p.add_argument("--fruit", default="apple", type=cli_value(list_of(FRUITS, "fruit"), "--fruit"),
+                   help="the fruit to train, on every real drawing it has (default: apple)")
+    p.add_argument("--resolution", default=28, type=cli_value(st.parse_resolution, "--resolution"),
+                   help="image side; 28 uses the 28x28 bitmaps, the most real drawings (default: 28)")
+    p.add_argument("--epochs", default=st.EPOCHS.default, type=cli_value(int_in_range(1, st.EPOCHS_MAX), "--epochs"),
+                   help=f"epochs per recipe (default: {st.EPOCHS.default})")
+    p.add_argument("--recipes", default=",".join(RECIPES), type=cli_value(list_of(list(RECIPES), "recipe"), "--recipes"),
+                   help=f"comma-separated recipes (default: all: {','.join(RECIPES)})")
     p.add_argument("--workdir", type=Path, default=None, help="folder holding rawData/ (default: the scripts' folder)")
     return p
 
