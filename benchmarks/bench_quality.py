@@ -25,7 +25,7 @@ import rawDataToImage  # noqa: E402
 import settings as st  # noqa: E402
 from gan_trainer import MultiFruitGANTrainer, TrainConfig  # noqa: E402
 from safe_files import FRUITS, default_workdir  # noqa: E402
-from user_io import UserError, cli_value, int_in_range, list_of, run_main  # noqa: E402
+from user_io import UserError, choice_of, cli_value, int_in_range, list_of, run_main  # noqa: E402
 
 BENCH_VERSION = "quality"
 ALL_REAL = st.COUNT_MAX      # convert every real drawing the fruit has (no augmentation)
@@ -79,7 +79,7 @@ def format_table(rows: Sequence[dict]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench_quality.py", description=__doc__.splitlines()[0])
-    p.add_argument("--fruit", default="apple", type=cli_value(list_of(FRUITS, "fruit"), "--fruit"),
+    p.add_argument("--fruit", default="apple", type=cli_value(choice_of(FRUITS), "--fruit"),
                    help="the fruit to train, on every real drawing it has (default: apple)")
     p.add_argument("--resolution", default=28, type=cli_value(st.parse_resolution, "--resolution"),
                    help="image side; 28 uses the 28x28 bitmaps, the most real drawings (default: 28)")
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    fruit = args.fruit[0]
+    fruit = args.fruit
     source = Path(args.workdir) if args.workdir else default_workdir()
     if not (source / "rawData").is_dir():
         raise UserError(f"no rawData/ in {source}; pass --workdir")
