@@ -36,7 +36,7 @@ from image_version import (IMAGE_DIR, FruitWriter, existing_version_fruits, next
                            version_lock, version_metadata)
 from run_lock import refuse_if_held
 import settings as st
-from safe_files import FRUITS, check_name, default_workdir
+from safe_files import FRUITS, check_name, default_workdir, write_error
 from user_io import Prompter, UserError, list_of, run_main
 
 IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: keeps them busy while bounding memory
@@ -360,6 +360,11 @@ def convert(options: Union[ConvertOptions, dict]) -> dict:
     scan = scan_workdir(opts.workdir)
     fruits = _resolve_fruits(opts, scan)
     version = check_name(opts.version or next_free_version(opts.workdir), "version")
+    root = opts.workdir / IMAGE_DIR
+    try:   # the lock lives in imageData/: an unwritable one is said as a failed write of it
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(root, exc) from None
     with version_lock(opts.workdir, version):   # one writer per version; a second one is refused here
         for fruit in fruits:   # what a killed writer of this version left: old version back, partials gone
             recover_fruit_folder(opts.workdir, fruit, version)
