@@ -81,7 +81,11 @@ def resume_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path)
     changes = given_settings(args)
     # A limit on this call's epochs, not a setting of the run: a resume without it trains to the end.
     changes["stop_after_epochs"] = args.stop_after_epochs
-    return TrainConfig.from_saved(saved, f"saved settings of model {name!r}").resumed(changes)
+    config = TrainConfig.from_saved(saved, f"saved settings of model {name!r}")
+    if config.model_name != name:   # a hand-edited name would resume (and write into) another model
+        raise UserError(f"{store.config_path()}: model_name {config.model_name!r} is not {name!r}; "
+                        "fix the file or train a new model")
+    return config.resumed(changes)
 
 
 def ask_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path):

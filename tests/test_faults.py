@@ -14,7 +14,6 @@ How faults are made:
 Budgets are tiny (28 px, a dozen images, 2-3 epochs) to keep this file within about two minutes.
 """
 import errno
-import functools
 import io
 import json
 import os
@@ -546,7 +545,6 @@ def test_hostile_files_give_exit_2_and_one_line(case, tiny_workdir, capsys):
     one_line_error(err)
 
 
-BASE_CONFIG = None
 EDITED_CONFIGS = {
     "invalid-json": '{"epochs": 2,',
     "a-list": "[1, 2, 3]",
@@ -564,6 +562,7 @@ EDITED_CONFIGS = {
     "dataset-version-escapes": {"dataset_version": "../../etc"},
     "batch-size-huge": {"batch_size": 10**30},
     "milestones-object": {"milestones": {"a": 1}},
+    "model-name-of-another-model": {"model_name": "other"},
 }
 
 
