@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from run_lock import RunLock
-from safe_files import atomic_save_npz, check_name, checked_shape, checked_size, inside, read_npy_header
+from safe_files import atomic_save_npz, check_name, checked_size, inside, read_npy_header
 from user_io import UserError
 
 NPZ_DIR = "npzData"
@@ -34,7 +34,6 @@ NPZ_NAME = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_-]*?)_version([A-Za-z0-9_][A-Za
 REQUIRED_ARRAYS = ("images", "augmented", "source_index", "metadata")
 # Sane bounds for what a file's array headers may claim, checked before numpy allocates anything.
 MAX_IMAGES = 10_000_000
-MAX_SIDE = 4096
 MAX_PIXELS = 2**33                     # 8 GiB of uint8 images
 MAX_METADATA_BYTES = 256 * 1024 * 1024  # the JSON string (4 bytes per character in a numpy 'U' array)
 
@@ -129,14 +128,18 @@ def _check_headers(npz, path: Path) -> None:
             raise ValueError(f"{key} holds Python objects, which would need pickle")
         count = 1
         for n in shape:
-            count *= checked_size(n, f"{key} dimension", 0, MAX_IMAGES * MAX_SIDE, path)
+            count *= checked_size(n, f"{key} dimension", 0, MAX_PIXELS, path)
         # The zip entry must be as long as the array the header claims (a lying header allocates nothing).
         if offset + count * dtype.itemsize != info.file_size:
             raise ValueError(f"{key}'s header claims {count} x {dtype.itemsize} bytes, "
                              f"the entry holds {info.file_size - offset}")
-        claimed[key] = (shape, dtype)
-    checked_shape(claimed["images"][0], "images", path, [(1, MAX_IMAGES), (1, MAX_SIDE), (1, MAX_SIDE)], MAX_PIXELS)
-    checked_size(claimed["metadata"][1].itemsize, "metadata size", 0, MAX_METADATA_BYTES, path)
+        claimed[key] = (count, dtype)
+    # Only sizes here: what the shapes must be is checked, with clearer messages, once loaded.
+    checked_size(claimed["images"][0], "images element count", 0, MAX_PIXELS, path)
+    for key in ("augmented", "source_index"):
+        checked_size(claimed[key][0], f"{key} length", 0, MAX_IMAGES, path)
+    checked_size(claimed["metadata"][1].itemsize * claimed["metadata"][0], "metadata size", 0, MAX_METADATA_BYTES,
+                 path)
 
 
 def _check_pixel_arrays(arrays: dict, path: Path, hint: str) -> None:
