@@ -12,6 +12,7 @@ model-wide files (config, summary, cost report, description).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -31,7 +32,8 @@ from gan_model import GANConfig, network_payload, Generator, Discriminator
 from grouped_gan import GroupedGAN, tune_cpu_allocator
 import pictures
 from model_store import CHECKPOINT_FORMAT, ModelFolder, update_index
-from safe_files import FRUITS, check_name
+from run_lock import RunLock, refuse_if_held
+from safe_files import FRUITS, check_name, clean_stale_temp
 from user_io import UserError
 
 MILESTONE_EVERY_AFTER = 100       # past the listed milestones, one image grid every 100 epochs
@@ -41,6 +43,7 @@ GRID_GUTTER = 128                 # grey between the black cells
 SEED_STRIDE = 1009                # per-fruit seeds: seed * SEED_STRIDE + fruit index (a prime, so no overlap)
 EVAL_SEED_OFFSET = 7919           # evaluation noise comes from its own stream, so it never shifts training RNG
 ETA_PROBE_STEPS = 2               # timed steps (on a throw-away copy) for the ETA before training
+LOCK_ADVICE = "wait for it to finish or choose another --model-name"
 
 
 # Settings that shaped the run's past epochs: a resumed run must keep them (the rest may change).
@@ -241,6 +244,8 @@ class MultiFruitGANTrainer:
                                      else ("cuda" if torch.cuda.is_available() else "cpu"))
         if self.device.type == "cuda" and self.dist.world > 1:
             self.device = torch.device(f"cuda:{self.dist.local_rank}")
+        if self.dist.is_main:   # a run writing this model now: say so before anything else
+            refuse_if_held(self.store.path, f"model {config.model_name}", LOCK_ADVICE)
         self._check_model_dir(overwrite)
         self.start_epoch = 1
         if resume:
@@ -521,6 +526,10 @@ class MultiFruitGANTrainer:
 
     def load_checkpoint(self) -> int:
         """Restore the latest checkpoint; returns the next epoch to train."""
+        if not self.store.checkpoint_path("latest").exists() and not self.store.kept_checkpoints():
+            # Stopped before its first epoch ended (only the config was written): start over, same settings.
+            self.log(f"model {self.cfg.model_name!r} has no checkpoint yet: starting at epoch 1 with its saved settings")
+            return 1
         ckpt = self.store.read_checkpoint("latest", map_location=self.device)
         missing = [f for f in self.fruits if f not in ckpt["fruits"]]
         if missing:
@@ -604,7 +613,26 @@ class MultiFruitGANTrainer:
 
     # ------------------------------------------------------------------ the run
     def train(self) -> dict:
-        """Train every fruit to ``epochs``; returns the summary of this rank's fruits."""
+        """Train every fruit to ``epochs`` (holding the model folder); returns the summary of this rank's fruits."""
+        with self._ownership():
+            return self._train()
+
+    @contextlib.contextmanager
+    def _ownership(self):
+        """The model folder's RunLock, taken before --overwrite's delete and the first write, held to the end.
+
+        Under torchrun only rank 0 takes it: the ranks of one run share the folder (each writes its own
+        checkpoint files), and rank 0's lock already keeps every other run out of it.
+        """
+        if not self.dist.is_main:
+            yield
+            return
+        with RunLock(self.store.path, f"model {self.cfg.model_name}", LOCK_ADVICE):
+            self._check_model_dir(self.overwrite)   # again: another run may have finished it since __init__
+            clean_stale_temp(self.store.path, remove_unknown_owner=True)   # dead runs' temp files
+            yield
+
+    def _train(self) -> dict:
         if self.overwrite and not self.resume and self.dist.is_main:
             self.store.remove()             # asked for explicitly: the old model's files must not mix in
         self._barrier()
@@ -637,7 +665,8 @@ class MultiFruitGANTrainer:
                 self.write_histories()
                 self.write_summary(epoch, "running")
             status = "complete" if done >= self.cfg.epochs else "stopped"
-            if done not in self.milestones and done >= self.start_epoch:
+            # The networks of the last epoch; also when a resume found it checkpointed but killed before them.
+            if done >= 1 and (done not in self.milestones or done < self.start_epoch):
                 self.save_networks(done)
             self.write_summary(done, status)
         finally:

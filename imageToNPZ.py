@@ -22,8 +22,11 @@ from typing import Callable, Optional, Sequence
 
 from image_version import (IMAGE_DIR, METADATA_FILE, VERSION_PREFIX, FruitVersion, VersionImages, check_folder,
                            fruit_order, read_version, relative_path, scan_image_versions)
+from image_version import version_lock as image_version_lock
 from npz_format import NPZ_DIR, PackedFruit, npz_path, packed_metadata, write_npz
-from safe_files import check_name, default_workdir
+from npz_format import version_lock as npz_version_lock
+from run_lock import refuse_if_held
+from safe_files import check_name, clean_stale_temp, default_workdir
 from user_io import Prompter, UserError, run_main
 
 BYTES_PER_MB = 1024 * 1024
@@ -154,7 +157,19 @@ def default_fruits(entries: Sequence[FruitVersion], version: str, log: Callable[
 
 def pack_fruits(workdir: Path, version: str, fruits: Sequence[str], progress: bool = True,
                 log: Callable[[str], None] = print) -> list:
-    """Check every folder first, then read and write one fruit at a time (memory: one fruit's images)."""
+    """Check every folder first, then read and write one fruit at a time (memory: one fruit's images).
+
+    Holds the npz version's lock while writing (a second packer of the version is refused).
+    """
+    images = image_version_lock(workdir, version)
+    refuse_if_held(images.folder, images.what, "wait for rawDataToImage.py to finish, then pack")
+    with npz_version_lock(workdir, version):
+        clean_stale_temp(Path(workdir) / NPZ_DIR, recursive=False)   # temp files of dead packers
+        return _pack_locked(workdir, version, fruits, progress, log)
+
+
+def _pack_locked(workdir: Path, version: str, fruits: Sequence[str], progress: bool,
+                 log: Callable[[str], None]) -> list:
     for fruit in fruits:  # cheap checks first, so a bad folder fails before anything is written
         check_folder(workdir, fruit, version)
     written = []
@@ -202,7 +217,8 @@ def choose_version(cfg: PackConfig, entries: Sequence[FruitVersion], prompter: P
     if default is None:
         raise UserError(f"no complete image version in {IMAGE_DIR}/ ({_describe_versions(entries)}); "
                         "run rawDataToImage.py to finish one")
-    return prompter.ask("Version to pack", default, lambda t: resolve_version(t, entries, complete_only=True))
+    return prompter.ask("Version to pack", default, lambda t: resolve_version(t, entries, complete_only=True),
+                        flag="--version NAME")
 
 
 def choose_fruits(cfg: PackConfig, entries: Sequence[FruitVersion], version: str, prompter: Prompter) -> list:
@@ -222,7 +238,7 @@ def choose_fruits(cfg: PackConfig, entries: Sequence[FruitVersion], version: str
 
     shown = "all" if default == fruits_of(entries, version) else ",".join(default)
     return prompter.ask(f"Fruits to pack (comma-separated or 'all' = {', '.join(complete)})", default, parse,
-                        show_default=shown)
+                        show_default=shown, flag="--fruits FRUITS")
 
 
 def confirm_overwrites(cfg: PackConfig, fruits: Sequence[str], version: str, prompter: Prompter) -> list:
@@ -237,7 +253,8 @@ def confirm_overwrites(cfg: PackConfig, fruits: Sequence[str], version: str, pro
     keep = []
     for fruit in fruits:
         path = npz_path(cfg.workdir, fruit, version)
-        if fruit in existing and not prompter.confirm(f"{relative_path(cfg.workdir, path)} exists. Overwrite it?", False):
+        if fruit in existing and not prompter.confirm(f"{relative_path(cfg.workdir, path)} exists. Overwrite it?", False,
+                                                     flag="--overwrite"):
             print(f"keeping {relative_path(cfg.workdir, path)}")
             continue
         keep.append(fruit)

@@ -11,9 +11,12 @@ Augmented copies are made from training drawings only; any copy of a held-out dr
 out too (VersionImages.heldout). A version without the record (older ones) has no split.
 
 Images are 8-bit grayscale (PIL mode "L"), square, white strokes (255) on black (0).
-While a version is written it lives in the hidden sibling ".version<NAME>.partial-<pid>" and is
-renamed into place only when complete (FruitWriter), so a reader never sees half a version and an
-overwritten version is swapped out only at the very end.
+While a version is written it lives in the hidden sibling ".version<NAME>.partial-<owner>"
+(safe_files.partial_folder) and is renamed into place only when complete (FruitWriter), so a reader
+never sees half a version and an overwritten version is swapped out only at the very end (through
+".version<NAME>.old-<owner>"; a writer killed between the two renames is repaired by
+``recover_fruit_folder`` at the next start). One process writes a version at a time
+(``version_lock``).
 
 Written by rawDataToImage.py (FruitWriter, version_metadata); read by imageToNPZ.py
 (scan_image_versions, check_folder, read_version).
@@ -32,7 +35,9 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from safe_files import FRUITS, NAME_PATTERN, atomic_write_json, check_name, inside
+from run_lock import RunLock
+from safe_files import (FRUITS, NAME_PATTERN, atomic_write_json, check_name, checked_size, clean_stale_temp, inside, owner_dead,
+                        owner_tag, parse_owner, partial_folder, write_error)
 from user_io import UserError
 
 IMAGE_DIR = "imageData"
@@ -45,6 +50,9 @@ COLOUR = "white strokes (255) on black (0)"
 TOOL = "rawDataToImage.py"
 RERUN_HINT = "run rawDataToImage.py again to recreate the version"
 STATUS_COMPLETE = "complete"
+OLD_MARK = ".old-"   # .version<NAME>.old-<owner>: the previous version while the new one is swapped in
+# Largest image side read from a PNG header (the networks stop at 256 px): a bigger claim is not ours.
+MAX_PNG_SIDE = 4096
 
 
 def real_name(index: int) -> str:
@@ -118,12 +126,41 @@ def heldout_files(metadata: dict) -> Optional[set]:
     return {int(i) for i in record["real_files"] if isinstance(i, int) and not isinstance(i, bool)}
 
 
+def version_lock(workdir: Path, version: str) -> RunLock:
+    """The lock one writer of image version NAME holds (all its fruits): imageData/.version<NAME>.lock."""
+    folder = inside(Path(workdir), IMAGE_DIR, VERSION_PREFIX + check_name(version, "version"))
+    return RunLock(folder, f"image version {version}", "wait for it to finish or choose another --version")
+
+
+def recover_fruit_folder(workdir: Path, fruit: str, version: str) -> None:
+    """Repair what a dead writer of this fruit's version left (call it holding ``version_lock``).
+
+    A writer killed between publish()'s two renames left the old complete version as
+    ``.version<NAME>.old-<owner>`` and no version folder: the old one is put back. Then dead writers'
+    partial folders and temp files of the fruit folder go (never mistaken for complete versions).
+    """
+    final = version_folder(workdir, fruit, version)
+    parent = final.parent
+    if not parent.is_dir():
+        return
+    prefix = f".{final.name}{OLD_MARK}"
+    for old in sorted(parent.glob(f"{prefix}*")):
+        owner = parse_owner(old.name[len(prefix):])
+        if owner is None or not owner_dead(*owner) or not old.is_dir():
+            continue
+        if not final.exists():
+            os.replace(old, final)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+    clean_stale_temp(parent, recursive=False)
+
+
 class FruitWriter:
     """Writes one fruit's images into its partial folder and publishes the folder at the end."""
 
     def __init__(self, workdir: Path, fruit: str, version: str):
         self.final = version_folder(workdir, fruit, version)
-        self.partial = self.final.with_name(f".{self.final.name}.partial-{os.getpid()}")
+        self.partial = partial_folder(self.final)
         try:
             if self.partial.exists():
                 shutil.rmtree(self.partial)
@@ -142,15 +179,15 @@ class FruitWriter:
         try:
             with open(self.partial / name, "wb") as fh:
                 fh.write(data)
-        except OSError as exc:
-            raise UserError(f"cannot write {self.partial / name}: {exc.strerror or exc}") from None
+        except OSError as exc:   # no space, read-only, permission: one line saying what to do
+            raise write_error(self.partial / name, exc) from None
 
     def publish(self, metadata: dict) -> Path:
         """metadata.json last, then swap the complete folder into place (old version out only now)."""
         atomic_write_json(self.partial / METADATA_FILE, metadata)
         old = None
         if self.final.exists():
-            old = self.final.with_name(f".{self.final.name}.old-{os.getpid()}")
+            old = self.final.with_name(f".{self.final.name}{OLD_MARK}{owner_tag()}")
             os.replace(self.final, old)
         os.replace(self.partial, self.final)
         if old is not None:
@@ -319,6 +356,8 @@ def read_png(path: Path, workdir: Path):
 
     try:
         with Image.open(path) as img:
+            for side in img.size:  # from the header: checked before the pixels are allocated
+                checked_size(side, "image side", 1, MAX_PNG_SIDE, relative_path(workdir, path))
             img.load()  # decodes now, so a truncated or corrupt file fails here
             if img.mode != GRAYSCALE_MODE:
                 raise UserError(f"{relative_path(workdir, path)} is a {img.mode} image, not 8-bit grayscale (mode L); "

@@ -26,7 +26,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from safe_files import atomic_save_npz, check_name, inside
+from run_lock import RunLock
+from safe_files import atomic_save_npz, check_name, checked_size, inside, read_npy_header
 from user_io import UserError
 
 NPZ_DIR = "npzData"
@@ -34,6 +35,10 @@ VERSION_PREFIX = "version"
 NPZ_NAME = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_-]*?)_version([A-Za-z0-9_][A-Za-z0-9_-]*)\.npz$")
 REQUIRED_ARRAYS = ("images", "augmented", "source_index", "metadata")
 OPTIONAL_ARRAYS = ("heldout",)
+# Sane bounds for what a file's array headers may claim, checked before numpy allocates anything.
+MAX_IMAGES = 10_000_000
+MAX_PIXELS = 2**33                     # 8 GiB of uint8 images
+MAX_METADATA_BYTES = 256 * 1024 * 1024  # the JSON string (4 bytes per character in a numpy 'U' array)
 
 
 @dataclass
@@ -52,6 +57,12 @@ def npz_path(workdir: Path, fruit: str, version: str) -> Path:
     check_name(fruit, "fruit")
     check_name(version, "version")
     return inside(Path(workdir), NPZ_DIR, f"{fruit}_{VERSION_PREFIX}{version}.npz")
+
+
+def version_lock(workdir: Path, version: str) -> RunLock:
+    """The lock one packer of version NAME holds while writing its npz files: npzData/.version<NAME>.lock."""
+    folder = inside(Path(workdir), NPZ_DIR, VERSION_PREFIX + check_name(version, "version"))
+    return RunLock(folder, f"npz version {version}", "wait for it to finish")
 
 
 def list_versions(workdir: Path) -> dict:
@@ -102,12 +113,39 @@ def _read_arrays(path: Path, fruit: str, version: str) -> dict:
             if missing:
                 raise UserError(f"{path} lacks {', '.join(missing)}: not an imageToNPZ.py dataset; "
                                 f"{repack_hint(fruit, version)}")
+            _check_headers(npz, path)
             return {k: npz[k] for k in REQUIRED_ARRAYS + OPTIONAL_ARRAYS if k in npz.files}
     except UserError:
         raise
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         # ValueError also covers object arrays, which would need pickle
         raise UserError(f"cannot read {path} ({exc}); {repack_hint(fruit, version)}") from None
+
+
+def _check_headers(npz, path: Path) -> None:
+    """Each array's shape and size as its header claims them, within sane bounds, before any is loaded."""
+    claimed = {}
+    for key in REQUIRED_ARRAYS + tuple(k for k in OPTIONAL_ARRAYS if k in npz.files):
+        info = npz.zip.getinfo(f"{key}.npy")
+        with npz.zip.open(info) as fh:
+            shape, dtype, offset = read_npy_header(fh, path)
+        if dtype.hasobject:
+            raise ValueError(f"{key} holds Python objects, which would need pickle")
+        count = 1
+        for n in shape:
+            count *= checked_size(n, f"{key} dimension", 0, MAX_PIXELS, path)
+        # The zip entry must be as long as the array the header claims (a lying header allocates nothing).
+        if offset + count * dtype.itemsize != info.file_size:
+            raise ValueError(f"{key}'s header claims {count} x {dtype.itemsize} bytes, "
+                             f"the entry holds {info.file_size - offset}")
+        claimed[key] = (count, dtype)
+    # Only sizes here: what the shapes must be is checked, with clearer messages, once loaded.
+    checked_size(claimed["images"][0], "images element count", 0, MAX_PIXELS, path)
+    for key in ("augmented", "source_index", *OPTIONAL_ARRAYS):
+        if key in claimed:
+            checked_size(claimed[key][0], f"{key} length", 0, MAX_IMAGES, path)
+    checked_size(claimed["metadata"][1].itemsize * claimed["metadata"][0], "metadata size", 0, MAX_METADATA_BYTES,
+                 path)
 
 
 def _check_pixel_arrays(arrays: dict, path: Path, hint: str) -> None:

@@ -16,6 +16,7 @@ the bundled rawData/sample/ for that fruit; other fruits keep using the sample.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,7 +36,8 @@ except ImportError:  # pragma: no cover - depends on the environment
     _loads = _std_json.loads
     _JSON_ERRORS = (ValueError, TypeError, RecursionError)
 
-from safe_files import FRUITS
+from safe_files import FRUITS, read_npy_header
+from user_io import UserError
 
 SIMPLIFIED = "simplified"
 RAW = "raw"
@@ -47,6 +49,8 @@ AUTO = "auto"  # strokes when a fruit has any stroke file, bitmaps only when it 
 SIMPLIFIED_MAX = 255  # simplified coordinates lie in 0..255
 BITMAP_PIXELS = 784  # 28 * 28
 NPY_MAGIC = b"\x93NUMPY"
+# Far above the largest real Quick, Draw! bitmap file (~350k drawings); a bigger claim is not a real file.
+MAX_BITMAP_ROWS = 50_000_000
 MAX_LINE_BYTES = 8 * 1024 * 1024  # a longer "line" is not a drawing (and is never held in memory whole)
 DETECT_MAX_LINES = 200  # lines probed to recognise an ndjson file
 CHUNK_LINES = 128  # lines per chunk handed to a worker
@@ -63,6 +67,10 @@ SKIP_STRUCTURE = "stroke is not a list of coordinate lists"
 SKIP_LENGTHS = "x/y lists of different lengths"
 SKIP_NON_NUMERIC = "non-numeric or non-finite coordinates"
 SKIP_RANGE = "coordinates outside 0-255"
+# Raw coordinates are screen pixels (a few thousand at most); far beyond that (e.g. +-1e308) a drawing
+# is degenerate, and its bounding box would overflow to inf when it is scaled for rendering.
+RAW_COORD_MAX = 1_000_000
+SKIP_RAW_RANGE = f"coordinates beyond +-{RAW_COORD_MAX}"
 SKIP_WORD = "word is not the file's fruit"
 SKIP_LONG_LINE = "line too long"
 SKIP_DUPLICATE = "duplicate key_id"
@@ -169,6 +177,8 @@ def _check_coordinates(values, fmt: str) -> Optional[str]:
         return SKIP_NON_NUMERIC
     if fmt == SIMPLIFIED and (low < 0 or high > SIMPLIFIED_MAX):
         return SKIP_RANGE
+    if low < -RAW_COORD_MAX or high > RAW_COORD_MAX:
+        return SKIP_RAW_RANGE
     return None
 
 
@@ -304,8 +314,31 @@ def iter_drawings(path: Path, fruit: Optional[str] = None, fmt: Optional[str] = 
         yield parse_line(line, fmt, fruit, line_no)
 
 
+def _bitmap_rows(path: Path) -> int:
+    """Rows an (N, 784) uint8 .npy file holds, from its header, checked against the file's real size.
+
+    ValueError when the header is unreadable, not N x 784 uint8, or claims more rows than the file
+    holds or than MAX_BITMAP_ROWS: nothing is mapped or allocated for a damaged or hostile file.
+    """
+    try:
+        with open(path, "rb") as fh:
+            shape, dtype, offset = read_npy_header(fh, path)
+            size = os.fstat(fh.fileno()).st_size
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
+    if len(shape) != 2 or shape[1] != BITMAP_PIXELS or dtype != np.uint8:
+        raise ValueError(f"{path}: {dtype} {shape}, not N x {BITMAP_PIXELS} uint8")
+    if not 0 <= shape[0] <= MAX_BITMAP_ROWS or offset + shape[0] * BITMAP_PIXELS > size:
+        raise ValueError(f"{path}: header claims {shape[0]} rows, the file holds {(size - offset) // BITMAP_PIXELS}")
+    return int(shape[0])
+
+
 def open_bitmaps(path: Path) -> np.ndarray:
-    """Memory-mapped (N, 784) uint8 view of a numpy-bitmap file (nothing is read until used)."""
+    """Memory-mapped (N, 784) uint8 view of a numpy-bitmap file (nothing is read until used).
+
+    The header is checked first (``_bitmap_rows``); ValueError for a damaged or hostile file.
+    """
+    _bitmap_rows(path)
     return np.load(path, mmap_mode="r", allow_pickle=False)
 
 

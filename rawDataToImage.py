@@ -34,9 +34,10 @@ import numpy as np
 import quickdraw_formats as qf
 import stroke_render as sr
 from image_version import (IMAGE_DIR, FruitWriter, existing_version_fruits, heldout_record, next_free_version,
-                           version_metadata)
+                           recover_fruit_folder, version_lock, version_metadata)
+from run_lock import refuse_if_held
 import settings as st
-from safe_files import FRUITS, check_name, default_workdir
+from safe_files import FRUITS, check_name, default_workdir, write_error
 from user_io import Prompter, UserError, list_of, run_main
 
 IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: keeps them busy while bounding memory
@@ -441,15 +442,23 @@ def convert(options: Union[ConvertOptions, dict]) -> dict:
     scan = scan_workdir(opts.workdir)
     fruits = _resolve_fruits(opts, scan)
     version = check_name(opts.version or next_free_version(opts.workdir), "version")
-    existing = existing_version_fruits(opts.workdir, version, fruits)
-    if existing and not opts.overwrite:
-        raise UserError(f"version {version} already exists for {', '.join(existing)}; "
-                        "choose another --version or add --overwrite to replace it")
-    started = time.perf_counter()
-    per_fruit = {}
-    with TaskRunner(int(opts.workers)) as runner:
-        for fruit in fruits:
-            per_fruit[fruit] = convert_fruit(runner, opts, scan, fruit, version)
+    root = opts.workdir / IMAGE_DIR
+    try:   # the lock lives in imageData/: an unwritable one is said as a failed write of it
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(root, exc) from None
+    with version_lock(opts.workdir, version):   # one writer per version; a second one is refused here
+        for fruit in fruits:   # what a killed writer of this version left: old version back, partials gone
+            recover_fruit_folder(opts.workdir, fruit, version)
+        existing = existing_version_fruits(opts.workdir, version, fruits)
+        if existing and not opts.overwrite:
+            raise UserError(f"version {version} already exists for {', '.join(existing)}; "
+                            "choose another --version or add --overwrite to replace it")
+        started = time.perf_counter()
+        per_fruit = {}
+        with TaskRunner(int(opts.workers)) as runner:
+            for fruit in fruits:
+                per_fruit[fruit] = convert_fruit(runner, opts, scan, fruit, version)
     return {
         "workdir": str(opts.workdir), "version": version, "resolution": int(opts.resolution),
         "quality": opts.quality, "quality_rule": qf.QUALITY_PRESETS[opts.quality].rule(),
@@ -521,10 +530,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _choose_version(args, prompter: Prompter, workdir: Path, fruits: Sequence[str]) -> Tuple[str, bool]:
     """The version name and whether it replaces an existing one; asks again after a refused overwrite."""
+    def parse_version(text: str) -> str:
+        name = st.IMAGE_VERSION.parse(text)
+        lock = version_lock(workdir, name)
+        refuse_if_held(lock.folder, lock.what, "choose another name")   # refused now, not after the questions
+        return name
+
     name = args.version
     while True:
         if name is None:
-            name = st.IMAGE_VERSION.ask(prompter, next_free_version(workdir))
+            name = st.IMAGE_VERSION.ask(prompter, next_free_version(workdir), parse=parse_version)
         existing = existing_version_fruits(workdir, name, fruits)
         if not existing or args.overwrite:
             return name, bool(existing)
@@ -532,7 +547,7 @@ def _choose_version(args, prompter: Prompter, workdir: Path, fruits: Sequence[st
             raise UserError(f"version {name} already exists for {', '.join(existing)}; "
                             "choose another --version or add --overwrite to replace it")
         if prompter.confirm(f"Version {name} already exists for {', '.join(existing)}. Replace it "
-                            "(the old images stay until the new ones are complete)?", False):
+                            "(the old images stay until the new ones are complete)?", False, flag="--overwrite"):
             return name, True
         name = None
 
@@ -547,7 +562,7 @@ def gather_options(args, prompter: Prompter, scan: qf.RawDataScan, workdir: Path
     fruits = args.fruits
     if fruits is None:
         fruits = prompter.ask("Fruits to convert (comma-separated, 'all' for every one)", found,
-                              list_of(found, "fruit"), show_default=",".join(found))
+                              list_of(found, "fruit"), show_default=",".join(found), flag="--fruits FRUITS")
     resolution = st.RESOLUTION.ask(prompter) if args.resolution is None else args.resolution
     quality = args.quality
     if quality is None:
@@ -560,7 +575,8 @@ def gather_options(args, prompter: Prompter, scan: qf.RawDataScan, workdir: Path
     augment = args.augment
     if augment is None:
         augment = prompter.confirm("Fill up to that count with augmented copies (small rotations, "
-                                   "scaling, shifts, jitter of real strokes)?", st.AUGMENT.default)
+                                   "scaling, shifts, jitter of real strokes)?", st.AUGMENT.default,
+                                   flag="--augment or --no-augment")
     version, replaces = _choose_version(args, prompter, workdir, fruits)
     return ConvertOptions(workdir=workdir, fruits=list(fruits), resolution=resolution, quality=quality,
                           count=count, version=version, augment=bool(augment), seed=st.SEED.given(args.seed),

@@ -12,6 +12,7 @@ Public API::
     RunLock(folder, what, advice=...).acquire() / .release()   # the same without ``with``
     lock_path(folder) -> Path          # where the lock of ``folder`` lives
     current_holder(folder) -> Holder | None   # who writes ``folder`` now (None: nobody)
+    refuse_if_held(folder, what, advice=...)  # the same one-line refusal, early (e.g. before prompts)
 
 A second writer gets a one-line ``user_io.UserError``::
 
@@ -268,6 +269,17 @@ def current_holder(folder: Path) -> Optional[Holder]:
         return None  # we got it, so nobody writes; closing the descriptor lets it go
     finally:
         os.close(fd)
+
+
+def refuse_if_held(folder: Path, what: str, advice: str = DEFAULT_ADVICE) -> None:
+    """Raise the refusal a second writer gets when another process writes ``folder`` now.
+
+    For an early, clear answer (before questions or checks that would say something less
+    precise); the RunLock taken before writing is still what guarantees one writer.
+    """
+    holder = current_holder(folder)
+    if holder is not None and holder.pid != os.getpid():
+        raise UserError(RunLock(folder, what, advice)._refusal(holder))
 
 
 def _close_in_child() -> None:

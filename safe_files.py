@@ -114,6 +114,17 @@ def _owner_dead(host: Optional[str], pid: int) -> bool:
     return pid != os.getpid() and not process_alive(pid)
 
 
+def owner_dead(host: Optional[str], pid: int) -> bool:
+    """Whether the owner (from ``owner_of`` or ``parse_owner``) is a dead process of this host."""
+    return _owner_dead(host, pid)
+
+
+def parse_owner(tag: str) -> Optional[Tuple[Optional[str], int]]:
+    """(host tag, pid) of an ``owner_tag()`` string (e.g. the tail of a name), else None."""
+    match = re.fullmatch(rf"(?:{_HOST}-)?{_PID}", tag)
+    return (match.group("host"), int(match.group("pid"))) if match else None
+
+
 def _remove(path: Path) -> bool:
     try:
         if path.is_dir() and not path.is_symlink():
@@ -178,6 +189,12 @@ def _write_fault(path: Path, existed: bool, exc: BaseException) -> Optional[User
     if isinstance(exc, OSError):
         return UserError(f"cannot write {path}: {exc.strerror or exc} ({kept})")
     return None
+
+
+def write_error(path: Path, exc: BaseException, existed: bool = False) -> Optional[UserError]:
+    """The one-line UserError for a failed write of ``path`` (for writers that cannot use the atomic_*
+    helpers, e.g. files inside a partial folder), or None when ``exc`` is not a write fault."""
+    return _write_fault(Path(path), existed, exc)
 
 
 def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
@@ -281,6 +298,28 @@ def checked_size(value: Any, what: str, lo: int, hi: int, path: Path) -> int:
         raise UserError(f"{path}: {what} is {number}, outside {lo}-{hi}; "
                         "the file is damaged or not one this suite wrote: recreate it")
     return number
+
+
+def read_npy_header(fh: Any, path: Path) -> Tuple[Tuple[int, ...], Any, int]:
+    """(shape, dtype, header bytes) of the .npy stream ``fh`` (positioned at its start), reading only the header.
+
+    Lets a reader check what a file claims (``checked_shape``) before numpy allocates for it.
+    Only the header versions numpy writes for plain arrays (1.0, 2.0) are accepted.
+    """
+    import numpy.lib.format as npy_format
+
+    try:
+        version = npy_format.read_magic(fh)
+        if version == (1, 0):
+            shape, _fortran, dtype = npy_format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _fortran, dtype = npy_format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"npy format version {version} is not supported")
+        return tuple(shape), dtype, fh.tell()
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise UserError(f"{path}: unreadable array header ({exc}); "
+                        "the file is damaged or not one this suite wrote: recreate it") from None
 
 
 def checked_shape(shape: Sequence[Any], what: str, path: Path, dims: Iterable[Tuple[int, int]],

@@ -106,11 +106,17 @@ class Setting:
         parser.add_argument(self.flag, type=cli_value(self.parse, self.flag), default=default,
                             help=self.help_text(shown))
 
-    def ask(self, prompter: Prompter, default: Any = None) -> Any:
-        """The prompt for this setting, showing the declared default (or a script's own ``default``)."""
+    def ask(self, prompter: Prompter, default: Any = None, parse: Optional[Callable[[str], Any]] = None) -> Any:
+        """The prompt for this setting, showing the declared default (or a script's own ``default``).
+
+        ``parse`` replaces the declared parser where a script knows more (e.g. which devices exist);
+        end of input names this setting's flag.
+        """
+        parse = parse or self.parse
+        flag = None if self.flag is None else self.flag if self.kind is bool else f"{self.flag} {self.field.upper()}"
         if default is None:
-            return prompter.ask(self.question, self.default, self.parse, show_default=self.shown_default)
-        return prompter.ask(self.question, default, self.parse)
+            return prompter.ask(self.question, self.default, parse, show_default=self.shown_default, flag=flag)
+        return prompter.ask(self.question, default, parse, flag=flag)
 
     def given(self, value: Any) -> Any:
         """The flag's value when it was given, else the declared default."""

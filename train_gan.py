@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import settings as st
+from run_lock import refuse_if_held
 from safe_files import default_workdir
 from user_io import Prompter, UserError, run_main
 
@@ -68,7 +69,8 @@ def resume_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path)
     from gan_trainer import TrainConfig
     from model_store import ModelFolder
 
-    name = args.model_name or prompter.ask("Model name to resume", st.MODEL_NAME.default, st.MODEL_NAME.parse)
+    name = args.model_name or prompter.ask("Model name to resume", st.MODEL_NAME.default, st.MODEL_NAME.parse,
+                                           flag="--model-name NAME")
     store = ModelFolder.in_workdir(workdir, name)
     saved = store.read_config()
     if saved is None:
@@ -79,7 +81,11 @@ def resume_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path)
     changes = given_settings(args)
     # A limit on this call's epochs, not a setting of the run: a resume without it trains to the end.
     changes["stop_after_epochs"] = args.stop_after_epochs
-    return TrainConfig.from_saved(saved, f"saved settings of model {name!r}").resumed(changes)
+    config = TrainConfig.from_saved(saved, f"saved settings of model {name!r}")
+    if config.model_name != name:   # a hand-edited name would resume (and write into) another model
+        raise UserError(f"{store.config_path()}: model_name {config.model_name!r} is not {name!r}; "
+                        "fix the file or train a new model")
+    return config.resumed(changes)
 
 
 def ask_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path):
@@ -105,23 +111,43 @@ def ask_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path):
 
     def parse_model(text: str) -> str:
         name = st.MODEL_NAME.parse(text)
-        if not args.overwrite and ModelFolder.in_workdir(workdir, name).exists():
+        folder = ModelFolder.in_workdir(workdir, name)
+        if not args.yes:   # with --yes, main() checks on rank 0 (under torchrun a rank must not see rank 0's lock)
+            refuse_if_held(folder.path, f"model {name}", "choose another name")
+        if not args.overwrite and has_run(folder):
             raise ValueError(f"model {name!r} already exists (use another name, --resume or --overwrite)")
         return name
 
     version = args.dataset_version
     if version is None:
-        version = prompter.ask(st.DATASET_VERSION.question, newest_version(workdir, versions), parse_version)
+        version = prompter.ask(st.DATASET_VERSION.question, newest_version(workdir, versions), parse_version,
+                               flag="--dataset-version DATASET_VERSION")
     elif version not in versions:
         raise UserError(f"no dataset version {version!r} in {workdir / 'npzData'}; there are: "
                         f"{', '.join(sorted(versions))}")
     values = {**given_settings(args), "dataset_version": version}   # each asked only when not given
     if "model_name" not in values:
-        values["model_name"] = prompter.ask(st.MODEL_NAME.question, st.MODEL_NAME.default, parse_model)
+        values["model_name"] = st.MODEL_NAME.ask(prompter, parse=parse_model)
     for setting in PROMPTED:
         if setting.field not in values:
-            values[setting.field] = setting.ask(prompter)
+            values[setting.field] = setting.ask(prompter, parse=parse_device if setting is st.DEVICE else None)
     return TrainConfig(**values)
+
+
+def parse_device(text: str) -> str:
+    """A device this machine has: 'cuda' without a GPU is refused at the prompt, not after every question."""
+    import torch
+
+    name = st.DEVICE.parse(text)
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("this machine has no CUDA GPU; answer cpu or auto")
+    return name
+
+
+def has_run(folder) -> bool:
+    """A run saved its settings there. A folder without them holds only what a run killed before
+    its first write left (a temp file): it does not block the name, the next run cleans it up."""
+    return folder.config_path().exists()
 
 
 def init_distributed():
@@ -154,7 +180,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         config = ask_settings(args, prompter, workdir)
         overwrite = args.overwrite
-        if not args.resume and not overwrite and ModelFolder.in_workdir(workdir, config.model_name).exists():
+        # A run of this name now writing (--overwrite included): the holder's refusal, before anything else.
+        if dist_info.is_main:
+            refuse_if_held(ModelFolder.in_workdir(workdir, config.model_name).path, f"model {config.model_name}",
+                           "wait for it to finish or choose another --model-name")
+        if not args.resume and not overwrite and has_run(ModelFolder.in_workdir(workdir, config.model_name)):
             raise UserError(f"model {config.model_name!r} already exists; use another --model-name, "
                             "--resume to continue it, or --overwrite to replace it")
         log = print if dist_info.is_main else (lambda msg: print(f"[rank {dist_info.rank}] {msg}"))

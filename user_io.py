@@ -97,11 +97,18 @@ class Prompter:
             flag: Optional[str] = None) -> T:
         """Ask ``question``; an empty answer takes ``default``; ``parse`` raises ValueError on a bad answer.
 
+        A text ``default`` is checked with ``parse`` too, when taken (Enter, or ``--yes``): a refused one
+        asks again (with ``--yes``: a one-line UserError naming ``flag``).
+
         ``flag`` (e.g. "--epochs N") is named in the EndOfInput message as the way to answer it.
         """
-        if self.assume_yes:
-            return default
         shown = show_default if show_default is not None else str(default)
+        if self.assume_yes:
+            try:
+                return _checked_default(default, parse)
+            except (ValueError, UserError) as exc:
+                how = f"give {flag}" if flag else "answer it without --yes"
+                raise UserError(f"the default {shown!r} for {question!r} cannot be used ({exc}); {how}") from None
         while True:
             print(f"{question} [{shown}]: ", end="", file=self.stdout, flush=True)
             answer = self._readline()
@@ -110,15 +117,23 @@ class Prompter:
                 how = f"give {flag}" if flag else "answer it"
                 raise EndOfInput(f"no answer for {question!r} (end of input); {how} or --yes to take the defaults")
             answer = answer.strip()
-            if answer == "":
-                return default
             try:
-                return parse(answer)
+                # Enter takes the default, checked like a typed answer: refused now, not after every later question.
+                return _checked_default(default, parse) if answer == "" else parse(answer)
             except (ValueError, UserError) as exc:
-                print(f"  invalid answer: {exc}. Try again.", file=self.stdout)
+                what = f"the default {shown!r} cannot be used" if answer == "" else "invalid answer"
+                print(f"  {what}: {exc}. Try again.", file=self.stdout)
 
     def confirm(self, question: str, default: bool = False, flag: Optional[str] = None) -> bool:
         return self.ask(question, default, parse_yes_no, show_default="Y/n" if default else "y/N", flag=flag)
+
+
+def _checked_default(default: T, parse: Callable[[str], T]) -> T:
+    """A text default goes through ``parse`` like a typed answer (it may name e.g. an existing model);
+    other defaults (numbers, lists, switches) are declared values that need no check."""
+    if isinstance(default, str) and default != "":
+        return parse(default)
+    return default
 
 
 def parse_yes_no(text: str) -> bool:

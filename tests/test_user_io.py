@@ -82,3 +82,17 @@ def test_checked_int():
     for bad in (True, 1.5, "1e3", None, [1]):
         with pytest.raises(UserError, match=r"^cfg.json: epochs must be a whole number, not "):
             checked_int(bad, "epochs", 1, 10, source="cfg.json")
+
+
+def test_a_text_default_is_checked_like_an_answer():
+    def parse(text):
+        if text == "taken":
+            raise ValueError("model 'taken' already exists")
+        return text
+
+    out = io.StringIO()
+    assert Prompter(stdin=io.StringIO("\nfree\n"), stdout=out).ask("Model name", "taken", parse) == "free"
+    assert "the default 'taken' cannot be used: model 'taken' already exists. Try again." in out.getvalue()
+    with pytest.raises(UserError, match=r"default 'taken' .* cannot be used .*; give --model-name NAME$"):
+        Prompter(assume_yes=True).ask("Model name", "taken", parse, flag="--model-name NAME")
+    assert Prompter(assume_yes=True).ask("Epochs", 400, parse) == 400   # declared numbers need no check
