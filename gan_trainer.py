@@ -706,7 +706,9 @@ class MultiFruitGANTrainer:
                     progress.write(f"epoch {epoch:>4}/{self.cfg.epochs} {f:<10} D loss {row['d_loss']:.4f}  "
                                    f"G loss {row['g_loss']:.4f}  D(x) {row['d_real']:.3f}  "
                                    f"D(G(z)) {row['d_fake']:.3f}")
-            due, stopping = self._agree(milestone or epoch == last or cadence.due(), bool(stop.requested))
+            every = self.cfg.keep_checkpoint_every
+            kept = bool(every and epoch % every == 0)       # epoch_NNNN.pt is promised at these epochs
+            due, stopping = self._agree(milestone or kept or epoch == last or cadence.due(), bool(stop.requested))
             if due or stopping:
                 self._save_epoch(epoch, milestone, "running")
                 cadence.mark()

@@ -36,3 +36,17 @@ def test_bench_convert_times_both_methods_on_the_same_drawings():
     expected = float(project.split("|")[4]) / float(naive.split("|")[4])
     printed = float(ratio.split("|")[4].strip().rstrip("x"))
     assert abs(printed - expected) < 0.05 * expected + 0.01   # rates are printed rounded to whole drawings/s
+
+
+def test_bench_run_times_whole_runs_of_both_methods_and_their_parts():
+    r = run_script("benchmarks/bench_run.py", "--sizes", "28", "--images", "8", "--epochs", "1", "--batch", "4",
+                   "--eval-samples", "8", "--rounds", "1", "--threads", "1", timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SYNTHETIC" in r.stdout
+    row = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith("28 "))
+    ref, trainer, ratio = _floats(row)[:3]
+    assert ref > 0 and trainer > 0
+    assert abs(ratio - ref / trainer) <= 0.01 * ratio + 0.006   # the speed-up is of the two printed times
+    detail = next(ln for ln in r.stdout.splitlines() if "trainer detail" in ln)
+    for part in ("steps", "checkpoints", "evaluation", "milestone_images", "history_writes", "other"):
+        assert f"{part} " in detail
