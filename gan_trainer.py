@@ -714,7 +714,7 @@ class MultiFruitGANTrainer:
                 cadence.mark()
             if milestone:
                 self._plot_histories()
-            if stopping:
+            if stopping and epoch < last:       # at the last epoch the run simply ends
                 raise Interrupted(self._continue_hint(epoch))
         return last
 
