@@ -3,9 +3,14 @@
 Each fruit keeps its own Generator/Discriminator pair, optimizers, data order and noise stream. Fruits
 whose datasets have the same size are stepped *together* through grouped_gan.GroupedGAN (same math per
 fruit, one set of larger kernels instead of seven small ones); ``schedule="sequential"`` trains one
-fruit at a time instead. Every epoch ends with a "latest" checkpoint (weights, optimizers, RNG states,
-history, cost so far) written atomically, so Ctrl+C or a kill at any moment loses at most one epoch and
-``resume=True`` continues exactly where it stopped.
+fruit at a time instead. Noise and data order are drawn on the training device, from per-fruit
+generators whose states are checkpointed.
+
+The "latest" checkpoint (weights, optimizers, RNG states, history, cost so far) is written atomically on a
+wall-clock cadence (``checkpoint_minutes``), at every milestone, at the end, and when Ctrl+C or SIGTERM
+stops the run (the epoch in progress finishes first; a second Ctrl+C stops at once). The histories and the
+summary are written with it, so the files on disk always describe the same epoch. A kill -9 loses at most
+the cadence; ``resume=True`` continues exactly where the checkpoint stopped.
 
 Under ``torchrun --nproc-per-node N`` each rank trains its own share of the fruits; rank 0 writes the
 model-wide files (config, summary, cost report, description).
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import math
 import os
 import time
@@ -23,7 +29,6 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
-from tqdm import tqdm
 
 import cost_analysis_training as cost_mod
 import data_loader
@@ -34,7 +39,8 @@ import pictures
 from model_store import CHECKPOINT_FORMAT, ModelFolder, update_index
 from run_lock import RunLock, refuse_if_held
 from safe_files import FRUITS, check_name, clean_stale_temp
-from user_io import UserError
+from training_run import Cadence, CheckpointWriter, FruitProgress, RunClock, StopRequest
+from user_io import Interrupted, UserError
 
 MILESTONE_EVERY_AFTER = 100       # past the listed milestones, one image grid every 100 epochs
 GRID_SIDE = 8                     # fixed-noise progress grids are 8 x 8 images
@@ -44,6 +50,7 @@ SEED_STRIDE = 1009                # per-fruit seeds: seed * SEED_STRIDE + fruit 
 EVAL_SEED_OFFSET = 7919           # evaluation noise comes from its own stream, so it never shifts training RNG
 ETA_PROBE_STEPS = 2               # timed steps (on a throw-away copy) for the ETA before training
 LOCK_ADVICE = "wait for it to finish or choose another --model-name"
+TRAIN_SCRIPT = "train_gan.py"     # named in the "continue with" hint after Ctrl+C
 
 
 # Settings that shaped the run's past epochs: a resumed run must keep them (the rest may change).
@@ -70,6 +77,7 @@ class TrainConfig:
     schedule: str = settings.SCHEDULE.default                  # together: same-size fruits at once; sequential
     milestones: Sequence[int] = settings.MILESTONES.default    # epochs that get a progress grid (+ the last)
     keep_checkpoint_every: int = settings.KEEP_CHECKPOINT_EVERY.default  # epoch_NNNN.pt kept every N (0: none)
+    checkpoint_minutes: float = settings.CHECKPOINT_MINUTES.default    # latest.pt at most this often (+ milestones)
     evaluate: bool = settings.EVALUATE.default                 # quality metrics at milestones
     eval_samples: int = settings.EVAL_SAMPLES.default          # generated images per fruit per evaluation
     ema_decay: float = settings.EMA_DECAY.default              # > 0: sample from a moving-average generator
@@ -215,8 +223,8 @@ class FruitState:
     """Per-fruit bookkeeping that is not a tensor of the networks."""
 
     fruit: str
-    data_gen: torch.Generator            # shuffles this fruit's data
-    noise_gen: torch.Generator           # draws this fruit's training noise
+    data_gen: torch.Generator            # shuffles this fruit's data (on the training device)
+    noise_gen: torch.Generator           # draws this fruit's training noise (on the training device)
     fixed_noise: torch.Tensor            # (GRID_SIDE^2, nz): the same grid at every milestone
     history: dict = field(default_factory=dict)
     cost: Optional[dict] = None          # cost section so far (cost_analysis_training)
@@ -264,6 +272,8 @@ class MultiFruitGANTrainer:
         self.data = {f: self.datasets[f].train_images.to(self.device) for f in self.fruits}   # (N,1,R,R), resident
         self.evaluator = None
         self.milestones = milestone_epochs(self.cfg.milestones, self.cfg.epochs)
+        self.checkpoints = CheckpointWriter()        # checkpoint files, serialised off the training thread
+        self.run_timing: dict = {}                   # estimate vs actual and where the time went (summary)
 
     # ------------------------------------------------------------------ set-up
     def _check_numbers(self) -> None:
@@ -300,8 +310,10 @@ class MultiFruitGANTrainer:
 
     def _new_fruit_state(self, fruit: str) -> FruitState:
         s = fruit_seed(self.cfg.seed, fruit)
-        data_gen = torch.Generator().manual_seed(s)
-        noise_gen = torch.Generator().manual_seed(s + 1)
+        # On the training device, so no step waits for a host-to-device copy; on a CPU the streams are
+        # the same as torch's default generator seeded alike (runs stay reproducible with a fixed seed).
+        data_gen = torch.Generator(device=self.device).manual_seed(s)
+        noise_gen = torch.Generator(device=self.device).manual_seed(s + 1)
         fixed = torch.randn(GRID_SIDE * GRID_SIDE, self.gan_config.noise_dim,
                             generator=torch.Generator().manual_seed(s + 2))
         history = {"fruit": fruit, "model_name": self.cfg.model_name, "dataset_version": self.cfg.dataset_version,
@@ -332,13 +344,14 @@ class MultiFruitGANTrainer:
     # ------------------------------------------------------------------ training
     def _batches(self, group: List[str]):
         """Yield (real (F,b,1,R,R), noise (F,b,nz)) for one epoch of a group, each fruit in its own order."""
+        # Everything is drawn and indexed on the device: no host work or copy inside the epoch.
         n = len(self.data[group[0]])
-        perms = [torch.randperm(n, generator=self.states[f].data_gen) for f in group]
-        bs = self.cfg.batch_size
+        perms = [torch.randperm(n, generator=self.states[f].data_gen, device=self.device) for f in group]
+        bs, nz = self.cfg.batch_size, self.gan_config.noise_dim
         for start in range(0, n, bs):
-            real = torch.stack([self.data[f][p[start:start + bs].to(self.device)] for f, p in zip(group, perms)])
-            noise = torch.stack([torch.randn(real.shape[1], self.gan_config.noise_dim,
-                                             generator=self.states[f].noise_gen) for f in group]).to(self.device)
+            real = torch.stack([self.data[f][p[start:start + bs]] for f, p in zip(group, perms)])
+            noise = torch.stack([torch.randn(real.shape[1], nz, generator=self.states[f].noise_gen,
+                                             device=self.device) for f in group])
             yield real, noise
 
     def train_epoch(self, gi: int) -> Dict[str, dict]:
@@ -370,6 +383,81 @@ class MultiFruitGANTrainer:
             self._sync()
         per_step = (time.perf_counter() - t0) / ETA_PROBE_STEPS
         return per_step * math.ceil(n / self.cfg.batch_size)
+
+    def _probe_milestone_seconds(self, gi: int) -> Dict[str, float]:
+        """One milestone's work for group ``gi``, timed without writing anything (RNG untouched)."""
+        group, model = self.groups[gi], self.models[gi]
+        t0 = time.perf_counter()
+        fixed = torch.stack([self.states[f].fixed_noise for f in group]).to(self.device)
+        grids = model.generate(fixed)
+        for i in range(len(group)):
+            image_grid(grids[i]).save(io.BytesIO(), format="PNG")
+        images = time.perf_counter() - t0
+        evaluation = 0.0
+        if self.evaluator is not None:
+            t0 = time.perf_counter()
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                noise = torch.randn(len(group), self.cfg.eval_samples, self.gan_config.noise_dim, device=self.device)
+                samples = model.generate(noise)
+                for i, f in enumerate(group):
+                    self.evaluator.evaluate(f, samples[i].float())
+            evaluation = time.perf_counter() - t0
+        return {"milestone_images": images, "evaluation": evaluation}
+
+    def _probe_plot_seconds(self) -> float:
+        """One history plot drawn into a throw-away folder (the first also pays matplotlib's import)."""
+        import tempfile
+
+        import training_plots
+
+        f = self.fruits[0]
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="plot_probe_") as tmp:
+            training_plots.plot_fruit_history(self.states[f].history, Path(tmp) / "probe.png")
+        return time.perf_counter() - t0
+
+    def _probe_checkpoint_seconds(self) -> float:
+        """A checkpoint's snapshot and serialisation, into memory."""
+        t0 = time.perf_counter()
+        torch.save(self._checkpoint_snapshot(self.start_epoch - 1), io.BytesIO())
+        return time.perf_counter() - t0
+
+    def estimate_run(self, first: int, last: int) -> dict:
+        """Measured estimate of epochs ``first..last``: steps, milestones (grids, evaluation, plots), checkpoints.
+
+        Returns {"per_fruit": {fruit: s}, "parts": {part: s}, "total": s}; a fruit stepped with others
+        gets its share of the group's time.
+        """
+        epochs = max(0, last - first + 1)
+        marks = sum(1 for e in self.milestones if first <= e <= last)
+        parts = dict.fromkeys(("steps", "evaluation", "milestone_images", "checkpoints"), 0.0)
+        per_fruit: Dict[str, float] = {}
+        plot = self._probe_plot_seconds() if epochs else 0.0
+        for gi, group in enumerate(self.groups):
+            steps = self.estimate_epoch_seconds(gi) * epochs
+            probe = self._probe_milestone_seconds(gi)
+            images = probe["milestone_images"] * marks + plot * len(group) * (marks + 1)
+            evaluation = probe["evaluation"] * marks
+            parts["steps"] += steps
+            parts["milestone_images"] += images
+            parts["evaluation"] += evaluation
+            per_fruit.update({f: (steps + images + evaluation) / len(group) for f in group})
+        cadence = self.cfg.checkpoint_minutes * 60.0
+        by_time = int(parts["steps"] // cadence) if cadence else epochs
+        parts["checkpoints"] = self._probe_checkpoint_seconds() * min(epochs, marks + 1 + by_time)
+        return {"per_fruit": per_fruit, "parts": parts, "total": sum(parts.values())}
+
+    def _log_estimate(self, estimate: dict, first: int, last: int) -> None:
+        self.log(f"estimated time for epochs {first}-{last} (measured on this machine):")
+        for f, seconds in estimate["per_fruit"].items():
+            shared = next(g for g in self.groups if f in g)
+            note = f" (its share: stepped together with {', '.join(x for x in shared if x != f)})" \
+                if len(shared) > 1 else ""
+            self.log(f"  {f:<10} {_fmt_duration(seconds)}{note}")
+        parts = estimate["parts"]
+        self.log(f"  checkpoints {_fmt_duration(parts['checkpoints'])}; total {_fmt_duration(estimate['total'])} "
+                 f"(steps {_fmt_duration(parts['steps'])}, evaluation {_fmt_duration(parts['evaluation'])}, "
+                 f"images and plots {_fmt_duration(parts['milestone_images'])})")
 
     def _barrier(self) -> None:
         if self.dist.world > 1:
@@ -452,13 +540,17 @@ class MultiFruitGANTrainer:
         return {**gan_evaluation.two_sample_test(ds.heldout_images, fakes),
                 **gan_evaluation.memorisation_ratio(fakes, ds.train_images, ds.heldout_images)}
 
-    def _milestone(self, gi: int, epoch: int) -> None:
-        """Progress grid from the fixed noise, and quality figures, for each fruit of group ``gi``."""
+    def _write_progress_grids(self, gi: int, epoch: int) -> None:
+        """Progress grid from the fixed noise for each fruit of group ``gi``."""
         group, model = self.groups[gi], self.models[gi]
         fixed = torch.stack([self.states[f].fixed_noise for f in group]).to(self.device)
         grids = model.generate(fixed)                                       # (F, 64, 1, R, R)
         for i, f in enumerate(group):
             self.store.write_progress_grid(image_grid(grids[i]), f, epoch)
+
+    def _milestone(self, gi: int, epoch: int) -> None:
+        """Quality figures for each fruit of group ``gi`` (the progress grids: _write_progress_grids)."""
+        group, model = self.groups[gi], self.models[gi]
         if self.evaluator is None:
             return
         gen = torch.Generator().manual_seed(self.cfg.seed * SEED_STRIDE + EVAL_SEED_OFFSET + epoch)
@@ -502,7 +594,17 @@ class MultiFruitGANTrainer:
                 self.store.write_network(network_payload(d, self.gan_config, "discriminator", fruit=f, epoch=epoch))
 
     def save_checkpoint(self, epoch: int) -> None:
-        """Everything needed to continue: weights, optimizers, RNG states, histories, cost so far."""
+        """Everything needed to continue: weights, optimizers, RNG states, histories, cost so far.
+
+        The snapshot (CPU copies) is taken now, so the file is this epoch's whatever training does next;
+        the writer's thread serialises it (one write at a time, atomically).
+        """
+        ckpt = self._checkpoint_snapshot(epoch)
+        every = self.cfg.keep_checkpoint_every
+        keep = bool(every and epoch % every == 0)
+        self.checkpoints.submit(lambda: self.store.write_checkpoint(ckpt, epoch, keep=keep))
+
+    def _checkpoint_snapshot(self, epoch: int) -> dict:
         ckpt = {
             "format": CHECKPOINT_FORMAT,
             "epoch": epoch,
@@ -517,12 +619,12 @@ class MultiFruitGANTrainer:
                 "fruits": {f: {"data": s.data_gen.get_state(), "noise": s.noise_gen.get_state()}
                            for f, s in self.states.items()},
             },
-            "history": {f: s.history for f, s in self.states.items()},
-            "cost": {f: s.cost for f, s in self.states.items()},
+            # copies: training appends to these while the writer's thread pickles them
+            "history": copy.deepcopy({f: s.history for f, s in self.states.items()}),
+            "cost": copy.deepcopy({f: s.cost for f, s in self.states.items()}),
             "best_score": {f: s.best_score for f, s in self.states.items()},
         }
-        every = self.cfg.keep_checkpoint_every
-        self.store.write_checkpoint(ckpt, epoch, keep=bool(every and epoch % every == 0))
+        return ckpt
 
     def load_checkpoint(self) -> int:
         """Restore the latest checkpoint; returns the next epoch to train."""
@@ -543,12 +645,20 @@ class MultiFruitGANTrainer:
         if self.device.type == "cuda" and ckpt["rng"]["cuda"]:
             torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng"]["cuda"]])
         for f, s in self.states.items():
-            s.data_gen.set_state(ckpt["rng"]["fruits"][f]["data"].cpu())
-            s.noise_gen.set_state(ckpt["rng"]["fruits"][f]["noise"].cpu())
+            self._restore_fruit_rng(s, ckpt["rng"]["fruits"][f])
             s.history = ckpt["history"][f]
             s.cost = ckpt["cost"][f]
             s.best_score = ckpt["best_score"][f]
         return int(ckpt["epoch"]) + 1
+
+    def _restore_fruit_rng(self, state: FruitState, saved: dict) -> None:
+        """The fruit's generators live on the training device: a CPU run's states do not fit a GPU's."""
+        try:
+            state.data_gen.set_state(saved["data"].cpu())
+            state.noise_gen.set_state(saved["noise"].cpu())
+        except RuntimeError:
+            raise UserError(f"checkpoint of model {self.cfg.model_name!r} was written on another kind of device "
+                            f"than {self.device.type}; resume it with the --device it was trained on") from None
 
     def write_config(self) -> None:
         if not self.dist.is_main:
@@ -601,7 +711,7 @@ class MultiFruitGANTrainer:
                    "epochs_planned": self.cfg.epochs, "status": status, "device": str(self.device),
                    "precision": self.cfg.precision, "world_size": self.dist.world,
                    "created": getattr(self, "created", _now()), "updated": _now(),
-                   "per_fruit": per_fruit}
+                   "per_fruit": per_fruit, **self.run_timing}
         if sections:
             report = cost_mod.build_cost_report(sections, self.store.path, self.cfg.to_dict(), self.pricing)
             summary["cost"] = {k: report[k] for k in report if k not in ("per_fruit", "fruits")}
@@ -633,6 +743,11 @@ class MultiFruitGANTrainer:
             yield
 
     def _train(self) -> dict:
+        """Train every fruit to ``epochs``; returns the summary of this rank's fruits.
+
+        Ctrl+C or SIGTERM: the epoch in progress finishes, a checkpoint is written and user_io.Interrupted
+        says how to continue; a second Ctrl+C stops at once (back to the last checkpoint).
+        """
         if self.overwrite and not self.resume and self.dist.is_main:
             self.store.remove()             # asked for explicitly: the old model's files must not mix in
         self._barrier()
@@ -649,38 +764,152 @@ class MultiFruitGANTrainer:
         self.log(f"training {len(self.fruits)} fruit(s) {', '.join(self.fruits)} at {self.resolution}px on "
                  f"{self.device} ({self.cfg.precision}), batch {self.cfg.batch_size}, epochs "
                  f"{self.start_epoch}-{last} of {self.cfg.epochs}; groups stepped together: {self.groups}")
-        eta = sum(self.estimate_epoch_seconds(gi) for gi in range(len(self.groups)))
-        self.log(f"estimated time: {_fmt_duration(eta * max(0, last - self.start_epoch + 1))} "
-                 f"({eta:.2f} s per epoch for all fruits, measured)")
-        done = self.start_epoch - 1          # last epoch whose checkpoint is on disk
-        status = "interrupted"
+        estimate = self.estimate_run(self.start_epoch, last)
+        self._log_estimate(estimate, self.start_epoch, last)
+        self.clock = RunClock()
+        self.run_timing = {"estimate": {"seconds": round(estimate["total"], 1),
+                                        "per_fruit": {f: round(v, 1) for f, v in estimate["per_fruit"].items()}}}
+        self.saved_epoch = self.start_epoch - 1    # last epoch whose checkpoint (and histories) are on disk
+        self.epoch_running = self.start_epoch
+        done, status = self.saved_epoch, "interrupted"
+        progress = FruitProgress(self.fruits, self.start_epoch, last, enabled=self.dist.is_main, log=self.log)
         try:
-            bar = tqdm(range(self.start_epoch, last + 1), desc="epochs", unit="epoch", dynamic_ncols=True)
-            for epoch in bar:
-                self.run_epoch(epoch)
-                self.save_checkpoint(epoch)
-                done = epoch
-                if epoch in self.milestones:
-                    self.save_networks(epoch)
-                self.write_histories()
-                self.write_summary(epoch, "running")
+            with StopRequest(self._stop_message) as stop:
+                done = self._epochs(self.start_epoch, last, progress, stop)
             status = "complete" if done >= self.cfg.epochs else "stopped"
-            # The networks of the last epoch; also when a resume found it checkpointed but killed before them.
-            if done >= 1 and (done not in self.milestones or done < self.start_epoch):
-                self.save_networks(done)
-            self.write_summary(done, status)
+            self._finish(done, status, estimate)
+        except Interrupted:
+            raise
+        except KeyboardInterrupt:           # a second Ctrl+C: stop now, back to the last checkpoint
+            raise Interrupted(self._continue_hint(self.epoch_running, finished=False)) from None
         finally:
+            progress.close()
+            self.checkpoints.wait()         # never leave with a write half done
             self.tracker.close()
             if status == "interrupted":
-                self._mark_interrupted(done)
+                self._mark_interrupted(self.saved_epoch)
         for f in self.fruits:
             if self.states[f].cost:
                 self.log(cost_mod.format_cost_summary(f, self.states[f].cost))
         self.log(f"model saved in {self.store.path} (status: {status}, epoch {done} of {self.cfg.epochs})")
         return {f: self._fruit_summary(f) for f in self.fruits}
 
+    def _epochs(self, first: int, last: int, progress: FruitProgress, stop: StopRequest) -> int:
+        """Epochs first..last with checkpoints on the cadence; returns the last epoch trained.
+
+        A stop request ends the loop after the epoch in progress, with a checkpoint, as Interrupted.
+        """
+        cadence = Cadence(self.cfg.checkpoint_minutes)
+        for epoch in range(first, last + 1):
+            self.epoch_running = epoch
+            rows = self.run_epoch(epoch)
+            for f, row in rows.items():
+                progress.update(f, row)
+            milestone = epoch in self.milestones
+            if milestone:
+                for f, row in rows.items():
+                    progress.write(f"epoch {epoch:>4}/{self.cfg.epochs} {f:<10} D loss {row['d_loss']:.4f}  "
+                                   f"G loss {row['g_loss']:.4f}  D(x) {row['d_real']:.3f}  "
+                                   f"D(G(z)) {row['d_fake']:.3f}")
+            every = self.cfg.keep_checkpoint_every
+            kept = bool(every and epoch % every == 0)       # epoch_NNNN.pt is promised at these epochs
+            due, stopping = self._agree(milestone or kept or epoch == last or cadence.due(), bool(stop.requested))
+            if due or stopping:
+                self._save_epoch(epoch, milestone, "running")
+                cadence.mark()
+            if milestone:
+                self._plot_histories()
+            if stopping and epoch < last:       # at the last epoch the run simply ends
+                raise Interrupted(self._continue_hint(epoch))
+        return last
+
+    def _agree(self, *flags: bool) -> tuple:
+        """Under torchrun every rank must write (and gather) together: a flag holds if it holds on any rank."""
+        if self.dist.world <= 1:
+            return flags
+        import torch.distributed as dist
+
+        parts: List[Optional[tuple]] = [None] * self.dist.world
+        dist.all_gather_object(parts, tuple(flags))
+        return tuple(any(p[i] for p in parts) for i in range(len(flags)))
+
+    def _save_epoch(self, epoch: int, networks: bool, status: str) -> None:
+        """The checkpoint, the plain networks (at milestones) and the JSON files, all of epoch ``epoch``."""
+        with self.clock.part("checkpoints"):
+            self.save_checkpoint(epoch)
+            if networks:
+                self.save_networks(epoch)
+        self.saved_epoch = epoch
+        with self.clock.part("history_writes"):
+            self.run_timing["time"] = self.clock.breakdown()
+            self.write_histories()
+            self.write_summary(epoch, status)
+
+    def _plot_histories(self) -> None:
+        """info/training_history_<fruit>.png for this rank's fruits, redrawn (atomically) from memory."""
+        import training_plots
+
+        with self.clock.part("milestone_images"):
+            for f, s in self.states.items():
+                training_plots.plot_fruit_history(s.history, self.store.history_plot_path(f))
+
+    def _plot_all_fruits(self) -> None:
+        """info/training_history_all.png (main rank: other ranks' fruits come from their history files)."""
+        if not self.dist.is_main:
+            return
+        import training_plots
+
+        with self.clock.part("milestone_images"):
+            histories = {f: self.states[f].history if f in self.states else self.store.read_history(f)
+                         for f in self.all_fruits}
+            training_plots.plot_all_fruits({f: h for f, h in histories.items() if h},
+                                           self.store.all_histories_plot_path())
+
+    def _finish(self, done: int, status: str, estimate: dict) -> None:
+        """The end of a run: networks, final files and plots, and how close the estimate was."""
+        # The networks of the last epoch; also when a resume found it checkpointed but killed before them.
+        if done >= 1 and (done not in self.milestones or done < self.start_epoch):
+            with self.clock.part("checkpoints"):
+                self.save_networks(done)
+        if done >= self.start_epoch:
+            if done not in self.milestones:
+                self._plot_histories()
+            self._plot_all_fruits()
+        with self.clock.part("checkpoints"):
+            self.checkpoints.wait()        # the summary's timing includes the last write
+        actual = self.clock.elapsed()
+        self.run_timing["estimate"]["actual_seconds"] = round(actual, 1)
+        self.run_timing["time"] = self.clock.breakdown()
+        with self.clock.part("history_writes"):
+            self.write_summary(done, status)
+        if done >= self.start_epoch:
+            off = (actual - estimate["total"]) / estimate["total"] if estimate["total"] else 0.0
+            self.log(f"time: estimated {_fmt_duration(estimate['total'])}, took {_fmt_duration(actual)} "
+                     f"({off:+.0%}); " + ", ".join(f"{k} {v:.1f}s" for k, v in self.run_timing["time"].items()
+                                                     if k != "total"))
+
+    def _stop_message(self, signal_name: str) -> str:
+        what = "Ctrl+C" if signal_name == "SIGINT" else signal_name
+        return (f"{what}: finishing this epoch, then saving a checkpoint and stopping "
+                f"(Ctrl+C again stops now; training goes back to the checkpoint of epoch {self.saved_epoch})")
+
+    def _continue_hint(self, epoch: int, finished: bool = True) -> str:
+        """What can be continued after a stop at (or, not ``finished``, during) ``epoch``, and how."""
+        cmd = f"python {TRAIN_SCRIPT} --resume --model-name {self.cfg.model_name}"
+        if self.workdir.resolve() != Path.cwd().resolve():
+            cmd += f" --workdir {self.workdir}"
+        if self.dist.world > 1:
+            cmd = f"the same torchrun command with: {cmd.replace('python ', '')}"
+        where = f"stopped at epoch {epoch} of {self.cfg.epochs}" if finished else \
+            f"stopped during epoch {epoch} of {self.cfg.epochs}"
+        if not self.saved_epoch:
+            return f"{where}; no checkpoint yet: train it again with --overwrite"
+        saved = "checkpoint saved" if self.saved_epoch == epoch else \
+            f"checkpoint of epoch {self.saved_epoch} kept (later epochs are lost)"
+        return f"{where}; {saved}; continue with: {cmd}"
+
     def _mark_interrupted(self, done: int) -> None:
-        """Say so in the summary; everything else stays as the last finished epoch wrote it."""
+        """Say so in the summary; everything else stays as the last checkpoint's write left it."""
         if not self.dist.is_main:
             return
         summary = self.store.read_summary()
@@ -689,19 +918,25 @@ class MultiFruitGANTrainer:
         summary.update(status="interrupted", epochs_done=done, updated=_now())
         self.store.write_summary(summary)
 
-    def run_epoch(self, epoch: int) -> None:
+    def run_epoch(self, epoch: int) -> Dict[str, dict]:
+        """One epoch of every group (and its milestone work); returns each fruit's history row."""
+        rows: Dict[str, dict] = {}
+        clock = getattr(self, "clock", None) or RunClock()
         for gi, group in enumerate(self.groups):
             self.tracker.begin(group, previous={f: self.states[f].cost for f in group})
-            t0 = time.perf_counter()
-            stats = self.train_epoch(gi)
-            seconds = time.perf_counter() - t0
+            with clock.part("steps"):
+                t0 = time.perf_counter()
+                stats = self.train_epoch(gi)        # one host sync, at its end
+                seconds = time.perf_counter() - t0
             if epoch in self.milestones:
-                self._milestone(gi, epoch)
+                with clock.part("milestone_images"):
+                    self._write_progress_grids(gi, epoch)
+                with clock.part("evaluation"):
+                    self._milestone(gi, epoch)
             sections = self.tracker.end(group, {f: 1 for f in group})
             for f in group:
                 self.states[f].cost = sections[f]
-                row = {"epoch": epoch, **{k: round(float(v), 6) for k, v in stats[f].items()},
-                       "seconds": seconds / len(group)}
-                self.states[f].history["epochs"].append(row)
-                tqdm.write(f"epoch {epoch:>4}/{self.cfg.epochs} {f:<10} D loss {row['d_loss']:.4f}  "
-                           f"G loss {row['g_loss']:.4f}  D(x) {row['d_real']:.3f}  D(G(z)) {row['d_fake']:.3f}")
+                rows[f] = {"epoch": epoch, **{k: round(float(v), 6) for k, v in stats[f].items()},
+                           "seconds": seconds / len(group)}
+                self.states[f].history["epochs"].append(rows[f])
+        return rows

@@ -398,6 +398,9 @@ class GroupedGAN:
         beta1, beta2 = group["betas"]
         params = stack.stacked_params()
         states = [self._adam_state(opt, p) for p in params]
+        # Host read: on the CPU (the loop layout's default device) the counter is host memory, no sync.
+        # On CUDA it is a device tensor after a resume into fused Adam, and this would sync once per
+        # fruit per step; the trainer's CUDA path uses the grouped layout, which never reads it.
         step = float(states[0]["step"]) + 1                                 # this step's number
         exp_avg = [st["exp_avg"][i] for st in states]
         exp_avg_sq = [st["exp_avg_sq"][i] for st in states]

@@ -167,6 +167,13 @@ class ModelFolder:
     def history_path(self, fruit: str) -> Path:
         return self.info_dir / f"training_history_{check_name(fruit, 'fruit')}.json"
 
+    def history_plot_path(self, fruit: str) -> Path:
+        """info/training_history_<fruit>.png (training_plots draws it)."""
+        return self.history_path(fruit).with_suffix(".png")
+
+    def all_histories_plot_path(self) -> Path:
+        return self.info_dir / "training_history_all.png"
+
     def cost_report_path(self) -> Path:
         return self.info_dir / "cost_analysis_report.json"
 

@@ -301,14 +301,16 @@ def split_note(real_count: int) -> str:
             f"{st.HELDOUT_MAX_SHARE:.0%} and needs {st.SPLIT_MIN_HELDOUT})")
 
 
-def split_seed_key(fruit: str, version: str) -> str:
-    return f"{fruit}/{version}"
+def split_seed_key(fruit: str) -> str:
+    """The split's seed names the fruit only: the same drawings are held out in every version made from them
+    (at any resolution, rerun or overwritten), so versions are measured on the same held-out drawings."""
+    return f"heldout/{fruit}"
 
 
-def choose_heldout(real_count: int, fruit: str, version: str) -> np.ndarray:
-    """Sorted indices of the held-out real drawings: the same for the same fruit, version and count."""
+def choose_heldout(real_count: int, fruit: str) -> np.ndarray:
+    """Sorted indices of the held-out real drawings: the same for the same fruit and count."""
     held = heldout_size(real_count)
-    rng = np.random.default_rng(zlib.crc32(split_seed_key(fruit, version).encode()))
+    rng = np.random.default_rng(zlib.crc32(split_seed_key(fruit).encode()))
     return np.sort(rng.permutation(real_count)[:held])
 
 
@@ -393,9 +395,9 @@ def convert_fruit(runner: TaskRunner, opts: ConvertOptions, scan: qf.RawDataScan
     bar = tqdm(total=opts.count, desc=f"{fruit:<10}", unit="img", disable=not opts.progress, leave=True)
     try:
         _collect_reals(runner, job, files, scan, opts.count, writer, state, bar)
-        state.heldout = choose_heldout(state.real, fruit, version)
+        state.heldout = choose_heldout(state.real, fruit)
         split = heldout_record(state.heldout, state.real, st.HELDOUT_SHARE, st.HELDOUT_MIN,
-                               split_seed_key(fruit, version), None if len(state.heldout) else split_note(state.real))
+                               split_seed_key(fruit), None if len(state.heldout) else split_note(state.real))
         if opts.augment and len(state.heldout) < state.real < opts.count:
             _make_augmented(runner, job, opts.count, writer, state, bar)
         bar.close()

@@ -25,6 +25,7 @@ COUNT_MAX = 10_000_000
 WORKERS_MAX = 64
 EVAL_SAMPLES_MIN, EVAL_SAMPLES_MAX = 8, 100_000
 EMA_DECAY_MAX = 0.99999
+CHECKPOINT_MINUTES_MAX = 24 * 60   # a day: beyond that a kill -9 would lose more than anyone expects
 LR_MIN, LR_MAX = 1e-7, 1.0
 # 32 bits: the trainer derives per-fruit seeds as seed * 1009 + offsets, which must stay inside the
 # 64 bits torch.manual_seed accepts; generate_images draws its random seed from the same range.
@@ -189,6 +190,9 @@ MILESTONES = _flag_setting("milestones", DEFAULT_MILESTONES, list, parse_milesto
                            "epochs that get a progress grid and quality figures (the last epoch is added)")
 KEEP_CHECKPOINT_EVERY = _flag_setting("keep_checkpoint_every", 50, int, int_in_range(0, EPOCHS_MAX),
                                       "keep checkpoints/epoch_NNNN.pt every N epochs (0: none)")
+CHECKPOINT_MINUTES = _flag_setting("checkpoint_minutes", 5.0, float, float_in_range(0.0, CHECKPOINT_MINUTES_MAX),
+                                   "write checkpoints/latest.pt at most every N minutes (also at milestones, the "
+                                   "end and on Ctrl+C/SIGTERM); 0: after every epoch")
 EVALUATE = Setting("evaluate", "--no-eval", True, bool, _bool, "skip quality metrics at milestones",
                    shown="off, metrics are computed")
 EVAL_SAMPLES = _flag_setting("eval_samples", 256, int, int_in_range(EVAL_SAMPLES_MIN, EVAL_SAMPLES_MAX),
@@ -206,7 +210,7 @@ CUDA_GRAPH = _flag_setting("cuda_graph", False, bool, _bool, "CUDA: replay each 
                            shown="off")
 
 TRAIN_SETTINGS = (DATASET_VERSION, MODEL_NAME, EPOCHS, BATCH_SIZE, LR, DESCRIPTION, DEVICE, FRUIT_LIST, SEED,
-                  PRECISION, SCHEDULE, MILESTONES, KEEP_CHECKPOINT_EVERY, EVALUATE, EVAL_SAMPLES, EMA_DECAY,
+                  PRECISION, SCHEDULE, MILESTONES, KEEP_CHECKPOINT_EVERY, CHECKPOINT_MINUTES, EVALUATE, EVAL_SAMPLES, EMA_DECAY,
                   REAL_LABEL, STOP_AFTER_EPOCHS, COMPILE, CUDA_GRAPH)
 CONVERT_SETTINGS = (FRUIT_LIST, RESOLUTION, QUALITY, COUNT, IMAGE_VERSION, AUGMENT, SEED, FORMATS, WORKERS)
 

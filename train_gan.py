@@ -23,7 +23,7 @@ from user_io import Prompter, UserError, run_main
 # default, bounds and help is declared in settings.py.
 VALUE_FLAGS = (st.DATASET_VERSION, st.MODEL_NAME, st.EPOCHS, st.BATCH_SIZE, st.LR, st.DESCRIPTION, st.DEVICE,
                st.FRUIT_LIST, st.SEED, st.PRECISION, st.SCHEDULE, st.MILESTONES, st.KEEP_CHECKPOINT_EVERY)
-LATER_VALUE_FLAGS = (st.EVAL_SAMPLES, st.EMA_DECAY, st.STOP_AFTER_EPOCHS)
+LATER_VALUE_FLAGS = (st.EVAL_SAMPLES, st.EMA_DECAY, st.STOP_AFTER_EPOCHS, st.CHECKPOINT_MINUTES)
 SWITCHES = (st.COMPILE, st.CUDA_GRAPH)
 PROMPTED = (st.EPOCHS, st.BATCH_SIZE, st.LR, st.DESCRIPTION, st.DEVICE)   # asked after version and model name
 

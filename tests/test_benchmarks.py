@@ -46,3 +46,17 @@ def test_bench_quality_trains_each_recipe_and_prints_the_table():
     assert lines[top].split()[:5] == ["recipe", "2-sample", "memo.", "recognised", "minutes"]
     assert [line.split()[0] for line in lines[top + 2:top + 4]] == ["default", "ema"]
     assert "not enough real drawings" in r.stdout        # pear's 40 drawings allow no held-out split
+
+
+def test_bench_run_times_whole_runs_of_both_methods_and_their_parts():
+    r = run_script("benchmarks/bench_run.py", "--sizes", "28", "--images", "8", "--epochs", "1", "--batch", "4",
+                   "--eval-samples", "8", "--rounds", "1", "--threads", "1", timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SYNTHETIC" in r.stdout
+    row = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith("28 "))
+    ref, trainer, ratio = _floats(row)[:3]
+    assert ref > 0 and trainer > 0
+    assert abs(ratio - ref / trainer) <= 0.01 * ratio + 0.006   # the speed-up is of the two printed times
+    detail = next(ln for ln in r.stdout.splitlines() if "trainer detail" in ln)
+    for part in ("steps", "checkpoints", "evaluation", "milestone_images", "history_writes", "other"):
+        assert f"{part} " in detail

@@ -1,0 +1,216 @@
+"""A whole training run, end to end: the plain reference loop against train_gan.py's path.
+
+Both train 7 fruits' GANs for the same epochs on the same SYNTHETIC data (random black/white images,
+written as NPZ through npz_format and loaded the way train_gan.py loads a dataset), and both pay for
+what a run does besides its steps:
+
+(a) reference: the assignment's plan in fp32: a torch DataLoader per fruit (shuffled), fruits one after
+    another (gan_model.train_step), after every epoch a torch.save of both networks and both optimizers
+    per fruit, and at each milestone an 8 x 8 progress grid per fruit (PNG);
+(b) train_gan.py's path: MultiFruitGANTrainer.train() as train_gan.py calls it: the measured estimate,
+    grouped steps, milestones (progress grids, quality evaluation, history plots), checkpoints on the
+    time cadence (settings.CHECKPOINT_MINUTES) and at milestones, history/summary/cost files.
+
+Each measurement runs in a fresh Python process, cold (nothing untimed but the imports, the data files
+and, for (b), the quality classifier, which train_gan.py caches per dataset version); the methods
+alternate for --rounds rounds and the fastest round counts (the machine may be shared: the load
+average is printed with the figures). Where the time went comes from each run's own clock
+(training_run.RunClock; for (b) the summary's "time").
+
+    python benchmarks/bench_run.py --sizes 28,64 --images 1000 --epochs 4 --rounds 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+import bench_train as bt  # noqa: E402
+import gan_model as gm  # noqa: E402
+import pictures  # noqa: E402
+import settings  # noqa: E402
+from gan_trainer import GRID_GUTTER, GRID_PAD, GRID_SIDE, MultiFruitGANTrainer, TrainConfig, milestone_epochs  # noqa: E402
+from training_run import RunClock  # noqa: E402
+from user_io import UserError, cli_value, int_in_range, run_main  # noqa: E402
+
+NUM_FRUITS = bt.NUM_FRUITS
+REF_PARTS = ("steps", "checkpoints", "milestone_images")     # what the reference loop does besides "other"
+SHOWN_PARTS = ("steps", "checkpoints", "evaluation", "milestone_images", "other")   # columns per method
+
+
+@dataclass(frozen=True)
+class RunBench:
+    """One whole-run benchmark."""
+
+    sizes: tuple = (28, 64)
+    images: int = 1000             # images per fruit (the assignment's default count)
+    epochs: int = 4
+    milestones: tuple = (1,)       # plus the last epoch, as in the trainer
+    batch: int = 64
+    eval_samples: int = settings.EVAL_SAMPLES.default
+    checkpoint_minutes: float = settings.CHECKPOINT_MINUTES.default
+    rounds: int = 2
+    threads: int = 0
+    seed: int = 0
+
+
+def run_reference(size: int, rb: RunBench, outdir: Path) -> dict:
+    """(a) The plain loop for rb.epochs epochs: {"seconds", "parts": {...}}."""
+    cfg = gm.GANConfig(resolution=size)
+    data = bt.synthetic_images(NUM_FRUITS, rb.images, size, rb.seed)
+    marks = milestone_epochs(rb.milestones, rb.epochs)
+    clock = RunClock()
+    gans = [gm.compile_gan(cfg, "cpu") for _ in range(NUM_FRUITS)]
+    loaders = [DataLoader(TensorDataset(images), batch_size=rb.batch, shuffle=True) for images in data]
+    fixed = torch.randn(GRID_SIDE * GRID_SIDE, cfg.noise_dim)
+    for epoch in range(1, rb.epochs + 1):
+        with clock.part("steps"):
+            for gan, loader in zip(gans, loaders):
+                for (real,) in loader:
+                    gm.train_step(gan, real, torch.randn(real.shape[0], cfg.noise_dim))
+        with clock.part("checkpoints"):
+            for i, gan in enumerate(gans):
+                torch.save({"generator": gan.generator.state_dict(), "discriminator": gan.discriminator.state_dict(),
+                            "g_optimizer": gan.g_optimizer.state_dict(), "d_optimizer": gan.d_optimizer.state_dict(),
+                            "epoch": epoch}, outdir / f"fruit{i}.pt")
+        if epoch in marks:
+            with clock.part("milestone_images"):
+                for i, gan in enumerate(gans):
+                    grid = pictures.image_grid(pictures.to_uint8(gm.generate(gan.generator, fixed)), GRID_SIDE,
+                                               GRID_PAD, GRID_GUTTER)
+                    grid.save(outdir / f"fruit{i}_epoch{epoch:04d}.png")
+    parts = clock.breakdown()
+    return {"seconds": parts["total"], "parts": parts}
+
+
+def run_trainer(size: int, rb: RunBench, workdir: Path) -> dict:
+    """(b) MultiFruitGANTrainer.train() for rb.epochs epochs: {"seconds", "parts": the summary's "time"}."""
+    data = bt.synthetic_images(NUM_FRUITS, rb.images, size, rb.seed)
+    bt.write_synthetic_dataset(workdir, data)
+    config = TrainConfig(dataset_version=bt.BENCH_VERSION, model_name="bench", epochs=rb.epochs, batch_size=rb.batch,
+                         device="cpu", seed=rb.seed, milestones=list(rb.milestones), eval_samples=rb.eval_samples,
+                         checkpoint_minutes=rb.checkpoint_minutes)
+    warm = MultiFruitGANTrainer(TrainConfig(**{**config.to_dict(), "model_name": "classifier"}), workdir,
+                                log=lambda _m: None)
+    warm._setup_evaluator()           # train_gan.py caches the classifier per dataset version: not timed
+    trainer = MultiFruitGANTrainer(config, workdir, log=lambda _m: None)
+    clock = RunClock()
+    trainer.train()
+    seconds = clock.elapsed()
+    summary = trainer.store.read_summary()
+    return {"seconds": seconds, "parts": summary["time"], "estimate": summary["estimate"]["seconds"]}
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> tuple:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", default="28,64", help="comma-separated image sides (default 28,64)")
+    p.add_argument("--images", type=cli_value(int_in_range(2, 100000), "--images"), default=RunBench.images,
+                   help=f"images per fruit (default {RunBench.images})")
+    p.add_argument("--epochs", type=cli_value(int_in_range(1, 10000), "--epochs"), default=RunBench.epochs)
+    p.add_argument("--milestones", type=cli_value(settings.parse_milestones, "--milestones"), default=[1],
+                   help="epochs with progress grids (+ evaluation in the trainer); the last is added (default 1)")
+    p.add_argument("--batch", type=cli_value(int_in_range(1, 4096), "--batch"), default=RunBench.batch)
+    p.add_argument("--eval-samples", type=cli_value(int_in_range(settings.EVAL_SAMPLES_MIN,
+                                                                  settings.EVAL_SAMPLES_MAX), "--eval-samples"),
+                   default=RunBench.eval_samples)
+    p.add_argument("--checkpoint-minutes", type=cli_value(settings.CHECKPOINT_MINUTES.parse, "--checkpoint-minutes"),
+                   default=RunBench.checkpoint_minutes)
+    p.add_argument("--rounds", type=cli_value(int_in_range(1, 20), "--rounds"), default=RunBench.rounds)
+    p.add_argument("--threads", type=cli_value(int_in_range(0, 512), "--threads"), default=0)
+    p.add_argument("--worker", choices=("reference", "trainer"), help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    try:
+        sizes = tuple(int(s) for s in a.sizes.split(",") if s.strip())
+        for s in sizes:
+            gm.GANConfig(resolution=s)
+    except ValueError:
+        raise UserError(f"--sizes {a.sizes!r}: give whole numbers like 28,64") from None
+    rb = RunBench(sizes=sizes, images=a.images, epochs=a.epochs, milestones=tuple(a.milestones), batch=a.batch,
+                  eval_samples=a.eval_samples, checkpoint_minutes=a.checkpoint_minutes, rounds=a.rounds,
+                  threads=a.threads)
+    return rb, a.worker
+
+
+def worker(rb: RunBench, method: str) -> int:
+    """Child process: one whole run of ``method`` at rb.sizes[0]; prints its timing as JSON."""
+    with tempfile.TemporaryDirectory(prefix="bench_run_") as tmp:
+        fn = run_reference if method == "reference" else run_trainer
+        timing = fn(rb.sizes[0], rb, Path(tmp))
+    print(json.dumps(timing), flush=True)
+    return 0
+
+
+def measure_in_subprocess(method: str, size: int, argv: Sequence[str]) -> dict:
+    """One whole run of ``method`` at ``size`` in a fresh interpreter; its JSON timing."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--sizes", str(size), "--worker", method]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"{method} run at {size} px failed: {tail}")
+    return json.loads(lines[-1])
+
+
+def _load() -> str:
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def _cell(t: dict) -> str:
+    parts = t["parts"]
+    known = {k: parts.get(k, 0.0) for k in SHOWN_PARTS[:-1]}
+    other = parts["total"] - sum(known.values())
+    return " / ".join(f"{v:.1f}" for v in (*known.values(), other))
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rb, worker_method = parse_args(argv)
+    if rb.threads:
+        torch.set_num_threads(rb.threads)
+    torch.manual_seed(rb.seed)
+    if worker_method:
+        return worker(rb, worker_method)
+    child_argv = bt._drop_flag_value(argv, "--sizes")
+    print(f"device: {bt.device_name('cpu')} | torch {torch.__version__} | {NUM_FRUITS} fruits x {rb.images} "
+          f"SYNTHETIC images, batch {rb.batch}, {rb.epochs} epochs, milestones "
+          f"{sorted(milestone_epochs(rb.milestones, rb.epochs))}, best of {rb.rounds} rounds")
+    print(f"trainer: evaluation of {rb.eval_samples} images per fruit at milestones, checkpoints every "
+          f"{rb.checkpoint_minutes:g} min + milestones + end; reference: torch.save of every fruit every epoch")
+    print(f"seconds of a whole run, and where they went: {' / '.join(SHOWN_PARTS)} (images: progress grids "
+          f"and history plots; other: the rest, e.g. the trainer's history files and set-up)")
+    print(f"{'size':>5} {'reference s':>12} {'trainer s':>10} {'speed-up':>9} | {'reference parts':>34} | "
+          f"{'trainer parts':>34} | load avg")
+    for size in rb.sizes:
+        best: dict = {}
+        for _ in range(rb.rounds):
+            for name in ("reference", "trainer"):
+                t = measure_in_subprocess(name, size, child_argv)
+                if name not in best or t["seconds"] < best[name]["seconds"]:
+                    best[name] = t
+        ref, fast = best["reference"], best["trainer"]
+        print(f"{size:>5} {ref['seconds']:>12.2f} {fast['seconds']:>10.2f} {ref['seconds'] / fast['seconds']:>8.2f}x | "
+              f"{_cell(ref):>34} | {_cell(fast):>34} | {_load()}", flush=True)
+        p = fast["parts"]
+        print("      trainer detail: " + ", ".join(f"{k} {p[k]:.1f}s" for k in p if k != "total") +
+              f"; its estimate before training: {fast['estimate']:.1f}s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,181 @@
+"""The run loop around the steps: reproducible device-side noise, the checkpoint cadence, SIGTERM, timing."""
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT, TINY_VERSION, run_script
+from gan_trainer import MultiFruitGANTrainer, TrainConfig, fruit_seed
+from training_run import Cadence, CheckpointWriter, RunClock, StopRequest
+from user_io import EXIT_INTERRUPTED
+
+
+def _trainer(workdir, name, **kw):
+    cfg = dict(dataset_version=TINY_VERSION, model_name=name, epochs=3, batch_size=8, device="cpu",
+               evaluate=False, milestones=[1], seed=5)
+    cfg.update(kw)
+    return MultiFruitGANTrainer(TrainConfig(**cfg), workdir, log=lambda _m: None)
+
+
+def _generator_weights(workdir, name, fruit):
+    return torch.load(workdir / "models" / f"model_{name}" / f"generator_{fruit}.pt", weights_only=True)["state_dict"]
+
+
+def test_two_cpu_runs_with_the_same_seed_end_with_identical_weights(tiny_workdir):
+    for name in ("a", "b"):
+        _trainer(tiny_workdir, name).train()
+    for fruit in ("apple", "banana", "pear"):
+        a, b = _generator_weights(tiny_workdir, "a", fruit), _generator_weights(tiny_workdir, "b", fruit)
+        assert all(torch.equal(a[k], b[k]) for k in a), fruit
+
+
+def test_cpu_noise_is_the_seeded_stream_it_was_before_moving_to_the_device(tiny_workdir):
+    trainer = _trainer(tiny_workdir, "n")
+    group = trainer.groups[0]
+    real, noise = next(trainer._batches(group))
+    for i, f in enumerate(group):
+        s = fruit_seed(5, f)
+        n = len(trainer.data[f])
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(s))
+        assert torch.equal(real[i], trainer.data[f][perm[:8]])
+        assert torch.equal(noise[i], torch.randn(8, 100, generator=torch.Generator().manual_seed(s + 1)))
+
+
+def _checkpoint_epochs(trainer, monkeypatch):
+    written = []
+    original = trainer.store.write_checkpoint
+    monkeypatch.setattr(trainer.store, "write_checkpoint",
+                        lambda ckpt, epoch, keep: (written.append(epoch), original(ckpt, epoch, keep)))
+    return written
+
+
+def test_checkpoints_follow_the_cadence_milestones_and_the_end(tiny_workdir, monkeypatch):
+    every_epoch = _trainer(tiny_workdir, "c0", epochs=4, milestones=[2], checkpoint_minutes=0.0)
+    written = _checkpoint_epochs(every_epoch, monkeypatch)
+    every_epoch.train()
+    assert written == [1, 2, 3, 4]
+    hourly = _trainer(tiny_workdir, "c60", epochs=4, milestones=[2], checkpoint_minutes=60.0)
+    written = _checkpoint_epochs(hourly, monkeypatch)
+    hourly.train()
+    assert written == [2, 4]                       # the milestone and the end only
+    ckpt = torch.load(tiny_workdir / "models/model_c60/checkpoints/latest.pt", weights_only=True)
+    assert ckpt["epoch"] == 4 and [e["epoch"] for e in ckpt["history"]["apple"]["epochs"]] == [1, 2, 3, 4]
+
+
+def test_summary_records_the_estimate_the_actual_time_and_where_it_went(tiny_workdir):
+    trainer = _trainer(tiny_workdir, "s", epochs=2)
+    trainer.train()
+    info = tiny_workdir / "models/model_s/info"
+    summary = json.loads((info / "training_summary_s.json").read_text())
+    parts = summary["time"]
+    assert set(parts) == {"steps", "checkpoints", "evaluation", "milestone_images", "history_writes", "other",
+                          "total"}
+    assert parts["steps"] > 0 and sum(v for k, v in parts.items() if k != "total") == pytest.approx(
+        parts["total"], abs=0.01)
+    est = summary["estimate"]
+    assert est["seconds"] > 0 and est["actual_seconds"] > 0 and sorted(est["per_fruit"]) == ["apple", "banana", "pear"]
+    for fruit in ("apple", "banana", "pear"):          # redrawn at the milestone and the end
+        assert (info / f"training_history_{fruit}.png").stat().st_size > 0
+    assert (info / "training_history_all.png").stat().st_size > 0
+
+
+def test_sigterm_finishes_the_epoch_writes_a_checkpoint_and_resume_completes(tiny_workdir):
+    name, epochs = "sig", 400
+    cmd = [sys.executable, str(ROOT / "train_gan.py"), "--workdir", str(tiny_workdir), "--yes",
+           "--dataset-version", TINY_VERSION, "--model-name", name, "--epochs", str(epochs), "--batch-size", "8",
+           "--milestones", "1", "--device", "cpu", "--no-eval", "--checkpoint-minutes", "600"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    model = tiny_workdir / f"models/model_{name}"
+    latest = model / "checkpoints/latest.pt"
+    deadline = time.time() + 240
+    while not latest.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.5)                                    # inside a later epoch (no cadence checkpoint for 10 hours)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == EXIT_INTERRUPTED, err[-2000:]
+    ckpt = torch.load(latest, weights_only=True)
+    assert 1 < ckpt["epoch"] < epochs                  # written because of the signal, not at milestone 1
+    assert f"stopped at epoch {ckpt['epoch']} of {epochs}; checkpoint saved; continue with: " \
+           f"python train_gan.py --resume --model-name {name}" in err
+    summary = json.loads((model / f"info/training_summary_{name}.json").read_text())
+    assert summary["status"] == "interrupted" and summary["epochs_done"] == ckpt["epoch"]
+    hist = json.loads((model / "info/training_history_apple.json").read_text())
+    assert [e["epoch"] for e in hist["epochs"]] == list(range(1, ckpt["epoch"] + 1))   # consistent with it
+    r = run_script("train_gan.py", "--workdir", str(tiny_workdir), "--yes", "--model-name", name, "--resume",
+                   "--epochs", str(epochs), "--stop-after-epochs", "3", timeout=600)
+    assert r.returncode == 0, r.stderr
+    hist = json.loads((model / "info/training_history_apple.json").read_text())
+    assert [e["epoch"] for e in hist["epochs"]] == list(range(1, ckpt["epoch"] + 4))
+
+
+def test_run_clock_splits_the_time_and_calls_the_rest_other():
+    now = [0.0]
+    clock = RunClock(lambda: now[0])
+    with clock.part("steps"):
+        now[0] += 3.0
+    with clock.part("checkpoints"):
+        now[0] += 1.0
+    now[0] += 0.5
+    parts = clock.breakdown()
+    assert parts["steps"] == 3.0 and parts["checkpoints"] == 1.0 and parts["other"] == 0.5 and parts["total"] == 4.5
+    with pytest.raises(ValueError):
+        with clock.part("other"):
+            pass
+
+
+def test_cadence_is_due_after_its_minutes_and_zero_is_always_due():
+    now = [0.0]
+    cadence = Cadence(2.0, lambda: now[0])
+    now[0] = 119.0
+    assert not cadence.due()
+    now[0] = 120.0
+    assert cadence.due()
+    cadence.mark()
+    assert not cadence.due()
+    assert Cadence(0.0, lambda: now[0]).due()
+
+
+def test_checkpoint_writer_never_runs_two_writes_at_once_and_reraises_errors():
+    writer = CheckpointWriter()
+    running, overlaps, order = [0], [], []
+    lock = threading.Lock()
+
+    def write(i):
+        def run():
+            with lock:
+                running[0] += 1
+                overlaps.append(running[0])
+            time.sleep(0.05)
+            order.append(i)
+            with lock:
+                running[0] -= 1
+        return run
+
+    for i in range(3):
+        writer.submit(write(i))
+    writer.wait()
+    assert order == [0, 1, 2] and max(overlaps) == 1
+
+    def fail():
+        raise OSError("disk full")
+
+    writer.submit(fail)
+    with pytest.raises(OSError, match="disk full"):
+        writer.wait()
+    writer.wait()                                      # reported once
+
+
+def test_stop_request_handles_sigterm_only_while_active():
+    before = signal.getsignal(signal.SIGTERM)
+    with StopRequest(lambda name: f"{name} seen") as stop:
+        signal.raise_signal(signal.SIGTERM)
+        assert stop.requested == "SIGTERM"
+        with pytest.raises(KeyboardInterrupt):         # a second one stops at once
+            signal.raise_signal(signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is before
