@@ -397,10 +397,7 @@ class MultiFruitGANTrainer:
         if self.evaluator is not None:
             t0 = time.perf_counter()
             with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                noise = torch.randn(len(group), self.cfg.eval_samples, self.gan_config.noise_dim, device=self.device)
-                samples = model.generate(noise)
-                for i, f in enumerate(group):
-                    self.evaluator.evaluate(f, samples[i].float())
+                self._quality_figures(gi, self.start_epoch)       # the same work as a milestone's, kept nowhere
             evaluation = time.perf_counter() - t0
         return {"milestone_images": images, "evaluation": evaluation}
 
@@ -548,14 +545,14 @@ class MultiFruitGANTrainer:
         for i, f in enumerate(group):
             self.store.write_progress_grid(image_grid(grids[i]), f, epoch)
 
-    def _milestone(self, gi: int, epoch: int) -> None:
-        """Quality figures for each fruit of group ``gi`` (the progress grids: _write_progress_grids)."""
+    def _quality_figures(self, gi: int, epoch: int) -> Dict[str, dict]:
+        """{fruit: figures} of group ``gi``'s generators at ``epoch``: classifier figures, recognisability and
+        the held-out two-sample test and memorisation ratio. Draws from its own noise stream only."""
         group, model = self.groups[gi], self.models[gi]
-        if self.evaluator is None:
-            return
         gen = torch.Generator().manual_seed(self.cfg.seed * SEED_STRIDE + EVAL_SEED_OFFSET + epoch)
         noise = torch.randn(len(group), self.cfg.eval_samples, self.gan_config.noise_dim, generator=gen).to(self.device)
         samples = model.generate(noise)                                     # (F, S, 1, R, R)
+        figures = {}
         for i, f in enumerate(group):
             fakes = samples[i].float()
             metrics = {"epoch": epoch, **self.evaluator.evaluate(f, fakes)}
@@ -567,6 +564,15 @@ class MultiFruitGANTrainer:
             else:   # fallback: the dataset classifier's verdict (refused by it when it knows one fruit only)
                 metrics["recognizer_note"] = self.recognizer_info["note"]
             metrics.update(self._heldout_figures(f, fakes.cpu()))
+            figures[f] = metrics
+        return figures
+
+    def _milestone(self, gi: int, epoch: int) -> None:
+        """Quality figures for each fruit of group ``gi`` (the progress grids: _write_progress_grids), kept in
+        the history; a fruit's best figures so far also save its generator as best/."""
+        if self.evaluator is None:
+            return
+        for i, (f, metrics) in enumerate(self._quality_figures(gi, epoch).items()):
             st = self.states[f]
             st.history["quality"].append(metrics)
             score = self.quality_score(metrics)
@@ -577,10 +583,18 @@ class MultiFruitGANTrainer:
             self.log(f"  quality {f:<10} epoch {epoch}: {_milestone_figures(metrics)}")
 
     # ------------------------------------------------------------------ files
+    def _plain_network(self, cls, state: dict):
+        """A gan_model Generator/Discriminator holding ``state``. Built under a forked RNG: its throw-away
+        initialisation must not move the training's random stream (a resume would then differ from a run
+        that never stopped)."""
+        with torch.random.fork_rng(devices=[]):
+            net = cls(self.gan_config)
+        net.load_state_dict(state)
+        return net
+
     def _save_generator(self, gi: int, i: int, fruit: str, epoch: int, best: bool = False, **extra) -> None:
         states = self.models[gi].fruit_state_dicts(i)
-        g = Generator(self.gan_config)
-        g.load_state_dict(states["generator"])
+        g = self._plain_network(Generator, states["generator"])
         self.store.write_network(network_payload(g, self.gan_config, "generator", fruit=fruit, epoch=epoch,
                                                  ema_state_dict=states.get("ema"), **extra), best=best)
 
@@ -589,8 +603,7 @@ class MultiFruitGANTrainer:
         for gi, group in enumerate(self.groups):
             for i, f in enumerate(group):
                 self._save_generator(gi, i, f, epoch)
-                d = Discriminator(self.gan_config)
-                d.load_state_dict(self.models[gi].fruit_state_dicts(i)["discriminator"])
+                d = self._plain_network(Discriminator, self.models[gi].fruit_state_dicts(i)["discriminator"])
                 self.store.write_network(network_payload(d, self.gan_config, "discriminator", fruit=f, epoch=epoch))
 
     def save_checkpoint(self, epoch: int) -> None:

@@ -78,8 +78,9 @@ def _weights(workdir, name):
     return out
 
 
-def test_interrupted_and_resumed_run_equals_uninterrupted(tiny_workdir):
-    flags = ["--no-eval", "--seed", "3"]
+@pytest.mark.parametrize("milestones", ["1", "2"])   # 2: the run stops right after a milestone epoch
+def test_interrupted_and_resumed_run_equals_uninterrupted(tiny_workdir, milestones):
+    flags = ["--no-eval", "--seed", "3", "--milestones", milestones]
     assert train(tiny_workdir, *quick_flags("full", 4), *flags).returncode == 0
     r = train(tiny_workdir, *quick_flags("cut", 4), *flags, "--stop-after-epochs", "2")
     assert r.returncode == 0, r.stderr
