@@ -1,7 +1,7 @@
 """model_store.py: listing the models/ tree and loading generators from its files.
 
 The model folders are built here with gan_model's real networks at 28 px (random weights, a different
-seed per checkpoint so the tests can tell which file was loaded), laid out as contracts.md says
+seed per checkpoint so the tests can tell which file was loaded), laid out as model_store.py says
 gan_trainer.py writes them.
 """
 from fractions import Fraction
