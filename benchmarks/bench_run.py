@@ -119,17 +119,23 @@ def parse_args(argv: Optional[Sequence[str]]) -> tuple:
     p.add_argument("--sizes", default="28,64", help="comma-separated image sides (default 28,64)")
     p.add_argument("--images", type=cli_value(int_in_range(2, 100000), "--images"), default=RunBench.images,
                    help=f"images per fruit (default {RunBench.images})")
-    p.add_argument("--epochs", type=cli_value(int_in_range(1, 10000), "--epochs"), default=RunBench.epochs)
+    p.add_argument("--epochs", type=cli_value(int_in_range(1, 10000), "--epochs"), default=RunBench.epochs,
+                   help=f"epochs per method (default {RunBench.epochs})")
     p.add_argument("--milestones", type=cli_value(settings.parse_milestones, "--milestones"), default=[1],
                    help="epochs with progress grids (+ evaluation in the trainer); the last is added (default 1)")
-    p.add_argument("--batch", type=cli_value(int_in_range(1, 4096), "--batch"), default=RunBench.batch)
+    p.add_argument("--batch", type=cli_value(int_in_range(1, 4096), "--batch"), default=RunBench.batch,
+                   help=f"images per fruit per step (default {RunBench.batch})")
     p.add_argument("--eval-samples", type=cli_value(int_in_range(settings.EVAL_SAMPLES_MIN,
                                                                   settings.EVAL_SAMPLES_MAX), "--eval-samples"),
-                   default=RunBench.eval_samples)
+                   default=RunBench.eval_samples,
+                   help=f"generated images per fruit per evaluation (default {RunBench.eval_samples})")
     p.add_argument("--checkpoint-minutes", type=cli_value(settings.CHECKPOINT_MINUTES.parse, "--checkpoint-minutes"),
-                   default=RunBench.checkpoint_minutes)
-    p.add_argument("--rounds", type=cli_value(int_in_range(1, 20), "--rounds"), default=RunBench.rounds)
-    p.add_argument("--threads", type=cli_value(int_in_range(0, 512), "--threads"), default=0)
+                   default=RunBench.checkpoint_minutes,
+                   help=f"the trainer's checkpoint cadence (default {RunBench.checkpoint_minutes})")
+    p.add_argument("--rounds", type=cli_value(int_in_range(1, 20), "--rounds"), default=RunBench.rounds,
+                   help=f"alternate the methods this many times; the best round counts (default {RunBench.rounds})")
+    p.add_argument("--threads", type=cli_value(int_in_range(0, 512), "--threads"), default=0,
+                   help="torch CPU threads (default 0: torch's own choice)")
     p.add_argument("--worker", choices=("reference", "trainer"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     try:
