@@ -180,9 +180,13 @@ def _figure(metrics: dict, key: str, label: str, spec: str, note_key: str = "") 
 
 def _milestone_figures(metrics: dict) -> str:
     """The milestone log line's figures: the held-out tests first (the headline), then the rest."""
-    parts = [_figure(metrics, "two_sample_accuracy", "2-sample accuracy", ".2f", "two_sample_note"),
-             _figure(metrics, "memorisation_ratio", "memorisation", ".2f", "memorisation_note"),
-             _figure(metrics, "recognizability", "recognised", ".0%"),
+    note = metrics.get("two_sample_note")
+    if note and note == metrics.get("memorisation_note"):     # e.g. no split: say it once
+        held_out = [f"held-out tests: {note}"]
+    else:
+        held_out = [_figure(metrics, "two_sample_accuracy", "2-sample accuracy", ".2f", "two_sample_note"),
+                    _figure(metrics, "memorisation_ratio", "memorisation", ".2f", "memorisation_note")]
+    parts = [*held_out, _figure(metrics, "recognizability", "recognised", ".0%"),
              _figure(metrics, "fid", "FID", ".2f"), _figure(metrics, "coverage", "coverage", ".2f")]
     return "  ".join(parts)
 
