@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ import pictures  # noqa: E402
 import settings  # noqa: E402
 from gan_trainer import GRID_GUTTER, GRID_PAD, GRID_SIDE, MultiFruitGANTrainer, TrainConfig, milestone_epochs  # noqa: E402
 from training_run import RunClock  # noqa: E402
-from user_io import UserError, cli_value, int_in_range, run_main  # noqa: E402
+from user_io import cli_value, int_in_range, run_main  # noqa: E402
 
 NUM_FRUITS = bt.NUM_FRUITS
 REF_PARTS = ("steps", "checkpoints", "milestone_images")     # what the reference loop does besides "other"
@@ -138,12 +137,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> tuple:
                    help="torch CPU threads (default 0: torch's own choice)")
     p.add_argument("--worker", choices=("reference", "trainer"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    try:
-        sizes = tuple(int(s) for s in a.sizes.split(",") if s.strip())
-        for s in sizes:
-            gm.GANConfig(resolution=s)
-    except ValueError:
-        raise UserError(f"--sizes {a.sizes!r}: give whole numbers like 28,64") from None
+    sizes = bt.parse_sizes(a.sizes)
     rb = RunBench(sizes=sizes, images=a.images, epochs=a.epochs, milestones=tuple(a.milestones), batch=a.batch,
                   eval_samples=a.eval_samples, checkpoint_minutes=a.checkpoint_minutes, rounds=a.rounds,
                   threads=a.threads)
@@ -157,17 +151,6 @@ def worker(rb: RunBench, method: str) -> int:
         timing = fn(rb.sizes[0], rb, Path(tmp))
     print(json.dumps(timing), flush=True)
     return 0
-
-
-def measure_in_subprocess(method: str, size: int, argv: Sequence[str]) -> dict:
-    """One whole run of ``method`` at ``size`` in a fresh interpreter; its JSON timing."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--sizes", str(size), "--worker", method]
-    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"{method} run at {size} px failed: {tail}")
-    return json.loads(lines[-1])
 
 
 def _load() -> str:
@@ -206,7 +189,7 @@ def main(argv=None) -> int:
         best: dict = {}
         for _ in range(rb.rounds):
             for name in ("reference", "trainer"):
-                t = measure_in_subprocess(name, size, child_argv)
+                t = bt.measure_in_subprocess(name, size, child_argv, script=__file__)
                 if name not in best or t["seconds"] < best[name]["seconds"]:
                     best[name] = t
         ref, fast = best["reference"], best["trainer"]

@@ -195,12 +195,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> tuple:
     p.add_argument("--only", type=cli_value(choice_of(("both", "reference", "trainer")), "--only"), default="both")
     p.add_argument("--worker", choices=("reference", "trainer"), help=argparse.SUPPRESS)   # one timing, JSON out
     a = p.parse_args(argv)
-    try:
-        sizes = tuple(int(s) for s in a.sizes.split(",") if s.strip())
-        for s in sizes:
-            gm.GANConfig(resolution=s)
-    except ValueError:
-        raise UserError(f"--sizes {a.sizes!r}: give whole numbers like 28,64") from None
+    sizes = parse_sizes(a.sizes)
     if a.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
     bc = BenchConfig(sizes=sizes, steps=a.steps, warmup=a.warmup, rounds=a.rounds, batch=a.batch, device=a.device,
@@ -208,9 +203,21 @@ def parse_args(argv: Optional[Sequence[str]]) -> tuple:
     return bc, a.only, a.worker
 
 
-def measure_in_subprocess(method: str, size: int, argv: Sequence[str]) -> dict:
-    """{"seconds", "cpu_seconds"} for one method at one size, timed in a fresh interpreter."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--sizes", str(size), "--worker", method]
+def parse_sizes(text: str) -> tuple:
+    """--sizes "28,64": image sides the networks can train; UserError otherwise."""
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+        for s in sizes:
+            gm.GANConfig(resolution=s)
+    except ValueError:
+        raise UserError(f"--sizes {text!r}: give whole numbers like 28,64") from None
+    return sizes
+
+
+def measure_in_subprocess(method: str, size: int, argv: Sequence[str], script: str = __file__) -> dict:
+    """The JSON timing one method at one size prints, run as ``script --worker method`` in a fresh
+    interpreter (this benchmark's own workers by default; bench_run.py passes its own)."""
+    cmd = [sys.executable, str(Path(script).resolve()), *argv, "--sizes", str(size), "--worker", method]
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
     if done.returncode != 0 or not lines:
