@@ -289,7 +289,7 @@ class MultiFruitGANTrainer:
                             f"use at most {len(self.all_fruits)} processes")
 
     def _check_model_dir(self, overwrite: bool) -> None:
-        exists = self.store.config_path().exists()
+        exists = self.store.exists()
         if self.resume:
             if not exists:
                 raise UserError(f"no model {self.cfg.model_name!r} to resume in {self.store.path}; "

@@ -155,8 +155,9 @@ class ModelFolder:
         return self.path / INFO_DIR
 
     def exists(self) -> bool:
-        """A run has written here (its info/ folder exists)."""
-        return self.info_dir.exists()
+        """A run saved its settings here (its training config exists). A folder without them holds only what
+        a run killed before its first write left: it does not block the name; the next run cleans it up."""
+        return self.config_path().exists()
 
     def config_path(self) -> Path:
         return self.info_dir / f"training_config_{self.name}.json"

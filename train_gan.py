@@ -114,7 +114,7 @@ def ask_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path):
         folder = ModelFolder.in_workdir(workdir, name)
         if not args.yes:   # with --yes, main() checks on rank 0 (under torchrun a rank must not see rank 0's lock)
             refuse_if_held(folder.path, f"model {name}", "choose another name")
-        if not args.overwrite and has_run(folder):
+        if not args.overwrite and folder.exists():
             raise ValueError(f"model {name!r} already exists (use another name, --resume or --overwrite)")
         return name
 
@@ -142,12 +142,6 @@ def parse_device(text: str) -> str:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("this machine has no CUDA GPU; answer cpu or auto")
     return name
-
-
-def has_run(folder) -> bool:
-    """A run saved its settings there. A folder without them holds only what a run killed before
-    its first write left (a temp file): it does not block the name, the next run cleans it up."""
-    return folder.config_path().exists()
 
 
 def init_distributed():
@@ -184,7 +178,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if dist_info.is_main:
             refuse_if_held(ModelFolder.in_workdir(workdir, config.model_name).path, f"model {config.model_name}",
                            "wait for it to finish or choose another --model-name")
-        if not args.resume and not overwrite and has_run(ModelFolder.in_workdir(workdir, config.model_name)):
+        if not args.resume and not overwrite and ModelFolder.in_workdir(workdir, config.model_name).exists():
             raise UserError(f"model {config.model_name!r} already exists; use another --model-name, "
                             "--resume to continue it, or --overwrite to replace it")
         log = print if dist_info.is_main else (lambda msg: print(f"[rank {dist_info.rank}] {msg}"))
