@@ -52,11 +52,6 @@ class FruitDataset:
         return self.images[~self.heldout]
 
     @property
-    def train_real_images(self) -> torch.Tensor:
-        """The real drawings the GAN trains on (N_train_real, 1, R, R)."""
-        return self.images[~self.heldout & ~self.augmented]
-
-    @property
     def heldout_images(self) -> torch.Tensor:
         """The held-out REAL drawings (never trained on): (N_held, 1, R, R); empty without a split."""
         return self.images[self.heldout & ~self.augmented]

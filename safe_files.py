@@ -19,7 +19,7 @@ writer's leftovers from a live one's:
 a live process, or of another host sharing the folder (its PIDs mean nothing here), are kept.
 Legacy ``.<name>.partial-<pid>`` folders (no host part) count as this host's.
 
-Hostile files: ``checked_size`` / ``checked_shape`` check a size, count or shape read from a file
+Hostile files: ``checked_size`` checks a size, count or dimension read from a file
 against sane bounds BEFORE anything is allocated for it, with a one-line UserError naming the file.
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ import socket
 import tempfile
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from user_io import UserError
 
@@ -259,14 +259,6 @@ def atomic_save_image(image: Any, path: Path) -> Path:
     return _atomic_write(path, lambda fh: image.save(fh, format="PNG"))
 
 
-def append_jsonl(path: Path, record: dict) -> None:
-    """Append one JSON line (a crash can at worst leave a last partial line, which readers skip)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
-
-
 def inside(base: Path, *parts: str) -> Path:
     """Join ``parts`` under ``base`` and refuse any result that escapes ``base``."""
     base = Path(base).resolve()
@@ -303,7 +295,7 @@ def checked_size(value: Any, what: str, lo: int, hi: int, path: Path) -> int:
 def read_npy_header(fh: Any, path: Path) -> Tuple[Tuple[int, ...], Any, int]:
     """(shape, dtype, header bytes) of the .npy stream ``fh`` (positioned at its start), reading only the header.
 
-    Lets a reader check what a file claims (``checked_shape``) before numpy allocates for it.
+    Lets a reader check what a file claims (``checked_size``) before numpy allocates for it.
     Only the header versions numpy writes for plain arrays (1.0, 2.0) are accepted.
     """
     import numpy.lib.format as npy_format
@@ -322,19 +314,3 @@ def read_npy_header(fh: Any, path: Path) -> Tuple[Tuple[int, ...], Any, int]:
                         "the file is damaged or not one this suite wrote: recreate it") from None
 
 
-def checked_shape(shape: Sequence[Any], what: str, path: Path, dims: Iterable[Tuple[int, int]],
-                  max_elements: int) -> Tuple[int, ...]:
-    """Check a shape read from ``path``: one (lo, hi) per dimension and at most ``max_elements`` in all."""
-    bounds = list(dims)
-    if not isinstance(shape, (tuple, list)) or len(shape) != len(bounds):
-        raise UserError(f"{path}: {what} has shape {shape!r}, expected {len(bounds)} dimensions; "
-                        "the file is damaged or not one this suite wrote: recreate it")
-    checked = tuple(checked_size(n, f"{what} dimension {i}", lo, hi, path)
-                    for i, (n, (lo, hi)) in enumerate(zip(shape, bounds)))
-    total = 1
-    for n in checked:
-        total *= n
-    if total > max_elements:
-        raise UserError(f"{path}: {what} of shape {checked} has {total} elements, more than {max_elements}; "
-                        "the file is damaged or not one this suite wrote: recreate it")
-    return checked

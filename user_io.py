@@ -12,20 +12,16 @@ Public API:
     Interrupted(hint)        raise it (from a KeyboardInterrupt) to say what can be continued and how
     Prompter(assume_yes).ask(question, default, parse, show_default=None, flag=None) / .confirm(...)
     int_in_range, float_in_range, choice_of, list_of: answer parsers; cli_value(parse, flag): for argparse
-    checked_int(value, what, lo, hi, source): a whole number from a file or flag, range-checked
-    INT64_MAX: the bound for seeds and counters stored as int64
 """
 from __future__ import annotations
 
-import operator
 import sys
-from typing import Any, Callable, Optional, Sequence, TypeVar, Union
+from typing import Callable, Optional, Sequence, TypeVar, Union
 
 T = TypeVar("T")
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-INT64_MAX = 2**63 - 1
 INTERRUPTED_MESSAGE = "interrupted; files already written are complete"
 
 
@@ -158,31 +154,6 @@ def int_in_range(lo: int, hi: int) -> Callable[[str], int]:
         return value
 
     return parse
-
-
-def checked_int(value: Any, what: str, lo: int, hi: int, source: str = "") -> int:
-    """``value`` (from a file or a flag) as an int within lo..hi, else a one-line UserError.
-
-    Accepts ints, numpy integers and digit strings; refuses bools, floats and anything else.
-    ``source`` (a file name or flag) is put in front of the message.
-    """
-    where = f"{source}: " if source else ""
-    number: Optional[int] = None
-    if isinstance(value, str):
-        try:
-            number = int(value.strip())
-        except ValueError:
-            pass
-    elif not isinstance(value, bool):
-        try:
-            number = operator.index(value)
-        except TypeError:
-            pass
-    if number is None:
-        raise UserError(f"{where}{what} must be a whole number, not {value!r}")
-    if not lo <= number <= hi:
-        raise UserError(f"{where}{what} {number} is outside {lo}-{hi}")
-    return number
 
 
 def float_in_range(lo: float, hi: float) -> Callable[[str], float]:

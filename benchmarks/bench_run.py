@@ -46,7 +46,6 @@ from training_run import RunClock  # noqa: E402
 from user_io import cli_value, int_in_range, run_main  # noqa: E402
 
 NUM_FRUITS = bt.NUM_FRUITS
-REF_PARTS = ("steps", "checkpoints", "milestone_images")     # what the reference loop does besides "other"
 SHOWN_PARTS = ("steps", "checkpoints", "evaluation", "milestone_images", "other")   # columns per method
 
 

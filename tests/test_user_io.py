@@ -1,10 +1,9 @@
 """user_io: end of input stops, --yes takes defaults, Ctrl+C messages, range-checked integers."""
 import io
 
-import numpy as np
 import pytest
 
-from user_io import (EXIT_INTERRUPTED, INT64_MAX, EndOfInput, Interrupted, Prompter, UserError, checked_int,
+from user_io import (EXIT_INTERRUPTED, EndOfInput, Interrupted, Prompter, UserError, 
                      int_in_range, run_main)
 
 
@@ -71,17 +70,6 @@ def test_ctrl_c_hint_from_the_script(capsys):
     assert capsys.readouterr().err.strip().endswith("complete; run again to finish the other fruits")
     assert run_main(interrupt, [], interrupted_hint=lambda: None) == EXIT_INTERRUPTED
     assert capsys.readouterr().err.strip() == "interrupted; files already written are complete"
-
-
-def test_checked_int():
-    assert checked_int(" 42 ", "seed", 0, INT64_MAX) == 42
-    assert checked_int(np.int64(7), "seed", 0, INT64_MAX) == 7
-    assert checked_int(INT64_MAX, "seed", 0, INT64_MAX) == INT64_MAX
-    with pytest.raises(UserError, match=r"^--seed: seed 9223372036854775808 is outside 0-9223372036854775807$"):
-        checked_int(str(2**63), "seed", 0, INT64_MAX, source="--seed")
-    for bad in (True, 1.5, "1e3", None, [1]):
-        with pytest.raises(UserError, match=r"^cfg.json: epochs must be a whole number, not "):
-            checked_int(bad, "epochs", 1, 10, source="cfg.json")
 
 
 def test_a_text_default_is_checked_like_an_answer():
