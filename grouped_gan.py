@@ -514,7 +514,9 @@ class GroupedGAN:
     def _update_ema(self) -> None:
         ema, g = self.ema.tensors(), self.g.tensors()
         names = self.g.param_names
-        torch._foreach_lerp_([ema[n] for n in names], [g[n].detach() for n in names], 1.0 - self.config.ema_decay)
+        # Fruits step in lock-step, so fruit 0's counter is every fruit's; computed on the device (graph-safe).
+        weight = 1.0 - gm.ema_decay_at(self.config.ema_decay, self.g.counters()[0][0])
+        torch._foreach_lerp_([ema[n] for n in names], [g[n].detach() for n in names], weight)
         for name in self.g.plain_keys:
             if name not in names:
                 ema[name].copy_(g[name])

@@ -6,6 +6,7 @@ epoch by the held-out tests (gan_evaluation: two-sample accuracy, memorisation r
 all-fruit recogniser). The best checkpoint's figures are printed as one table.
 
     python benchmarks/bench_quality.py --fruit apple --resolution 28 --epochs 400      # the full ablation (hours on CPU)
+    python benchmarks/bench_quality.py --fruit banana --count 1000 --epochs 400         # banana at apple's size
     python benchmarks/bench_quality.py --epochs 2 --recipes default,ema                  # a smoke run
 """
 from __future__ import annotations
@@ -40,9 +41,9 @@ RECIPES = {
 }
 
 
-def build_dataset(workdir: Path, source: Path, fruit: str, resolution: int) -> None:
+def build_dataset(workdir: Path, source: Path, fruit: str, resolution: int, count: int = ALL_REAL) -> None:
     shutil.copytree(source / "rawData", workdir / "rawData", symlinks=True)
-    rawDataToImage.convert(dict(workdir=workdir, fruits=[fruit], resolution=resolution, count=ALL_REAL,
+    rawDataToImage.convert(dict(workdir=workdir, fruits=[fruit], resolution=resolution, count=count,
                                 version=BENCH_VERSION, augment=False, workers=1, progress=False))
     imageToNPZ.main(["--workdir", str(workdir), "--yes", "--version", BENCH_VERSION])
 
@@ -83,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the fruit to train, on every real drawing it has (default: apple)")
     p.add_argument("--resolution", default=28, type=cli_value(st.parse_resolution, "--resolution"),
                    help="image side; 28 uses the 28x28 bitmaps, the most real drawings (default: 28)")
+    p.add_argument("--count", default=ALL_REAL, type=cli_value(int_in_range(1, st.COUNT_MAX), "--count"),
+                   help="use only the first N real drawings, split as a dataset of N would be (default: all)")
     p.add_argument("--epochs", default=st.EPOCHS.default, type=cli_value(int_in_range(1, st.EPOCHS_MAX), "--epochs"),
                    help=f"epochs per recipe (default: {st.EPOCHS.default})")
     p.add_argument("--recipes", default=",".join(RECIPES), type=cli_value(list_of(list(RECIPES), "recipe"), "--recipes"),
@@ -99,12 +102,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise UserError(f"no rawData/ in {source}; pass --workdir")
     with tempfile.TemporaryDirectory(prefix="bench_quality_") as tmp:
         work = Path(tmp)
-        build_dataset(work, source, fruit, args.resolution)
+        build_dataset(work, source, fruit, args.resolution, args.count)
         rows = []
         for name in args.recipes:
             rows.append(run_recipe(work, name, fruit, args.epochs))
             print(f"{name}: done in {rows[-1]['minutes']:.1f} min", file=sys.stderr)
-    print(f"{fruit}, {args.resolution} px, {args.epochs} epochs, held-out split of every real drawing")
+    drawings = "every real drawing" if args.count == ALL_REAL else f"the first {args.count} real drawings"
+    print(f"{fruit}, {args.resolution} px, {args.epochs} epochs, held-out split of {drawings}")
     print(format_table(rows))
     return 0
 

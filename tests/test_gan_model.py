@@ -91,8 +91,9 @@ def test_ema_tracks_generator():
     gan = gm.compile_gan(gm.GANConfig(resolution=28, ema_decay=decay, **SMALL))
     start = [p.detach().clone() for p in gan.ema.parameters()]
     gm.train_step(gan, torch.rand(4, 1, 28, 28) * 2 - 1, torch.randn(4, gm.NOISE_DIM))
+    warm = 2 / (gm.EMA_WARMUP + 1)      # the first step's warmed-up decay, below the configured 0.5
     for s, e, p in zip(start, gan.ema.parameters(), gan.generator.parameters()):
-        torch.testing.assert_close(e, decay * s + (1 - decay) * p.detach())
+        torch.testing.assert_close(e, warm * s + (1 - warm) * p.detach())
     for b_ema, b in zip(gan.ema.buffers(), gan.generator.buffers()):
         assert torch.equal(b_ema, b)
     assert not any(p.requires_grad for p in gan.ema.parameters())
@@ -126,3 +127,19 @@ def test_bad_payload_is_a_user_error():
     payload["config"] = {**payload["config"], "g_channels": 32}   # weights no longer fit
     with pytest.raises(UserError, match="do not match"):
         gm.network_from_payload(payload)
+
+
+def test_ema_warm_up_ramps_to_the_configured_decay():
+    steps = torch.tensor([1, 10, 100, 1000, 10 ** 6])
+    decays = torch.stack([gm.ema_decay_at(0.999, t) for t in steps])
+    assert decays[0] < 0.2 and bool((decays[1:] >= decays[:-1]).all())
+    assert decays[-1].item() == pytest.approx(0.999)
+    # Unlike a fixed 0.999, the warmed-up average forgets the untrained start within a few hundred steps.
+    torch.manual_seed(0)
+    gan = gm.compile_gan(gm.GANConfig(resolution=28, ema_decay=0.999, **SMALL))
+    start = [p.detach().clone() for p in gan.ema.parameters()]
+    for _ in range(60):
+        gm.train_step(gan, torch.rand(4, 1, 28, 28) * 2 - 1, torch.randn(4, gm.NOISE_DIM))
+    moved = [(e - s).norm() / (p.detach() - s).norm() for s, e, p in
+             zip(start, gan.ema.parameters(), gan.generator.parameters())]
+    assert min(moved) > 0.5     # a fixed 0.999 would have moved about 6% of the way
