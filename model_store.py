@@ -277,6 +277,15 @@ class ModelFolder:
             raise UserError(f"cannot read checkpoint {path}: {type(exc).__name__}; "
                             f"restore a kept {CHECKPOINTS_DIR}/{kept} as {path.name}") from None
 
+    def read_generator(self, fruit: str, best: bool = False, use_ema: bool = True) -> Tuple[Generator, bool]:
+        """generator_<fruit>.pt (best/ when ``best``) as an eval-mode Generator, and whether it holds the moving
+        average (``use_ema`` and the run kept one); UserError when the file is missing or damaged."""
+        path = self.generator_path(fruit, best)
+        if not path.is_file():
+            raise UserError(f"model {self.name!r} has no {fruit} generator at {path}; train it first")
+        net, used_ema = _generator_from_payload(_torch_load(path), path, use_ema)
+        return net.eval(), used_ema
+
     def fruits(self) -> List[str]:
         """The model's fruits: those with a generator file, else those its summary/config name."""
         found = sorted(m.group(1) for p in self.path.glob("generator_*.pt") if (m := GENERATOR_FILE.match(p.name)))

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import model_store
-from gan_model import Discriminator, GANConfig, Generator, network_payload
+from gan_model import Discriminator, GANConfig, Generator, generate, network_payload
 from safe_files import atomic_torch_save, atomic_write_json
 from user_io import UserError
 
@@ -527,3 +527,17 @@ def test_odd_entries_do_not_break_the_listing(tmp_path):
     assert z["created"] is None and z["epochs_done"] is None and z["status"] is None
     assert z["quality"] == {"pear": {"latest": None, "best": None, "best_epoch": None, "reference": None}}
     assert index["models"]["v1"]["status"] == "interrupted"
+
+
+def test_read_generator_gives_the_moving_average_when_kept_and_says_when_missing(tmp_path):
+    written = build_model(tmp_path, "r", fruits=("apple",), ema=True, summary=False)
+    folder = model_store.ModelFolder.in_workdir(tmp_path, "r")
+    noise = torch.randn(4, TINY_CFG.noise_dim, generator=torch.Generator().manual_seed(0))
+    for use_ema, key in ((True, "ema"), (False, "latest")):
+        net, used = folder.read_generator("apple", use_ema=use_ema)
+        assert used is use_ema and not net.training
+        assert torch.equal(generate(net, noise), generate(written[("apple", key)], noise))
+    best, used = folder.read_generator("apple", best=True)
+    assert not used and torch.equal(generate(best, noise), generate(written[("apple", "best")], noise))
+    with pytest.raises(UserError, match="no banana generator"):
+        folder.read_generator("banana")
