@@ -3,11 +3,13 @@
     python make_report.py                         # rebuild report.ipynb (no outputs)
     python make_report.py --execute               # ... and run it against report_assets/ (the committed run)
     python make_report.py --collect models/model_report --execute   # copy a run's small artefacts first
+    python make_report.py --collect-heldout models/model_heldout --execute   # the held-out run (+1 generator)
     python make_report.py --collect models/model_x --execute --out /tmp/x/report.ipynb   # a copy elsewhere:
         the artefacts go to /tmp/x/report_assets/model_report (the committed report_assets/ is left alone)
 
 The notebook reads the run from $FRUITGAN_REPORT_RUN (default: report_assets/model_report, the small
-artefacts of the real 400-epoch run: histories, metrics, milestone images; never the weights).
+artefacts of the real 400-epoch run: histories, metrics, milestone images; never the weights) and the held-out
+run from $FRUITGAN_REPORT_HELDOUT_RUN (default: report_assets/model_heldout, the same plus one generator).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from user_io import run_main
 HERE = Path(__file__).resolve().parent
 NOTEBOOK = HERE / "report.ipynb"
 ASSETS = HERE / "report_assets" / "model_report"
+HELDOUT_ASSETS = HERE / "report_assets" / "model_heldout"    # the run measured on held-out drawings
 REPORT_EPOCHS = (1, 30, 100, 400)     # the milestone grids the report shows
 EXECUTE_TIMEOUT_S = 600               # per cell
 SMALL_SUFFIXES = (".json", ".txt")    # info/ files --collect copies (the weights stay out of the repository)
@@ -687,12 +690,14 @@ def build() -> "object":
     return nb
 
 
-def execute(nb, run_dir: Optional[Path] = None, timeout: int = EXECUTE_TIMEOUT_S):
-    """Run every cell (in this folder) against ``run_dir``; any cell error raises."""
+def execute(nb, run_dir: Optional[Path] = None, timeout: int = EXECUTE_TIMEOUT_S, heldout_run: Optional[Path] = None):
+    """Run every cell (in this folder) against ``run_dir`` and ``heldout_run``; any cell error raises."""
     from nbclient import NotebookClient
 
     if run_dir is not None:
         os.environ["FRUITGAN_REPORT_RUN"] = str(Path(run_dir).resolve())
+    if heldout_run is not None:
+        os.environ["FRUITGAN_REPORT_HELDOUT_RUN"] = str(Path(heldout_run).resolve())
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
     return nb
 
@@ -709,8 +714,9 @@ def assets_for(out: Path) -> Path:
     return out.parent / ASSETS.parent.name / ASSETS.name
 
 
-def collect(model_dir: Path, dest: Path = ASSETS) -> Path:
-    """Copy a run's small artefacts (JSON, text, the report's milestone grids) into ``dest``."""
+def collect(model_dir: Path, dest: Path = ASSETS, generators: Sequence[str] = ()) -> Path:
+    """Copy a run's small artefacts (JSON, text, the report's milestone grids) into ``dest``, plus the final
+    generator_<fruit>.pt of each fruit in ``generators`` (step 3 draws from one trained generator)."""
     import model_store
 
     source = model_store.ModelFolder.at(model_dir)         # UserError when it is not a model folder
@@ -725,15 +731,22 @@ def collect(model_dir: Path, dest: Path = ASSETS) -> Path:
             target = copy.progress_grid_path(fruit, epoch)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source.progress_grid_path(fruit, epoch), target)
+    for fruit in generators:
+        shutil.copy2(source.generator_path(fruit), copy.generator_path(fruit))
     return dest
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     import nbformat
 
+    import model_store
+
     p = argparse.ArgumentParser(description="Rebuild (and execute) report.ipynb.")
     p.add_argument("--collect", type=Path, help="copy this model folder's small artefacts first, to "
                    "report_assets/model_report beside the --out notebook (and read the run from there)")
+    p.add_argument("--collect-heldout", type=Path, help="copy this model folder (the held-out run: fruits with a "
+                   "held-out split) to report_assets/model_heldout beside the --out notebook, with its first "
+                   "fruit's final generator")
     p.add_argument("--execute", action="store_true", help="run the notebook and keep its outputs")
     p.add_argument("--run", type=Path, default=None, help="run folder to read (default: report_assets/model_report)")
     p.add_argument("--out", type=Path, default=NOTEBOOK)
@@ -743,9 +756,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("collected into", collected)
         if args.run is None:
             args.run = collected          # the notebook reads what was just collected, not the committed run
+    heldout_run = None
+    if args.collect_heldout:
+        first = model_store.ModelFolder.at(args.collect_heldout).fruits()[:1]
+        heldout_run = collect(args.collect_heldout, assets_for(args.out).parent / HELDOUT_ASSETS.name, first)
+        print("collected into", heldout_run)
     nb = build()
     if args.execute:
-        execute(nb, args.run)
+        execute(nb, args.run, heldout_run=heldout_run)
     from safe_files import atomic_write_text
 
     atomic_write_text(args.out, nbformat.writes(nb))
