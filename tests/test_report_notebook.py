@@ -17,16 +17,23 @@ def test_report_notebook_executes_against_a_tiny_run(tiny_workdir):
     assert r.returncode == 0, r.stderr
     nb = nbformat.read(ROOT / "report.ipynb", as_version=4)
     assert len(nb.cells) > 20
-    os.environ["FRUITGAN_REPORT_RUN"] = str(tiny_workdir / "models" / "model_nb")
+    # Both runs the notebook reads are the tiny one: its 12 drawings per fruit are too few for a held-out split.
+    for var in ("FRUITGAN_REPORT_RUN", "FRUITGAN_REPORT_HELDOUT_RUN"):
+        os.environ[var] = str(tiny_workdir / "models" / "model_nb")
     try:
         NotebookClient(nb, timeout=300, kernel_name="python3",
                        resources={"metadata": {"path": str(ROOT)}}).execute()   # raises on any cell error
     finally:
-        os.environ.pop("FRUITGAN_REPORT_RUN", None)
+        for var in ("FRUITGAN_REPORT_RUN", "FRUITGAN_REPORT_HELDOUT_RUN"):
+            os.environ.pop(var, None)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = "\n".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert "model nb" in text and "notebook check" in text     # it really read the tiny run
+    assert "each noise vector now gives its own drawing" in text     # step 3.6 drew the trained generator
+    analysis = "\n".join("".join(o["data"]["text/markdown"]) for o in outputs if "text/markdown" in o.get("data", {}))
+    # Too few real drawings for a split: the held-out part says so instead of giving a number.
+    assert "On drawings the GANs never saw:* not measured: " in analysis and "not enough real drawings" in analysis
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 5                                      # grids, curves and milestone images were drawn
 
@@ -41,6 +48,13 @@ def test_committed_report_has_outputs_from_the_real_run():
     assert config["epochs"] >= 400 and len(config["fruits"]) == 7
     summary = json.loads(next(assets.glob("training_summary_*.json")).read_text())
     assert summary["epochs_done"] >= 400 and summary["status"] == "complete"
+    # The held-out run: 400 epochs on 28 px bitmaps, its figures measured on held-out drawings.
+    held = ROOT / "report_assets" / "model_heldout"
+    summary = json.loads(next((held / "info").glob("training_summary_*.json")).read_text())
+    assert summary["epochs_done"] >= 400 and summary["status"] == "complete"
+    for history in (held / "info").glob("training_history_*.json"):
+        quality = json.loads(history.read_text())["quality"]
+        assert quality and 0.0 <= quality[-1]["two_sample_accuracy"] <= 1.0
 
 
 def test_collect_for_another_notebook_leaves_the_committed_assets_alone(tmp_path, capsys):
@@ -57,8 +71,13 @@ def test_collect_for_another_notebook_leaves_the_committed_assets_alone(tmp_path
     before = snapshot(committed)
     build_model(tmp_path, "elsewhere", fruits=("apple",))
     out = tmp_path / "nb" / "report.ipynb"
-    assert make_report.main(["--collect", str(tmp_path / "models" / "model_elsewhere"), "--out", str(out)]) == 0
+    build_model(tmp_path, "held", fruits=("apple", "banana"))
+    assert make_report.main(["--collect", str(tmp_path / "models" / "model_elsewhere"), "--out", str(out),
+                             "--collect-heldout", str(tmp_path / "models" / "model_held")]) == 0
     assert snapshot(committed) == before
+    # The held-out run keeps its first fruit's generator (step 3 draws from it), no other weights.
+    held = tmp_path / "nb" / "report_assets" / "model_heldout"
+    assert sorted(p.name for p in held.rglob("*.pt")) == ["generator_apple.pt"]
     copied = tmp_path / "nb" / "report_assets" / "model_report" / "info" / "training_config_elsewhere.json"
     assert copied.is_file() and out.is_file() and f"collected into {copied.parent.parent}" in capsys.readouterr().out
     # Another notebook in the repository folder gets its own assets folder, not report_assets/.
