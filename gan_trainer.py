@@ -322,6 +322,7 @@ class MultiFruitGANTrainer:
                             generator=torch.Generator().manual_seed(s + 2))
         history = {"fruit": fruit, "model_name": self.cfg.model_name, "dataset_version": self.cfg.dataset_version,
                    "num_images": len(self.datasets[fruit]), "num_real_images": int((~self.datasets[fruit].augmented).sum()),
+                   "num_train_images": int(self.datasets[fruit].train_images.shape[0]),
                    "num_heldout_real_images": int(self.datasets[fruit].heldout_images.shape[0]),
                    "split_note": self.datasets[fruit].split_note,
                    "epochs": [], "quality": [], "reference_quality": None, "best_epoch": None}

@@ -465,7 +465,7 @@ def held_rows(folder):
         last = (h.get("quality") or [{}])[-1]
         best = next((x for x in h.get("quality", []) if x["epoch"] == h.get("best_epoch")), last)
         rows.append(dict(fruit=f, history=h, measured=q, last=last, best=best, heldout=h.get("num_heldout_real_images"),
-                         train=h.get("num_images"), note=last.get("two_sample_note")))
+                         train=h.get("num_train_images", h.get("num_images")), note=last.get("two_sample_note")))
     return rows
 
 if held is None:

@@ -142,6 +142,9 @@ def _fruit_title(history: dict, fruit: str) -> str:
              f"dataset {history.get('dataset_version', '?')}", f"{len(epochs)} epochs"]
     if history.get("num_images") is not None:
         parts.append(f"{history['num_images']} images ({history.get('num_real_images', '?')} real)")
+    if history.get("num_heldout_real_images"):      # say what it trained on: the rest was held out
+        parts[-1] = (f"trained on {history.get('num_train_images', '?')} images, "
+                     f"{history['num_heldout_real_images']} real held out")
     return ", ".join(parts)
 
 

@@ -164,3 +164,12 @@ def test_reader_accepts_an_old_history_without_the_new_keys(tmp_path):
 def test_cli_on_a_folder_without_histories(tmp_path):
     with pytest.raises(UserError, match="no training_history"):
         tp.main([str(tmp_path)])
+
+
+def test_title_says_what_the_fruit_trained_on_when_drawings_were_held_out():
+    history = {**_history(), "num_images": 1000, "num_real_images": 1000, "num_train_images": 800,
+               "num_heldout_real_images": 200}
+    title = tp.fruit_figure(history, "apple")._suptitle.get_text()
+    assert "trained on 800 images, 200 real held out" in title and "1000 images" not in title
+    del history["num_heldout_real_images"]
+    assert "1000 images (1000 real)" in tp.fruit_figure(history, "apple")._suptitle.get_text()
