@@ -7,7 +7,7 @@ all-fruit recogniser). The best checkpoint's figures are printed as one table.
 
     python benchmarks/bench_quality.py --fruit apple --resolution 28 --epochs 400      # the full ablation (hours on CPU)
     python benchmarks/bench_quality.py --fruit banana --count 1000 --epochs 400         # banana at apple's size
-    python benchmarks/bench_quality.py --epochs 2 --recipes default,ema                  # a smoke run
+    python benchmarks/bench_quality.py --epochs 2 --recipes default,no_ema               # a smoke run
 """
 from __future__ import annotations
 
@@ -30,12 +30,13 @@ from user_io import UserError, choice_of, cli_value, int_in_range, list_of, run_
 
 BENCH_VERSION = "quality"
 ALL_REAL = st.COUNT_MAX      # convert every real drawing the fruit has (no augmentation)
-# name -> TrainConfig settings (anything not named keeps its declared default)
+# name -> TrainConfig settings (anything not named keeps its declared default: batch 64, lr 0.0002, EMA 0.999
+# with warm-up since the 400-epoch ablation picked it; "no_ema" is the assignment's plain recipe)
 RECIPES = {
     "default": {},
-    "ema": {"ema_decay": 0.999},
+    "no_ema": {"ema_decay": 0.0},
     "batch32": {"batch_size": 32},
-    "batch32_ema": {"batch_size": 32, "ema_decay": 0.999},
+    "batch32_no_ema": {"batch_size": 32, "ema_decay": 0.0},
     "lr1e-4": {"lr": 1e-4},
     "smooth0.9": {"real_label": 0.9},
 }

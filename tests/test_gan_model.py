@@ -56,7 +56,9 @@ def test_compile_attaches_adam_and_bce():
         assert opt.defaults["lr"] == pytest.approx(2e-4) and opt.defaults["betas"] == (0.5, 0.999)
         assert {id(p) for p in opt.param_groups[0]["params"]} == {id(p) for p in net.parameters()}
     assert isinstance(gan.loss_fn, torch.nn.BCEWithLogitsLoss)
-    assert gan.stacked.generator is gan.generator and gan.ema is None
+    # The default keeps a moving average of the generator (the ablation's pick); decay 0 keeps none.
+    assert gan.stacked.generator is gan.generator and gan.ema is not None and not gan.ema.training
+    assert gm.compile_gan(gm.GANConfig(resolution=28, ema_decay=0.0, **SMALL)).ema is None
 
 
 def test_reference_step_changes_both_networks_and_reports_finite_values():
