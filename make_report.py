@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from user_io import run_main
+from user_io import UserError, run_main
 
 HERE = Path(__file__).resolve().parent
 NOTEBOOK = HERE / "report.ipynb"
@@ -730,6 +730,8 @@ def collect(model_dir: Path, dest: Path = ASSETS, generators: Sequence[str] = ()
     import model_store
 
     source = model_store.ModelFolder.at(model_dir)         # UserError when it is not a model folder
+    if Path(dest).resolve() == source.path.resolve():
+        raise UserError(f"{model_dir} is already the report's copy: nothing to collect (the notebook reads it as it is)")
     copy = model_store.ModelFolder(dest, source.name)
     copy.remove()
     copy.info_dir.mkdir(parents=True)

@@ -78,6 +78,10 @@ def test_collect_for_another_notebook_leaves_the_committed_assets_alone(tmp_path
     # The held-out run keeps its first fruit's generator (step 3 draws from it), no other weights.
     held = tmp_path / "nb" / "report_assets" / "model_heldout"
     assert sorted(p.name for p in held.rglob("*.pt")) == ["generator_apple.pt"]
+    # Collecting the report's own copy onto itself would delete it first: refused, the copy kept.
+    with pytest.raises(make_report.UserError, match="already the report's copy"):
+        make_report.collect(held, held)
+    assert (held / "generator_apple.pt").is_file()
     copied = tmp_path / "nb" / "report_assets" / "model_report" / "info" / "training_config_elsewhere.json"
     assert copied.is_file() and out.is_file() and f"collected into {copied.parent.parent}" in capsys.readouterr().out
     # Another notebook in the repository folder gets its own assets folder, not report_assets/.
