@@ -464,8 +464,7 @@ def held_rows(folder):
         h = folder.read_history(f) or {}
         q = [x for x in h.get("quality", []) if x.get("two_sample_accuracy") is not None]
         last = (h.get("quality") or [{}])[-1]
-        best = next((x for x in h.get("quality", []) if x["epoch"] == h.get("best_epoch")), last)
-        rows.append(dict(fruit=f, history=h, measured=q, last=last, best=best, heldout=h.get("num_heldout_real_images"),
+        rows.append(dict(fruit=f, measured=q, last=last, heldout=h.get("num_heldout_real_images"),
                          train=h.get("num_train_images", h.get("num_images")), note=last.get("two_sample_note")))
     return rows
 
@@ -727,6 +726,8 @@ def assets_for(out: Path) -> Path:
 def collect(model_dir: Path, dest: Path = ASSETS, generators: Sequence[str] = ()) -> Path:
     """Copy a run's small artefacts (JSON, text, the report's milestone grids) into ``dest``, plus the final
     generator_<fruit>.pt of each fruit in ``generators`` (step 3 draws from one trained generator)."""
+    import torch
+
     import model_store
 
     source = model_store.ModelFolder.at(model_dir)         # UserError when it is not a model folder
@@ -744,7 +745,12 @@ def collect(model_dir: Path, dest: Path = ASSETS, generators: Sequence[str] = ()
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source.progress_grid_path(fruit, epoch), target)
     for fruit in generators:
-        shutil.copy2(source.generator_path(fruit), copy.generator_path(fruit))
+        payload = torch.load(source.generator_path(fruit), map_location="cpu", weights_only=True)
+        if payload.get("ema_state_dict"):
+            # The report draws from the moving average: one set of weights (torch.save stores shared tensors
+            # once), so the copy is half the size; read_generator still reports the moving average.
+            payload["state_dict"] = payload["ema_state_dict"]
+        copy.write_network(payload)
     return dest
 
 

@@ -71,13 +71,24 @@ def test_collect_for_another_notebook_leaves_the_committed_assets_alone(tmp_path
     before = snapshot(committed)
     build_model(tmp_path, "elsewhere", fruits=("apple",))
     out = tmp_path / "nb" / "report.ipynb"
-    build_model(tmp_path, "held", fruits=("apple", "banana"))
+    build_model(tmp_path, "held", fruits=("apple", "banana"), ema=True)
     assert make_report.main(["--collect", str(tmp_path / "models" / "model_elsewhere"), "--out", str(out),
                              "--collect-heldout", str(tmp_path / "models" / "model_held")]) == 0
     assert snapshot(committed) == before
     # The held-out run keeps its first fruit's generator (step 3 draws from it), no other weights.
     held = tmp_path / "nb" / "report_assets" / "model_heldout"
     assert sorted(p.name for p in held.rglob("*.pt")) == ["generator_apple.pt"]
+    # ... holding only the moving average it is drawn from: the same images, about half the bytes.
+    import model_store
+    import torch
+    from gan_model import generate
+
+    source = tmp_path / "models" / "model_held"
+    original, _ = model_store.ModelFolder.at(source).read_generator("apple")
+    copied, used_ema = model_store.ModelFolder.at(held).read_generator("apple")
+    noise = torch.randn(4, copied.config.noise_dim, generator=torch.Generator().manual_seed(0))
+    assert used_ema and torch.equal(generate(copied, noise), generate(original, noise))
+    assert (held / "generator_apple.pt").stat().st_size < 0.75 * (source / "generator_apple.pt").stat().st_size
     # Collecting the report's own copy onto itself would delete it first: refused, the copy kept.
     with pytest.raises(make_report.UserError, match="already the report's copy"):
         make_report.collect(held, held)
