@@ -152,6 +152,27 @@ def _upconv(x, w, name, groups, taps):
                               None if bias is None else bias.flatten(), stride=2, padding=1, groups=groups)
 
 
+def _conv_to_one(x, w, name, groups):
+    """3x3 convolution (padding 1) to ONE output channel per fruit, as nine 1x1 taps summed shifted.
+
+    (B, G*Cin, H, W) -> (B, G, H, W). oneDNN runs a single-output-channel convolution far below the
+    CPU's speed (measured 17 GFLOP/s against ~200 for the generator's other layers); a 1x1 convolution
+    to the 9 tap responses is a plain matrix product, and the shifted sum is cheap: forward + backward
+    of the generator's last layer went from 10.5 to 4.4 ms (28 px) and 57 to 24 ms (64 px) per fruit.
+    """
+    weight = w[name + ".weight"]                                   # (G, 1, Cin, 3, 3)
+    g, _, c_in, k, _ = weight.shape
+    height, width = x.shape[-2:]
+    taps = weight.permute(0, 3, 4, 2, 1).reshape(g * k * k, c_in, 1, 1)   # (G*9, Cin, 1, 1): tap (a, b) of fruit g
+    z = F.pad(F.conv2d(x, taps, groups=groups), (gm.PADDING,) * 4)        # (B, G*9, H+2, W+2)
+    z = z.unflatten(1, (g, k * k))                                        # (B, G, 9, H+2, W+2)
+    out = w[name + ".bias"].reshape(1, g, 1, 1)                           # (1, G, 1, 1)
+    for a in range(k):
+        for b in range(k):
+            out = out + z[:, :, a * k + b, a:a + height, b:b + width]     # output (i, j) reads input (i+a-1, j+b-1)
+    return out                                                            # (B, G, H, W)
+
+
 def _bn(x, w, name, training):
     return F.batch_norm(x, w[name + ".running_mean"].view(-1), w[name + ".running_var"].view(-1),
                         w[name + ".weight"].view(-1), w[name + ".bias"].view(-1),
@@ -171,7 +192,7 @@ def generator_forward(w, z, cfg: gm.GANConfig, training: bool, taps, channels_la
     h = F.leaky_relu(_bn(_upconv(h, w, "conv1", groups, taps), w, "bn1", training), slope)  # (B, G*C, 2S, 2S)
     h = F.leaky_relu(_bn(_conv(h, w, "conv2", groups), w, "bn2", training), slope)       # (B, G*C/2, 2S, 2S)
     h = F.leaky_relu(_bn(_upconv(h, w, "conv3", groups, taps), w, "bn3", training), slope)  # (B, G*C/2, R, R)
-    return torch.tanh(_conv(h, w, "conv_out", groups))                                   # (B, G, R, R)
+    return torch.tanh(_conv_to_one(h, w, "conv_out", groups))                            # (B, G, R, R)
 
 
 def discriminator_forward(w, x, cfg: gm.GANConfig, training: bool, channels_last=False):

@@ -46,7 +46,8 @@ from training_run import RunClock  # noqa: E402
 from user_io import cli_value, int_in_range, run_main  # noqa: E402
 
 NUM_FRUITS = bt.NUM_FRUITS
-SHOWN_PARTS = ("steps", "checkpoints", "evaluation", "milestone_images", "other")   # columns per method
+SHOWN_PARTS = ("steps", "checkpoints", "evaluation", "milestone_images", "other", "set-up")   # columns per method
+MILESTONE_PARTS = ("evaluation", "milestone_images", "history_writes")   # paid once per milestone
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,40 @@ class RunBench:
     rounds: int = 2
     threads: int = 0
     seed: int = 0
+    project_epochs: int = settings.EPOCHS.default   # the run the measured parts are projected to
+
+
+def checkpoint_epochs(epochs: int, marks: set, keep_every: int) -> set:
+    """Epochs at which the trainer writes a checkpoint besides its time cadence (see gan_trainer._epochs)."""
+    kept = set(range(keep_every, epochs + 1, keep_every)) if keep_every else set()
+    return marks | kept | {epochs}
+
+
+def project(t: dict, method: str, rb: RunBench) -> float:
+    """Seconds of a run of rb.project_epochs epochs with the default milestones, from one measured run's parts.
+
+    Set-up is paid once, steps and "other" (loop overhead, history files) per epoch, evaluation,
+    images and plots per milestone, checkpoints per epoch (reference) or per checkpoint written
+    (trainer: milestones, kept epochs, the end, and one per cadence of step time).
+    """
+    p, epochs = t["parts"], rb.epochs
+    marks = milestone_epochs(rb.milestones, epochs)
+    marks_out = milestone_epochs(settings.MILESTONES.default, rb.project_epochs)
+    scale = rb.project_epochs / epochs
+    steps = p["steps"] * scale
+    seconds = (t["seconds"] - p["total"]) + steps + p.get("other", 0.0) * scale
+    seconds += sum(p.get(k, 0.0) for k in MILESTONE_PARTS) / len(marks) * len(marks_out)
+    if method == "reference":
+        return seconds + p["checkpoints"] * scale
+    cadence = rb.checkpoint_minutes * 60.0
+    keep = settings.KEEP_CHECKPOINT_EVERY.default
+
+    def count(n_epochs: int, n_marks: set, step_seconds: float) -> int:
+        by_time = int(step_seconds // cadence) if cadence else n_epochs
+        return len(checkpoint_epochs(n_epochs, n_marks, keep)) + by_time
+
+    per_checkpoint = p["checkpoints"] / max(1, count(epochs, marks, p["steps"]))
+    return seconds + per_checkpoint * count(rb.project_epochs, marks_out, steps)
 
 
 def run_reference(size: int, rb: RunBench, outdir: Path) -> dict:
@@ -134,12 +169,15 @@ def parse_args(argv: Optional[Sequence[str]]) -> tuple:
                    help=f"alternate the methods this many times; the best round counts (default {RunBench.rounds})")
     p.add_argument("--threads", type=cli_value(int_in_range(0, 512), "--threads"), default=0,
                    help="torch CPU threads (default 0: torch's own choice)")
+    p.add_argument("--project-epochs", type=cli_value(int_in_range(1, settings.EPOCHS_MAX), "--project-epochs"),
+                   default=RunBench.project_epochs,
+                   help=f"also print both runs projected to this many epochs (default {RunBench.project_epochs})")
     p.add_argument("--worker", choices=("reference", "trainer"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     sizes = bt.parse_sizes(a.sizes)
     rb = RunBench(sizes=sizes, images=a.images, epochs=a.epochs, milestones=tuple(a.milestones), batch=a.batch,
                   eval_samples=a.eval_samples, checkpoint_minutes=a.checkpoint_minutes, rounds=a.rounds,
-                  threads=a.threads)
+                  threads=a.threads, project_epochs=a.project_epochs)
     return rb, a.worker
 
 
@@ -161,9 +199,10 @@ def _load() -> str:
 
 def _cell(t: dict) -> str:
     parts = t["parts"]
-    known = {k: parts.get(k, 0.0) for k in SHOWN_PARTS[:-1]}
+    known = {k: parts.get(k, 0.0) for k in SHOWN_PARTS[:-2]}
     other = parts["total"] - sum(known.values())
-    return " / ".join(f"{v:.1f}" for v in (*known.values(), other))
+    setup = t["seconds"] - parts["total"]          # before the run's own clock: data, models, the estimate
+    return " / ".join(f"{v:.1f}" for v in (*known.values(), other, setup))
 
 
 def main(argv=None) -> int:
@@ -181,9 +220,10 @@ def main(argv=None) -> int:
     print(f"trainer: evaluation of {rb.eval_samples} images per fruit at milestones, checkpoints every "
           f"{rb.checkpoint_minutes:g} min + milestones + end; reference: torch.save of every fruit every epoch")
     print(f"seconds of a whole run, and where they went: {' / '.join(SHOWN_PARTS)} (images: progress grids "
-          f"and history plots; other: the rest, e.g. the trainer's history files and set-up)")
-    print(f"{'size':>5} {'reference s':>12} {'trainer s':>10} {'speed-up':>9} | {'reference parts':>34} | "
-          f"{'trainer parts':>34} | load avg")
+          f"and history plots; other: the rest of the epoch loop, e.g. the trainer's history files; set-up: "
+          f"before the loop, e.g. data, models and the trainer's measured estimate)")
+    print(f"{'size':>5} {'reference s':>12} {'trainer s':>10} {'speed-up':>9} | {'reference parts':>40} | "
+          f"{'trainer parts':>40} | load avg")
     for size in rb.sizes:
         best: dict = {}
         for _ in range(rb.rounds):
@@ -193,10 +233,14 @@ def main(argv=None) -> int:
                     best[name] = t
         ref, fast = best["reference"], best["trainer"]
         print(f"{size:>5} {ref['seconds']:>12.2f} {fast['seconds']:>10.2f} {ref['seconds'] / fast['seconds']:>8.2f}x | "
-              f"{_cell(ref):>34} | {_cell(fast):>34} | {_load()}", flush=True)
+              f"{_cell(ref):>40} | {_cell(fast):>40} | {_load()}", flush=True)
         p = fast["parts"]
         print("      trainer detail: " + ", ".join(f"{k} {p[k]:.1f}s" for k in p if k != "total") +
               f"; its estimate before training: {fast['estimate']:.1f}s", flush=True)
+        ref_long, fast_long = project(ref, "reference", rb), project(fast, "trainer", rb)
+        print(f"      projected to {rb.project_epochs} epochs with the default milestones (the same parts, "
+              f"scaled): reference {ref_long:.1f} s, trainer {fast_long:.1f} s, {ref_long / fast_long:.2f}x "
+              f"({ref_long / 3600:.1f} h against {fast_long / 3600:.1f} h)", flush=True)
     return 0
 
 

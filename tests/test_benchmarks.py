@@ -1,7 +1,10 @@
 """The benchmarks run end to end at tiny sizes and print consistent figures (no timing is asserted)."""
 import re
+import sys
 
-from conftest import run_script
+import pytest
+
+from conftest import ROOT, run_script
 
 
 def _floats(line: str) -> list:
@@ -62,3 +65,26 @@ def test_bench_run_times_whole_runs_of_both_methods_and_their_parts():
     detail = next(ln for ln in r.stdout.splitlines() if "trainer detail" in ln)
     for part in ("steps", "checkpoints", "evaluation", "milestone_images", "history_writes", "other"):
         assert f"{part} " in detail
+    projected = next(ln for ln in r.stdout.splitlines() if "projected to 400 epochs" in ln)
+    ref_h, fast_h, long_ratio = _floats(projected.split("):", 1)[1])[:3]
+    assert ref_h > 0 and fast_h > 0
+    assert abs(long_ratio - ref_h / fast_h) <= 0.01 * long_ratio + 0.02
+
+
+def test_run_projection_scales_each_part_by_what_it_is_paid_per():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_run
+
+    rb = bench_run.RunBench(epochs=2, milestones=(1,), checkpoint_minutes=5.0, project_epochs=400)
+    parts = {"steps": 10.0, "checkpoints": 1.0, "evaluation": 4.0, "milestone_images": 2.0,
+             "history_writes": 0.0, "other": 0.5, "total": 17.5}
+    measured = {"seconds": 20.5, "parts": parts}                       # 3 s of set-up before the loop
+    marks = len(bench_run.milestone_epochs(bench_run.settings.MILESTONES.default, 400))   # 9
+    # reference: a checkpoint every epoch, so checkpoints scale with epochs like the steps
+    assert bench_run.project(measured, "reference", rb) == pytest.approx(3 + 2000 + 100 + 200 + 3 * marks)
+    # trainer: 2 measured checkpoints (epoch 1 milestone, the end); over 400 epochs one at each milestone,
+    # every 50th epoch, and one per 5 minutes of the 2000 s of steps
+    written = len(bench_run.checkpoint_epochs(400, bench_run.milestone_epochs(
+        bench_run.settings.MILESTONES.default, 400), 50)) + int(2000 // 300)
+    assert written == 13 + 6
+    assert bench_run.project(measured, "trainer", rb) == pytest.approx(3 + 2000 + 100 + 3 * marks + 0.5 * written)

@@ -279,3 +279,16 @@ def test_deepcopy_gives_an_independent_group():
     assert torch.equal(group.fruit_state_dicts(1)["generator"]["fc.weight"], before)
     assert not torch.equal(probe.fruit_state_dicts(1)["generator"]["fc.weight"], before)
     assert not group.g_optimizer.state and probe.g_optimizer.state
+
+
+def test_one_channel_conv_as_taps_equals_conv2d(float64):
+    torch.manual_seed(8)
+    x = torch.randn(2, 3 * 4, 5, 6)                           # 3 fruits x 4 channels, not square
+    weight = torch.randn(3, 1, 4, 3, 3)                       # (G, 1, Cin, 3, 3)
+    bias = torch.randn(3, 1)
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        xs = x.contiguous(memory_format=memory_format)
+        fast = gg._conv_to_one(xs, {"c.weight": weight, "c.bias": bias}, "c", 3)
+        slow = torch.nn.functional.conv2d(xs, weight.flatten(0, 1), bias.flatten(), padding=1, groups=3)
+        assert fast.shape == (2, 3, 5, 6)
+        torch.testing.assert_close(fast, slow, atol=1e-12, rtol=1e-12)
