@@ -162,15 +162,24 @@ def _conv_to_one(x, w, name, groups):
     """
     weight = w[name + ".weight"]                                   # (G, 1, Cin, 3, 3)
     g, _, c_in, k, _ = weight.shape
-    height, width = x.shape[-2:]
     taps = weight.permute(0, 3, 4, 2, 1).reshape(g * k * k, c_in, 1, 1)   # (G*9, Cin, 1, 1): tap (a, b) of fruit g
-    z = F.pad(F.conv2d(x, taps, groups=groups), (gm.PADDING,) * 4)        # (B, G*9, H+2, W+2)
-    z = z.unflatten(1, (g, k * k))                                        # (B, G, 9, H+2, W+2)
-    out = w[name + ".bias"].reshape(1, g, 1, 1)                           # (1, G, 1, 1)
+    # Unbound taps: each one's gradient is a small (B, G, H, W) tensor, not a slice of the 9-tap one.
+    z = F.conv2d(x, taps, groups=groups).unflatten(1, (g, k * k)).unbind(2)   # 9 x (B, G, H, W)
+    out = w[name + ".bias"].reshape(1, g, 1, 1)                               # (1, G, 1, 1)
     for a in range(k):
         for b in range(k):
-            out = out + z[:, :, a * k + b, a:a + height, b:b + width]     # output (i, j) reads input (i+a-1, j+b-1)
-    return out                                                            # (B, G, H, W)
+            # output (i, j) reads tap (a, b) at (i+a-1, j+b-1), zero outside: a shift by padding/cropping
+            out = out + F.pad(z[a * k + b], (gm.PADDING - b, b - gm.PADDING, gm.PADDING - a, a - gm.PADDING))
+    return out                                                                # (B, G, H, W)
+
+
+def _leaky(x, slope):
+    """LeakyReLU in place where autograd allows it (slope > 0: the backward reads the output).
+
+    Every input here is a convolution's or batch norm's output, which their backward passes do not
+    read, so overwriting it saves one activation-sized write and allocation per layer.
+    """
+    return F.leaky_relu(x, slope, inplace=slope > 0)
 
 
 def _bn(x, w, name, training):
@@ -184,14 +193,14 @@ def generator_forward(w, z, cfg: gm.GANConfig, training: bool, taps, channels_la
     groups, batch = z.shape[0], z.shape[1]
     c, s, slope = cfg.g_channels, cfg.start_size, cfg.leaky_slope
     h = torch.baddbmm(w["fc.bias"].unsqueeze(1), z, w["fc.weight"].transpose(1, 2))  # (G, B, C*S*S)
-    h = F.leaky_relu(h, slope)
+    h = _leaky(h, slope)
     h = h.view(groups, batch, c, s, s).transpose(0, 1).reshape(batch, groups * c, s, s)  # (B, G*C, S, S)
     if channels_last:
         h = h.contiguous(memory_format=torch.channels_last)
     h = _bn(h, w, "bn0", training)
-    h = F.leaky_relu(_bn(_upconv(h, w, "conv1", groups, taps), w, "bn1", training), slope)  # (B, G*C, 2S, 2S)
-    h = F.leaky_relu(_bn(_conv(h, w, "conv2", groups), w, "bn2", training), slope)       # (B, G*C/2, 2S, 2S)
-    h = F.leaky_relu(_bn(_upconv(h, w, "conv3", groups, taps), w, "bn3", training), slope)  # (B, G*C/2, R, R)
+    h = _leaky(_bn(_upconv(h, w, "conv1", groups, taps), w, "bn1", training), slope)  # (B, G*C, 2S, 2S)
+    h = _leaky(_bn(_conv(h, w, "conv2", groups), w, "bn2", training), slope)       # (B, G*C/2, 2S, 2S)
+    h = _leaky(_bn(_upconv(h, w, "conv3", groups, taps), w, "bn3", training), slope)  # (B, G*C/2, R, R)
     return torch.tanh(_conv_to_one(h, w, "conv_out", groups))                            # (B, G, R, R)
 
 
@@ -202,11 +211,11 @@ def discriminator_forward(w, x, cfg: gm.GANConfig, training: bool, channels_last
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     drop = training and p > 0
-    h = F.leaky_relu(_conv(x, w, "conv1", groups, stride=2), slope)                      # (B, G*D, R/2, R/2)
+    h = _leaky(_conv(x, w, "conv1", groups, stride=2), slope)                      # (B, G*D, R/2, R/2)
     h = F.dropout2d(h, p, training=drop)
-    h = F.leaky_relu(_bn(_conv(h, w, "conv2", groups, stride=2), w, "bn2", training), slope)  # (B, G*2D, R/4, R/4)
+    h = _leaky(_bn(_conv(h, w, "conv2", groups, stride=2), w, "bn2", training), slope)  # (B, G*2D, R/4, R/4)
     h = F.dropout2d(h, p, training=drop)
-    h = F.leaky_relu(_bn(_conv(h, w, "conv3", groups, stride=2), w, "bn3", training), slope)  # (B, G*4D, f, f)
+    h = _leaky(_bn(_conv(h, w, "conv3", groups, stride=2), w, "bn3", training), slope)  # (B, G*4D, f, f)
     h = F.dropout2d(h, p, training=drop)
     feats = h.reshape(batch, groups, -1)                                                 # (B, G, 4D*f*f)
     return torch.einsum("bgk,gk->bg", feats, w["fc.weight"][:, 0]) + w["fc.bias"][:, 0]  # (B, G)

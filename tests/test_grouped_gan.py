@@ -89,6 +89,15 @@ def test_group_step_equals_each_fruit_stepped_alone(float64, layout, channels_la
     assert diffs[worst] < 1e-9, (worst, diffs[worst])
 
 
+@pytest.mark.parametrize("slope", [0.0, 0.05])
+def test_group_step_equals_alone_for_any_leaky_slope(float64, slope):
+    # LeakyReLU runs in place only where its backward can (slope > 0); slope 0 takes the copying path.
+    cfg = gm.GANConfig(resolution=SIZE, dropout=0.0, leaky_slope=slope, **SMALL)
+    gans, group = _reference_and_group(cfg, layout="loop")
+    _train_both(gans, group, 2)
+    assert max(_differences(gans, group).values()) < 1e-9
+
+
 def test_group_step_in_float32_matches_up_to_rounding():
     # In fp32 both paths round differently (the sub-pixel upsample-conv adds in another order).
     # Adam's first steps move a weight by about lr * sign(gradient), so the rare weight whose
