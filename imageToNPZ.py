@@ -18,7 +18,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Collection, Optional, Sequence
 
 from image_version import (IMAGE_DIR, METADATA_FILE, VERSION_PREFIX, FruitVersion, VersionImages, check_folder,
                            fruit_order, read_version, relative_path, scan_image_versions)
@@ -141,7 +141,7 @@ def pack(workdir: Path, version: str, fruits: Optional[Sequence[str]] = None, ov
     if existing and not overwrite:
         raise UserError(f"{', '.join(relative_path(workdir, p) for p in existing)} already exist"
                         f"{'s' if len(existing) == 1 else ''}; add --overwrite to replace")
-    return pack_fruits(workdir, version, chosen, progress, log)
+    return pack_fruits(workdir, version, chosen, progress, log, replace=None if overwrite else ())
 
 
 def default_fruits(entries: Sequence[FruitVersion], version: str, log: Callable[[str], None] = print) -> list:
@@ -156,16 +156,30 @@ def default_fruits(entries: Sequence[FruitVersion], version: str, log: Callable[
 
 
 def pack_fruits(workdir: Path, version: str, fruits: Sequence[str], progress: bool = True,
-                log: Callable[[str], None] = print) -> list:
+                log: Callable[[str], None] = print, replace: Optional[Collection[str]] = None) -> list:
     """Check every folder first, then read and write one fruit at a time (memory: one fruit's images).
 
     Holds the npz version's lock while writing (a second packer of the version is refused).
+    ``replace``: the fruits whose existing npz may be replaced (None: any). It is checked again under
+    the lock, since another packer may have written a file after the caller looked.
     """
     images = image_version_lock(workdir, version)
     refuse_if_held(images.folder, images.what, "wait for rawDataToImage.py to finish, then pack")
     with npz_version_lock(workdir, version):
         clean_stale_temp(Path(workdir) / NPZ_DIR, recursive=False)   # temp files of dead packers
+        if replace is not None:
+            refuse_new_files(workdir, version, fruits, replace)
         return _pack_locked(workdir, version, fruits, progress, log)
+
+
+def refuse_new_files(workdir: Path, version: str, fruits: Sequence[str], replace: Collection[str]) -> None:
+    """UserError if a fruit's npz exists that the caller did not agree to replace (written meanwhile)."""
+    appeared = [npz_path(workdir, f, version) for f in fruits
+                if f not in replace and npz_path(workdir, f, version).exists()]
+    if appeared:
+        names = ", ".join(relative_path(workdir, p) for p in appeared)
+        raise UserError(f"{names} {'was' if len(appeared) == 1 else 'were'} written by another run meanwhile; "
+                        "run again to see it, or add --overwrite to replace it (nothing was written)")
 
 
 def _pack_locked(workdir: Path, version: str, fruits: Sequence[str], progress: bool,
@@ -241,11 +255,17 @@ def choose_fruits(cfg: PackConfig, entries: Sequence[FruitVersion], version: str
                         show_default=shown, flag="--fruits FRUITS")
 
 
-def confirm_overwrites(cfg: PackConfig, fruits: Sequence[str], version: str, prompter: Prompter) -> list:
-    """Fruits whose npz may be written: existing files need --overwrite, or a 'y' when asked."""
+def confirm_overwrites(cfg: PackConfig, fruits: Sequence[str], version: str, prompter: Prompter) -> tuple:
+    """(fruits whose npz may be written, those of them that may be replaced: None = any).
+
+    Existing files need --overwrite, or a 'y' when asked; a file that appears after this look
+    was not agreed to (pack_fruits checks again under the lock).
+    """
     existing = [f for f in fruits if npz_path(cfg.workdir, f, version).exists()]
-    if not existing or cfg.overwrite:
-        return list(fruits)
+    if cfg.overwrite:
+        return list(fruits), None
+    if not existing:
+        return list(fruits), ()
     if cfg.assume_yes:
         names = ", ".join(relative_path(cfg.workdir, npz_path(cfg.workdir, f, version)) for f in existing)
         raise UserError(f"{names} already exist{'s' if len(existing) == 1 else ''}; "
@@ -258,7 +278,7 @@ def confirm_overwrites(cfg: PackConfig, fruits: Sequence[str], version: str, pro
             print(f"keeping {relative_path(cfg.workdir, path)}")
             continue
         keep.append(fruit)
-    return keep
+    return keep, [f for f in keep if f in existing]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -271,11 +291,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(version_table(cfg.workdir, entries))
     prompter = Prompter(assume_yes=cfg.assume_yes)
     version = choose_version(cfg, entries, prompter)
-    fruits = confirm_overwrites(cfg, choose_fruits(cfg, entries, version, prompter), version, prompter)
+    fruits, replace = confirm_overwrites(cfg, choose_fruits(cfg, entries, version, prompter), version, prompter)
     if not fruits:
         print("nothing to pack")
         return 0
-    written = pack_fruits(cfg.workdir, version, fruits)
+    written = pack_fruits(cfg.workdir, version, fruits, replace=replace)
     total_mb = sum(p.stat().st_size for p in written) / BYTES_PER_MB
     print(f"done: {len(written)} file(s) in {Path(cfg.workdir) / NPZ_DIR}, {total_mb:.2f} MB in all")
     return 0

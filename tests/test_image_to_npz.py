@@ -337,3 +337,44 @@ def test_no_image_data_says_what_to_run(workdir):
     (workdir / "imageData" / "apple" / "versionA").mkdir(parents=True)
     assert_one_line_error(run_cli(workdir, "--yes"), "no complete image version", "A (incomplete)")
 
+
+
+def test_file_written_by_another_packer_after_the_check_is_not_replaced(workdir, monkeypatch):
+    # Packer B looked (no npz yet), then packer A wrote it and released the lock, then B takes the
+    # lock: B must not replace A's file without --overwrite. A's write is simulated at the moment
+    # between B's check and B's lock.
+    make_version(workdir, "apple", "A")
+    target = workdir / "npzData" / "apple_versionA.npz"
+    real_lock = imageToNPZ.npz_version_lock
+
+    def lock_after_other_packer(*args, **kwargs):
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(b"packer A's file")
+        return real_lock(*args, **kwargs)
+
+    monkeypatch.setattr(imageToNPZ, "npz_version_lock", lock_after_other_packer)
+    with pytest.raises(UserError, match="written by another run meanwhile.*--overwrite"):
+        imageToNPZ.pack(workdir, "A", progress=False, log=lambda _: None)
+    assert target.read_bytes() == b"packer A's file"
+    assert len(imageToNPZ.pack(workdir, "A", overwrite=True, progress=False, log=lambda _: None)) == 1
+    assert target.read_bytes() != b"packer A's file"
+
+
+def test_cli_agreed_overwrite_covers_only_the_files_that_existed(workdir):
+    make_version(workdir, "apple", "A")
+    make_version(workdir, "pear", "A")
+    imageToNPZ.pack(workdir, "A", fruits=["apple"], progress=False, log=lambda _: None)
+    cfg = imageToNPZ.PackConfig(workdir=workdir, version="A", fruits=["apple", "pear"])
+    fruits, replace = imageToNPZ.confirm_overwrites(cfg, ["apple", "pear"], "A", _Yes())
+    assert fruits == ["apple", "pear"] and replace == ["apple"]      # pear may be written, not replaced
+    (workdir / "npzData" / "pear_versionA.npz").write_bytes(b"another run's pear")
+    with pytest.raises(UserError, match="pear_versionA.npz was written by another run"):
+        imageToNPZ.pack_fruits(workdir, "A", fruits, progress=False, log=lambda _: None, replace=replace)
+    assert (workdir / "npzData" / "pear_versionA.npz").read_bytes() == b"another run's pear"
+
+
+class _Yes:
+    """A prompter that agrees to every overwrite."""
+
+    def confirm(self, *_args, **_kwargs) -> bool:
+        return True
