@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Collection, Dict, List, Optional, Sequence
 
 import torch
 
@@ -163,6 +163,13 @@ def milestone_epochs(milestones: Sequence[int], last_epoch: int) -> set:
     marks.update(range(top + MILESTONE_EVERY_AFTER, last_epoch + 1, MILESTONE_EVERY_AFTER))
     marks.add(last_epoch)
     return marks
+
+
+def checkpoint_epochs(last_epoch: int, marks: Collection[int], keep_every: int) -> set:
+    """Epochs that always end with a checkpoint (besides the time cadence): milestones, every
+    ``keep_every``-th epoch (its epoch_NNNN.pt is kept) and the last epoch."""
+    kept = range(keep_every, last_epoch + 1, keep_every) if keep_every else ()
+    return {m for m in marks if m <= last_epoch} | set(kept) | {last_epoch}
 
 
 def image_grid(images: torch.Tensor, side: int = GRID_SIDE, pad: int = GRID_PAD):
@@ -818,6 +825,7 @@ class MultiFruitGANTrainer:
         A stop request ends the loop after the epoch in progress, with a checkpoint, as Interrupted.
         """
         cadence = Cadence(self.cfg.checkpoint_minutes)
+        fixed = checkpoint_epochs(last, self.milestones, self.cfg.keep_checkpoint_every)
         for epoch in range(first, last + 1):
             self.epoch_running = epoch
             rows = self.run_epoch(epoch)
@@ -829,9 +837,7 @@ class MultiFruitGANTrainer:
                     progress.write(f"epoch {epoch:>4}/{self.cfg.epochs} {f:<10} D loss {row['d_loss']:.4f}  "
                                    f"G loss {row['g_loss']:.4f}  D(x) {row['d_real']:.3f}  "
                                    f"D(G(z)) {row['d_fake']:.3f}")
-            every = self.cfg.keep_checkpoint_every
-            kept = bool(every and epoch % every == 0)       # epoch_NNNN.pt is promised at these epochs
-            due, stopping = self._agree(milestone or kept or epoch == last or cadence.due(), bool(stop.requested))
+            due, stopping = self._agree(epoch in fixed or cadence.due(), bool(stop.requested))
             if due or stopping:
                 self._save_epoch(epoch, milestone, "running")
                 cadence.mark()

@@ -41,7 +41,8 @@ import bench_train as bt  # noqa: E402
 import gan_model as gm  # noqa: E402
 import pictures  # noqa: E402
 import settings  # noqa: E402
-from gan_trainer import GRID_GUTTER, GRID_PAD, GRID_SIDE, MultiFruitGANTrainer, TrainConfig, milestone_epochs  # noqa: E402
+from gan_trainer import (GRID_GUTTER, GRID_PAD, GRID_SIDE, MultiFruitGANTrainer, TrainConfig,  # noqa: E402
+                         checkpoint_epochs, milestone_epochs)
 from training_run import RunClock  # noqa: E402
 from user_io import cli_value, int_in_range, run_main  # noqa: E402
 
@@ -65,12 +66,6 @@ class RunBench:
     threads: int = 0
     seed: int = 0
     project_epochs: int = settings.EPOCHS.default   # the run the measured parts are projected to
-
-
-def checkpoint_epochs(epochs: int, marks: set, keep_every: int) -> set:
-    """Epochs at which the trainer writes a checkpoint besides its time cadence (see gan_trainer._epochs)."""
-    kept = set(range(keep_every, epochs + 1, keep_every)) if keep_every else set()
-    return marks | kept | {epochs}
 
 
 def project(t: dict, method: str, rb: RunBench) -> float:
@@ -102,7 +97,7 @@ def project(t: dict, method: str, rb: RunBench) -> float:
 
 def run_reference(size: int, rb: RunBench, outdir: Path) -> dict:
     """(a) The plain loop for rb.epochs epochs: {"seconds", "parts": {...}}."""
-    cfg = gm.GANConfig(resolution=size, ema_decay=bt.PLAIN_EMA)     # the assignment's plan keeps no average
+    cfg = bt.plain_config(size)
     data = bt.synthetic_images(NUM_FRUITS, rb.images, size, rb.seed)
     marks = milestone_epochs(rb.milestones, rb.epochs)
     clock = RunClock()

@@ -51,6 +51,11 @@ BENCH_VERSION = "bench"   # dataset version name of the synthetic data in a temp
 PLAIN_EMA = 0.0          # the steps compared are the assignment's: no moving average of the generator
 
 
+def plain_config(size: int) -> gm.GANConfig:
+    """The assignment's GAN at ``size``: the declared defaults but no moving average (PLAIN_EMA)."""
+    return gm.GANConfig(resolution=size, ema_decay=PLAIN_EMA)
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """One benchmark run."""
@@ -209,7 +214,7 @@ def parse_sizes(text: str) -> tuple:
     try:
         sizes = tuple(int(s) for s in text.split(",") if s.strip())
         for s in sizes:
-            gm.GANConfig(resolution=s, ema_decay=PLAIN_EMA)
+            plain_config(s)
     except ValueError:
         raise UserError(f"--sizes {text!r}: give whole numbers like 28,64") from None
     return sizes
@@ -232,7 +237,7 @@ def worker(bc: BenchConfig, method: str) -> int:
     size = bc.sizes[0]
     fn = run_reference if method == "reference" else run_trainer
     data = synthetic_images(NUM_FRUITS, bc.batch * bc.steps, size, bc.seed)   # one trainer epoch = bc.steps
-    timing = fn(gm.GANConfig(resolution=size, ema_decay=PLAIN_EMA), data, bc)
+    timing = fn(plain_config(size), data, bc)
     print(json.dumps(timing), flush=True)
     return 0
 
@@ -282,7 +287,7 @@ def main(argv=None) -> int:
             cells.append((f"{ref:.1f}" if ref else "-", f"{fast:.1f}" if fast else "-", ratio))
         (r1, f1, x1), (r2, f2, x2) = cells
         print(f"{size:>5} {r1:>16} {f1:>14} {x1:>9} | {r2:>14} {f2:>18} {x2:>9}", flush=True)
-        flops[size] = {m: step_gflop_per_image(m, gm.GANConfig(resolution=size, ema_decay=PLAIN_EMA), bc.batch) for m in methods}
+        flops[size] = {m: step_gflop_per_image(m, plain_config(size), bc.batch) for m in methods}
         flops[size]["rate"] = {m: images / best[m]["seconds"] * flops[size][m] for m in methods}
     print("arithmetic (torch.utils.flop_counter, forward + backward of D and G per image) and the rate reached:")
     for size, f in flops.items():
