@@ -183,7 +183,8 @@ DESCRIPTION = _flag_setting("description", "", str, str, "free text saved in inf
                             question="Description (free text)", shown="none")
 DEVICE = _flag_setting("device", "auto", str, choice_of(DEVICES), "auto, cpu or cuda",
                        question="Device (auto/cpu/cuda)")
-PRECISION = _flag_setting("precision", "fp32", str, choice_of(PRECISIONS), "fp32, or bf16 autocast (helps on GPUs)")
+PRECISION = _flag_setting("precision", "fp32", str, choice_of(PRECISIONS), "fp32, or bf16 autocast (faster on GPUs and on CPUs with bf16 "
+                          "arithmetic: AVX512-BF16 or AMX)")
 SCHEDULE = _flag_setting("schedule", "together", str, choice_of(SCHEDULES),
                          "step same-size fruits together (fast) or one after another")
 MILESTONES = _flag_setting("milestones", DEFAULT_MILESTONES, list, parse_milestones,

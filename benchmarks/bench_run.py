@@ -66,6 +66,7 @@ class RunBench:
     threads: int = 0
     seed: int = 0
     project_epochs: int = settings.EPOCHS.default   # the run the measured parts are projected to
+    precision: str = settings.PRECISION.default     # the trainer's only; the reference is always fp32
 
 
 def project(t: dict, method: str, rb: RunBench) -> float:
@@ -130,7 +131,7 @@ def run_trainer(size: int, rb: RunBench, workdir: Path) -> dict:
     bt.write_synthetic_dataset(workdir, data)
     config = TrainConfig(dataset_version=bt.BENCH_VERSION, model_name="bench", epochs=rb.epochs, batch_size=rb.batch,
                          device="cpu", seed=rb.seed, milestones=list(rb.milestones), eval_samples=rb.eval_samples,
-                         checkpoint_minutes=rb.checkpoint_minutes)
+                         checkpoint_minutes=rb.checkpoint_minutes, precision=rb.precision)
     warm = MultiFruitGANTrainer(TrainConfig(**{**config.to_dict(), "model_name": "classifier"}), workdir,
                                 log=lambda _m: None)
     warm._setup_evaluator()           # train_gan.py caches the classifier per dataset version: not timed
@@ -167,12 +168,16 @@ def parse_args(argv: Optional[Sequence[str]]) -> tuple:
     p.add_argument("--project-epochs", type=cli_value(int_in_range(1, settings.EPOCHS_MAX), "--project-epochs"),
                    default=RunBench.project_epochs,
                    help=f"also print both runs projected to this many epochs (default {RunBench.project_epochs})")
+    p.add_argument("--precision", type=cli_value(settings.PRECISION.parse, "--precision"),
+                   default=RunBench.precision,
+                   help=f"the trainer's arithmetic, {settings.PRECISION.help} (default {RunBench.precision}; "
+                        f"the reference is always fp32)")
     p.add_argument("--worker", choices=("reference", "trainer"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     sizes = bt.parse_sizes(a.sizes)
     rb = RunBench(sizes=sizes, images=a.images, epochs=a.epochs, milestones=tuple(a.milestones), batch=a.batch,
                   eval_samples=a.eval_samples, checkpoint_minutes=a.checkpoint_minutes, rounds=a.rounds,
-                  threads=a.threads, project_epochs=a.project_epochs)
+                  threads=a.threads, project_epochs=a.project_epochs, precision=a.precision)
     return rb, a.worker
 
 
@@ -212,8 +217,8 @@ def main(argv=None) -> int:
     print(f"device: {bt.device_name('cpu')} | torch {torch.__version__} | {NUM_FRUITS} fruits x {rb.images} "
           f"SYNTHETIC images, batch {rb.batch}, {rb.epochs} epochs, milestones "
           f"{sorted(milestone_epochs(rb.milestones, rb.epochs))}, best of {rb.rounds} rounds")
-    print(f"trainer: evaluation of {rb.eval_samples} images per fruit at milestones, checkpoints every "
-          f"{rb.checkpoint_minutes:g} min + milestones + end; reference: torch.save of every fruit every epoch")
+    print(f"trainer: {rb.precision}, evaluation of {rb.eval_samples} images per fruit at milestones, checkpoints every "
+          f"{rb.checkpoint_minutes:g} min + milestones + end; reference: fp32, torch.save of every fruit every epoch")
     print(f"seconds of a whole run, and where they went: {' / '.join(SHOWN_PARTS)} (images: progress grids "
           f"and history plots; other: the rest of the epoch loop, e.g. the trainer's history files; set-up: "
           f"before the loop, e.g. data, models and the trainer's measured estimate)")

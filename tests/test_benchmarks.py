@@ -55,9 +55,10 @@ def test_bench_quality_trains_each_recipe_and_prints_the_table():
 
 def test_bench_run_times_whole_runs_of_both_methods_and_their_parts():
     r = run_script("benchmarks/bench_run.py", "--sizes", "28", "--images", "8", "--epochs", "1", "--batch", "4",
-                   "--eval-samples", "8", "--rounds", "1", "--threads", "1", timeout=600)
+                   "--eval-samples", "8", "--rounds", "1", "--threads", "1", "--precision", "bf16", timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "SYNTHETIC" in r.stdout
+    assert "trainer: bf16," in r.stdout and "reference: fp32," in r.stdout   # the trainer ran the asked arithmetic
     row = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith("28 "))
     ref, trainer, ratio = _floats(row)[:3]
     assert ref > 0 and trainer > 0

@@ -26,12 +26,25 @@ def _generator_weights(workdir, name, fruit):
     return torch.load(workdir / "models" / f"model_{name}" / f"generator_{fruit}.pt", weights_only=True)["state_dict"]
 
 
-def test_two_cpu_runs_with_the_same_seed_end_with_identical_weights(tiny_workdir):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_two_cpu_runs_with_the_same_seed_end_with_identical_weights(tiny_workdir, precision):
     for name in ("a", "b"):
-        _trainer(tiny_workdir, name).train()
+        _trainer(tiny_workdir, name, precision=precision).train()
     for fruit in ("apple", "banana", "pear"):
         a, b = _generator_weights(tiny_workdir, "a", fruit), _generator_weights(tiny_workdir, "b", fruit)
         assert all(torch.equal(a[k], b[k]) for k in a), fruit
+
+
+@pytest.mark.parametrize("has_bf16, precision, hinted", [(True, "fp32", True), (True, "bf16", False),
+                                                         (False, "fp32", False)])
+def test_a_cpu_with_bf16_arithmetic_gets_a_hint_to_use_it(tiny_workdir, monkeypatch, has_bf16, precision, hinted):
+    import gan_trainer
+    monkeypatch.setattr(gan_trainer, "cpu_has_bf16", lambda: has_bf16)
+    logs = []
+    cfg = TrainConfig(dataset_version=TINY_VERSION, model_name="hint", epochs=1, batch_size=8, device="cpu",
+                      evaluate=False, milestones=[1], precision=precision)
+    MultiFruitGANTrainer(cfg, tiny_workdir, log=logs.append).train()
+    assert any("--precision bf16 trains faster" in line for line in logs) == hinted
 
 
 def test_cpu_noise_is_the_seeded_stream_it_was_before_moving_to_the_device(tiny_workdir):
