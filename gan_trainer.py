@@ -23,6 +23,7 @@ import io
 import math
 import os
 import time
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -73,7 +74,7 @@ class TrainConfig:
     device: str = settings.DEVICE.default                      # auto | cpu | cuda | cuda:N
     fruits: Optional[List[str]] = settings.FRUIT_LIST.default  # None: every fruit of the dataset version
     seed: int = settings.SEED.default                          # makes CPU runs reproducible
-    precision: str = settings.PRECISION.default                # fp32 | bf16 (autocast; GPU)
+    precision: str = settings.PRECISION.default                # auto | fp32 | bf16 (autocast); see resolve_precision
     schedule: str = settings.SCHEDULE.default                  # together: same-size fruits at once; sequential
     milestones: Sequence[int] = settings.MILESTONES.default    # epochs that get a progress grid (+ the last)
     keep_checkpoint_every: int = settings.KEEP_CHECKPOINT_EVERY.default  # epoch_NNNN.pt kept every N (0: none)
@@ -149,6 +150,19 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise UserError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """'auto' is bf16 where the device multiplies bf16 in hardware, else fp32; the others are themselves.
+
+    On the 2-core CPU with AVX512-BF16 bf16 made the 7-fruit step 1.4x (28 px) to 1.9x (64 px) faster,
+    and 400-epoch runs of apple and banana were as real on the held-out tests as fp32 ones (README).
+    """
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
 
 
 def fruit_seed(seed: int, fruit: str) -> int:
@@ -269,6 +283,9 @@ class MultiFruitGANTrainer:
         self.start_epoch = 1
         if resume:
             self._load_saved_config()
+        # The arithmetic this run uses, fixed in its saved settings (a resume keeps it unless --precision is given).
+        self.requested_precision = self.cfg.precision
+        self.cfg = dataclasses.replace(self.cfg, precision=resolve_precision(self.cfg.precision, self.device))
         self.datasets = data_loader.load_version(self.workdir, self.cfg.dataset_version, self.cfg.fruits)
         self.all_fruits = list(self.datasets)
         self.fruits = self.all_fruits[self.dist.rank::self.dist.world]   # this rank's share
@@ -690,7 +707,8 @@ class MultiFruitGANTrainer:
             return
         data = {"model_name": self.cfg.model_name, **self.cfg.to_dict(), "fruits": self.all_fruits,
                 "resolution": self.resolution, "gan_config": self.gan_config.to_dict(),
-                "device": str(self.device), "requested_device": self.cfg.device, "world_size": self.dist.world,
+                "device": str(self.device), "requested_device": self.cfg.device,
+                "requested_precision": self.requested_precision, "world_size": self.dist.world,
                 "dataset": self.dataset_info(), "created": _now()}
         self.store.write_config(data)
 
@@ -790,8 +808,8 @@ class MultiFruitGANTrainer:
                  f"{self.device} ({self.cfg.precision}), batch {self.cfg.batch_size}, epochs "
                  f"{self.start_epoch}-{last} of {self.cfg.epochs}; groups stepped together: {self.groups}")
         if self.device.type == "cpu" and self.cfg.precision == "fp32" and cpu_has_bf16():
-            self.log("this CPU has bf16 arithmetic: --precision bf16 trains faster (README: Speed; it rounds "
-                     "more coarsely, see the quality check there)")
+            self.log("this CPU has bf16 arithmetic: --precision bf16 (or auto, the default) trains faster "
+                     "(README: How fast training is; it rounds more coarsely, see the quality check there)")
         estimate = self.estimate_run(self.start_epoch, last)
         self._log_estimate(estimate, self.start_epoch, last)
         self.clock = RunClock()

@@ -31,7 +31,7 @@ LR_MIN, LR_MAX = 1e-7, 1.0
 # 64 bits torch.manual_seed accepts; generate_images draws its random seed from the same range.
 SEED_MAX = 2**32 - 1
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("together", "sequential")
 DEFAULT_MILESTONES = (1, 10, 20, 30, 40, 100, 200, 300, 400)
 # The held-out split of each dataset version (rawDataToImage.py makes it, image_version/npz_format record it):
@@ -183,8 +183,9 @@ DESCRIPTION = _flag_setting("description", "", str, str, "free text saved in inf
                             question="Description (free text)", shown="none")
 DEVICE = _flag_setting("device", "auto", str, choice_of(DEVICES), "auto, cpu or cuda",
                        question="Device (auto/cpu/cuda)")
-PRECISION = _flag_setting("precision", "fp32", str, choice_of(PRECISIONS), "fp32, or bf16 autocast (faster on GPUs and on CPUs with bf16 "
-                          "arithmetic: AVX512-BF16 or AMX)")
+PRECISION = _flag_setting("precision", "auto", str, choice_of(PRECISIONS),
+                          "auto (bf16 where the device multiplies bf16 in hardware: most recent GPUs, CPUs with "
+                          "AVX512-BF16 or AMX; fp32 elsewhere), fp32, or bf16 (autocast)")
 SCHEDULE = _flag_setting("schedule", "together", str, choice_of(SCHEDULES),
                          "step same-size fruits together (fast) or one after another")
 MILESTONES = _flag_setting("milestones", DEFAULT_MILESTONES, list, parse_milestones,

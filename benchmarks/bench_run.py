@@ -42,7 +42,7 @@ import gan_model as gm  # noqa: E402
 import pictures  # noqa: E402
 import settings  # noqa: E402
 from gan_trainer import (GRID_GUTTER, GRID_PAD, GRID_SIDE, MultiFruitGANTrainer, TrainConfig,  # noqa: E402
-                         checkpoint_epochs, milestone_epochs)
+                         checkpoint_epochs, milestone_epochs, resolve_precision)
 from training_run import RunClock  # noqa: E402
 from user_io import cli_value, int_in_range, run_main  # noqa: E402
 
@@ -217,7 +217,7 @@ def main(argv=None) -> int:
     print(f"device: {bt.device_name('cpu')} | torch {torch.__version__} | {NUM_FRUITS} fruits x {rb.images} "
           f"SYNTHETIC images, batch {rb.batch}, {rb.epochs} epochs, milestones "
           f"{sorted(milestone_epochs(rb.milestones, rb.epochs))}, best of {rb.rounds} rounds")
-    print(f"trainer: {rb.precision}, evaluation of {rb.eval_samples} images per fruit at milestones, checkpoints every "
+    print(f"trainer: {resolve_precision(rb.precision, torch.device('cpu'))} (--precision {rb.precision}), evaluation of {rb.eval_samples} images per fruit at milestones, checkpoints every "
           f"{rb.checkpoint_minutes:g} min + milestones + end; reference: fp32, torch.save of every fruit every epoch")
     print(f"seconds of a whole run, and where they went: {' / '.join(SHOWN_PARTS)} (images: progress grids "
           f"and history plots; other: the rest of the epoch loop, e.g. the trainer's history files; set-up: "

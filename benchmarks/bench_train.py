@@ -40,7 +40,8 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 import gan_model as gm  # noqa: E402
 import grouped_gan as gg  # noqa: E402
-from gan_trainer import MultiFruitGANTrainer, TrainConfig  # noqa: E402
+import settings  # noqa: E402
+from gan_trainer import MultiFruitGANTrainer, TrainConfig, resolve_precision  # noqa: E402
 from npz_format import PackedFruit, npz_path, write_npz  # noqa: E402
 from pictures import to_pixels  # noqa: E402
 from safe_files import FRUITS  # noqa: E402
@@ -66,7 +67,7 @@ class BenchConfig:
     rounds: int = 2                # alternate (a)/(b) this many times; best round counts
     batch: int = 64                # images per fruit per step
     device: str = "cpu"            # "cpu" or "cuda"
-    precision: str = "fp32"        # trainer only: "fp32" or "bf16" (the reference is always fp32)
+    precision: str = settings.PRECISION.default   # trainer only: auto/fp32/bf16 as train_gan.py (reference: fp32)
     compile: bool = False          # trainer: torch.compile the forward passes
     cuda_graph: bool = False       # trainer on CUDA: replay each step as a CUDA graph
     threads: int = 0               # torch CPU threads (0: leave torch's default)
@@ -194,7 +195,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> tuple:
     p.add_argument("--rounds", type=cli_value(int_in_range(1, 20), "--rounds"), default=BenchConfig.rounds)
     p.add_argument("--batch", type=cli_value(int_in_range(2, 4096), "--batch"), default=BenchConfig.batch)
     p.add_argument("--device", type=cli_value(choice_of(("cpu", "cuda")), "--device"), default="cpu")
-    p.add_argument("--precision", type=cli_value(choice_of(gg.PRECISIONS), "--precision"), default="fp32")
+    p.add_argument("--precision", type=cli_value(settings.PRECISION.parse, "--precision"),
+                   default=BenchConfig.precision,
+                   help=f"the trainer's arithmetic: {settings.PRECISION.help} (default {BenchConfig.precision}; "
+                        f"the reference is always fp32)")
     p.add_argument("--compile", action="store_true", help="trainer: torch.compile the forward passes")
     p.add_argument("--cuda-graph", action="store_true", help="trainer on CUDA: replay each step as a CUDA graph")
     p.add_argument("--threads", type=cli_value(int_in_range(0, 512), "--threads"), default=0)
@@ -267,7 +271,8 @@ def main(argv=None) -> int:
     child_argv = _drop_flag_value(argv, "--sizes")
     print(f"device: {device_name(bc.device)} | torch {torch.__version__} | {NUM_FRUITS} fruits x batch {bc.batch} | "
           f"{bc.steps} timed steps (+{bc.warmup} warm-up), best of {bc.rounds} rounds | SYNTHETIC data")
-    print(f"trainer: precision={bc.precision} compile={bc.compile} cuda_graph={bc.cuda_graph}")
+    print(f"trainer: precision={bc.precision} ({resolve_precision(bc.precision, torch.device(bc.device))} "
+          f"here) compile={bc.compile} cuda_graph={bc.cuda_graph}")
     print("img/s = images per wall-clock second; img/cpu-s = per CPU second of the process (steadier when "
           "the machine is shared)")
     print(f"{'size':>5} {'reference img/s':>16} {'trainer img/s':>14} {'speed-up':>9} | "

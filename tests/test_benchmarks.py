@@ -58,7 +58,7 @@ def test_bench_run_times_whole_runs_of_both_methods_and_their_parts():
                    "--eval-samples", "8", "--rounds", "1", "--threads", "1", "--precision", "bf16", timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "SYNTHETIC" in r.stdout
-    assert "trainer: bf16," in r.stdout and "reference: fp32," in r.stdout   # the trainer ran the asked arithmetic
+    assert "trainer: bf16 (--precision bf16)," in r.stdout and "reference: fp32," in r.stdout   # the asked arithmetic
     row = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith("28 "))
     ref, trainer, ratio = _floats(row)[:3]
     assert ref > 0 and trainer > 0

@@ -1,4 +1,5 @@
 """The run loop around the steps: reproducible device-side noise, the checkpoint cadence, SIGTERM, timing."""
+import dataclasses
 import json
 import signal
 import subprocess
@@ -35,6 +36,25 @@ def test_two_cpu_runs_with_the_same_seed_end_with_identical_weights(tiny_workdir
         assert all(torch.equal(a[k], b[k]) for k in a), fruit
 
 
+@pytest.mark.parametrize("has_bf16, asked, used", [(True, "auto", "bf16"), (False, "auto", "fp32"),
+                                                   (True, "fp32", "fp32"), (False, "bf16", "bf16")])
+def test_auto_precision_is_bf16_only_where_the_cpu_multiplies_bf16_and_is_saved_resolved(
+        tiny_workdir, monkeypatch, has_bf16, asked, used):
+    import gan_trainer
+    monkeypatch.setattr(gan_trainer, "cpu_has_bf16", lambda: has_bf16)
+    trainer = _trainer(tiny_workdir, "p", precision=asked, epochs=1)
+    assert trainer.cfg.precision == used
+    trainer.train()
+    assert all(model.precision == used for model in trainer.models)
+    saved = json.loads((tiny_workdir / "models" / "model_p" / "info" / "training_config_p.json").read_text())
+    assert (saved["precision"], saved["requested_precision"]) == (used, asked)
+    # A resume keeps the arithmetic the run used, whatever this machine would pick for "auto".
+    monkeypatch.setattr(gan_trainer, "cpu_has_bf16", lambda: not has_bf16)
+    again = dataclasses.replace(TrainConfig.from_saved(saved, "saved"), epochs=2)   # as train_gan.py --resume builds it
+    resumed = MultiFruitGANTrainer(again, tiny_workdir, log=lambda _m: None, resume=True)
+    assert resumed.cfg.precision == used
+
+
 @pytest.mark.parametrize("has_bf16, precision, hinted", [(True, "fp32", True), (True, "bf16", False),
                                                          (False, "fp32", False)])
 def test_a_cpu_with_bf16_arithmetic_gets_a_hint_to_use_it(tiny_workdir, monkeypatch, has_bf16, precision, hinted):
@@ -44,7 +64,7 @@ def test_a_cpu_with_bf16_arithmetic_gets_a_hint_to_use_it(tiny_workdir, monkeypa
     cfg = TrainConfig(dataset_version=TINY_VERSION, model_name="hint", epochs=1, batch_size=8, device="cpu",
                       evaluate=False, milestones=[1], precision=precision)
     MultiFruitGANTrainer(cfg, tiny_workdir, log=logs.append).train()
-    assert any("--precision bf16 trains faster" in line for line in logs) == hinted
+    assert any("--precision bf16 (or auto, the default) trains faster" in line for line in logs) == hinted
 
 
 def test_cpu_noise_is_the_seeded_stream_it_was_before_moving_to_the_device(tiny_workdir):
