@@ -23,8 +23,7 @@ import io
 import math
 import os
 import time
-import dataclasses
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Collection, Dict, List, Optional, Sequence
@@ -285,7 +284,7 @@ class MultiFruitGANTrainer:
             self._load_saved_config()
         # The arithmetic this run uses, fixed in its saved settings (a resume keeps it unless --precision is given).
         self.requested_precision = self.cfg.precision
-        self.cfg = dataclasses.replace(self.cfg, precision=resolve_precision(self.cfg.precision, self.device))
+        self.cfg = replace(self.cfg, precision=resolve_precision(self.cfg.precision, self.device))
         self.datasets = data_loader.load_version(self.workdir, self.cfg.dataset_version, self.cfg.fruits)
         self.all_fruits = list(self.datasets)
         self.fruits = self.all_fruits[self.dist.rank::self.dist.world]   # this rank's share

@@ -23,9 +23,10 @@ with a 4x4 kernel derived from the 3x3 weights (sub-pixel form): the same functi
 trainable parameters stay the 3x3 weights, so exported weights load into gan_model.Generator.
 
 Speed switches (none changes the function computed; bf16 changes its rounding): precision "bf16"
-(autocast; for GPUs and CPUs with bf16 arithmetic, see cpu_has_bf16(); other CPUs gain nothing), channels_last (default on for CPU), compile (torch.compile of the
-forward passes; measured slower on the 2-core CPU), cuda_graph (CUDA: the whole step replayed as
-one graph), and tune_cpu_allocator() for CPU processes.
+(autocast; for GPUs and CPUs with bf16 arithmetic, see cpu_has_bf16(); other CPUs gain nothing),
+channels_last (default on for CPU), compile (torch.compile of the forward passes; measured slower on
+the 2-core CPU), cuda_graph (CUDA: the whole step replayed as one graph), and tune_cpu_allocator()
+for CPU processes.
 
 Shapes: F fruits, B images per fruit, nz noise size, R image side, C channels of a layer.
 """

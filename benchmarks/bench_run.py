@@ -217,8 +217,10 @@ def main(argv=None) -> int:
     print(f"device: {bt.device_name('cpu')} | torch {torch.__version__} | {NUM_FRUITS} fruits x {rb.images} "
           f"SYNTHETIC images, batch {rb.batch}, {rb.epochs} epochs, milestones "
           f"{sorted(milestone_epochs(rb.milestones, rb.epochs))}, best of {rb.rounds} rounds")
-    print(f"trainer: {resolve_precision(rb.precision, torch.device('cpu'))} (--precision {rb.precision}), evaluation of {rb.eval_samples} images per fruit at milestones, checkpoints every "
-          f"{rb.checkpoint_minutes:g} min + milestones + end; reference: fp32, torch.save of every fruit every epoch")
+    arithmetic = resolve_precision(rb.precision, torch.device("cpu"))
+    print(f"trainer: {arithmetic} (--precision {rb.precision}), evaluation of {rb.eval_samples} images per fruit "
+          f"at milestones, checkpoints every {rb.checkpoint_minutes:g} min + milestones + end; reference: fp32, "
+          f"torch.save of every fruit every epoch")
     print(f"seconds of a whole run, and where they went: {' / '.join(SHOWN_PARTS)} (images: progress grids "
           f"and history plots; other: the rest of the epoch loop, e.g. the trainer's history files; set-up: "
           f"before the loop, e.g. data, models and the trainer's measured estimate)")
