@@ -303,7 +303,8 @@ print("commands:")
 print(f"  python rawDataToImage.py --yes --version {config['dataset_version']} --resolution {RES} ...  (see README)")
 print(f"  python imageToNPZ.py --yes --version {config['dataset_version']}")
 print(f"  python train_gan.py --yes --dataset-version {config['dataset_version']} --model-name {config['model_name']} "
-      f"--epochs {config['epochs']} --batch-size {config['batch_size']} --lr {config['lr']} --seed {config['seed']}")
+      f"--epochs {config['epochs']} --batch-size {config['batch_size']} --lr {config['lr']} --seed {config['seed']} "
+      f"--precision {config.get('precision', 'fp32')}")   # the arithmetic it used (auto differs between machines)
 print()
 print(f"{'fruit':<12}{'real drawings':>14}{'augmented':>11}{'images':>8}")
 for f in FRUITS:
@@ -479,8 +480,8 @@ else:
           f"--fruits {','.join(hcfg['fruits'])} --count 1000 --no-augment")
     print(f"  python imageToNPZ.py --yes --version {hcfg['dataset_version']}")
     print(f"  python train_gan.py --yes --dataset-version {hcfg['dataset_version']} --model-name {hcfg['model_name']} "
-          f"--epochs {hcfg['epochs']} --batch-size {hcfg['batch_size']} --lr {hcfg['lr']} --seed {hcfg['seed']}"
-          + (f" --ema-decay {hcfg['ema_decay']}" if hcfg.get('ema_decay') else ""))
+          f"--epochs {hcfg['epochs']} --batch-size {hcfg['batch_size']} --lr {hcfg['lr']} --seed {hcfg['seed']} "
+          f"--precision {hcfg.get('precision', 'fp32')}" + (f" --ema-decay {hcfg['ema_decay']}" if hcfg.get('ema_decay') else ""))
     print()
     print(f"{'fruit':<10}{'trained on':>11}{'held out':>9}{'epoch':>7}{'2-sample':>10}{'+-':>6}{'memo.':>7}"
           f"{'recognised':>11}")
