@@ -55,6 +55,15 @@ def test_auto_precision_is_bf16_only_where_the_cpu_multiplies_bf16_and_is_saved_
     assert resumed.cfg.precision == used
 
 
+@pytest.mark.parametrize("gpu_has_bf16", [True, False])
+def test_auto_precision_on_a_gpu_follows_its_bf16_support(monkeypatch, gpu_has_bf16):
+    import gan_trainer
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: gpu_has_bf16)
+    monkeypatch.setattr(gan_trainer, "cpu_has_bf16", lambda: not gpu_has_bf16)   # the CPU's answer must not leak in
+    assert gan_trainer.resolve_precision("auto", torch.device("cuda")) == ("bf16" if gpu_has_bf16 else "fp32")
+    assert gan_trainer.resolve_precision("fp32", torch.device("cuda")) == "fp32"
+
+
 @pytest.mark.parametrize("has_bf16, precision, hinted", [(True, "fp32", True), (True, "bf16", False),
                                                          (False, "fp32", False)])
 def test_a_cpu_with_bf16_arithmetic_gets_a_hint_to_use_it(tiny_workdir, monkeypatch, has_bf16, precision, hinted):
