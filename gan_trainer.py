@@ -551,8 +551,18 @@ class MultiFruitGANTrainer:
         found = self._recognition(fruit, self.datasets[fruit].heldout_images)
         if "recognizability" not in found:
             return {"heldout_recognizability": None,
-                    "recognizability_note": found.get("recognizability_note", self.datasets[fruit].split_note)}
+                    "recognizability_note": found.get("recognizability_note", self.datasets[fruit].split_note),
+                    **self._recognizer_pooled_reference()}
         return {"heldout_recognizability": found["recognizability"], "recognizability_note": None}
+
+    def _recognizer_pooled_reference(self) -> dict:
+        """Without a held-out split, the recogniser's accuracy on the real drawings it held out of its own
+        training, all fruits pooled: per fruit they are a handful (5 of 25), too few to give one by one."""
+        acc = self.recognizer_info.get("heldout_accuracy")
+        count = sum((self.recognizer_info.get("heldout_counts") or {}).values())
+        if not isinstance(acc, float) or not count:
+            return {}
+        return {"recognizer_heldout_accuracy": acc, "recognizer_heldout_count": int(count)}
 
     def _heldout_figures(self, fruit: str, fakes: torch.Tensor) -> dict:
         """two_sample_test and memorisation_ratio against this fruit's held-out split, or notes without one."""

@@ -132,6 +132,13 @@ def test_trainer_history_carries_the_heldout_figures(split_workdir, tmp_path):
     p = pear["quality"][-1]
     assert p["two_sample_accuracy"] is None and p["two_sample_note"].startswith("not enough real drawings")
     assert p["memorisation_ratio"] is None and p["memorisation_note"].startswith("not enough real drawings")
+    # No split for pear: its reference gives the recogniser's own held-out accuracy, pooled over the fruits.
+    ref = pear["reference_quality"]
+    assert ref["heldout_recognizability"] is None and ref["recognizability_note"].startswith("not enough real")
+    assert ref["recognizer_heldout_accuracy"] == trainer.recognizer_info["heldout_accuracy"]
+    assert ref["recognizer_heldout_count"] == sum(trainer.recognizer_info["heldout_counts"].values()) > 0
+    assert "recognizer_heldout_accuracy" not in apple["reference_quality"]       # apple has its own figure
+    assert 0.0 <= apple["reference_quality"]["heldout_recognizability"] <= 1.0
     assert any("held-out tests: not enough real drawings" in line for line in logs), logs   # said once for both
     assert any("2-sample accuracy 0." in line or "2-sample accuracy 1." in line for line in logs)
 
