@@ -515,12 +515,12 @@ else:
         md("""
 #### Why noise can be "recognised"
 
-In the committed run some fruits' grey epoch-1 textures were "recognised" as their fruit (see 4.5 and the
-analysis). A recogniser is a classifier that must name one of the fruits it knows: it has no answer "none of
-these", so any image, noise included, is called *some* fruit, and a texture unlike every drawing can land on
-one fruit's side of its boundaries every time. The cell below trains the project's all-fruit recogniser on
-the bundled drawings and shows it noise; the two-sample test, which compares with real drawings instead of
-choosing between fruits, is shown the same images."""),
+A generator's first grey textures can be "recognised" as its fruit (the analysis in c) says whether it happened
+in this run, and when). A recogniser is a classifier that must name one of the fruits it knows: it has no
+answer "none of these", so any image, noise included, is called *some* fruit, and a texture unlike every
+drawing can land on one fruit's side of its boundaries every time. The cell below trains the project's
+all-fruit recogniser on the bundled drawings and shows it noise; the two-sample test, which compares with
+real drawings instead of choosing between fruits, is shown the same images."""),
         code("""
 import collections, tempfile
 import gan_evaluation
@@ -616,7 +616,9 @@ tail = {f: histories[f]["epochs"][-20:] for f in FRUITS}
 d_fake = {f: float(np.mean([e["d_fake"] for e in tail[f]])) for f in FRUITS}
 d_real = {f: float(np.mean([e["d_real"] for e in tail[f]])) for f in FRUITS}
 g_loss = {f: float(np.mean([e["g_loss"] for e in tail[f]])) for f in FRUITS}
-parts = [f"**What the committed run shows** ({config['epochs']} epochs, {RES} px, {len(FRUITS)} fruits, seed "
+done = summary["epochs_done"]
+epochs_text = f"{done} epochs" if done >= config["epochs"] else f"{done} of {config['epochs']} epochs, unfinished"
+parts = [f"**What the committed run shows** ({epochs_text}, {RES} px, {len(FRUITS)} fruits, seed "
          f"{config['seed']}; {span(real_counts.values(), 'd')} real drawings per fruit, {span(aug_share, '.0%')} of "
          f"each fruit's images augmented copies of them)."]
 
@@ -704,7 +706,9 @@ parts.append(
     f"({summary.get('device')}), with a peak of {report['peak_memory_bytes'] / 2**30:.2f} GiB of memory. At the "
     f"prices of `render_pricing_config.json`, compute and memory cost ${totals['training']:.6f} for the whole run, "
     f"and one month of storage for its {storage['size_bytes'] / 2**30:.2f} GiB model folder ${totals['storage']:.6f}: "
-    "storage, not training, dominates the bill, so the checkpoint policy (`--keep-checkpoint-every`) sets it.")
+    + ("storage, not training, dominates the bill, so the checkpoint policy (`--keep-checkpoint-every`) sets it."
+       if totals["storage"] > totals["training"] else
+       "training, not storage, dominates the bill: a faster device or fewer epochs lowers it."))
 display(Markdown("\n\n".join(parts)))
 """
 
