@@ -280,10 +280,10 @@ class MultiFruitGANTrainer:
             refuse_if_held(self.store.path, f"model {config.model_name}", LOCK_ADVICE)
         self._check_model_dir(overwrite)
         self.start_epoch = 1
-        if resume:
-            self._load_saved_config()
         # The arithmetic this run uses, fixed in its saved settings (a resume keeps it unless --precision is given).
         self.requested_precision = self.cfg.precision
+        if resume:
+            self.requested_precision = self._load_saved_config()
         self.cfg = replace(self.cfg, precision=resolve_precision(self.cfg.precision, self.device))
         self.datasets = data_loader.load_version(self.workdir, self.cfg.dataset_version, self.cfg.fruits)
         self.all_fruits = list(self.datasets)
@@ -322,9 +322,10 @@ class MultiFruitGANTrainer:
             raise UserError(f"model {self.cfg.model_name!r} already exists in {self.store.path}; choose another "
                             "--model-name, continue it with --resume, or replace it with --overwrite")
 
-    def _load_saved_config(self) -> None:
+    def _load_saved_config(self) -> str:
         """A resumed run trains on with its saved settings: the given config may only change what
-        TrainConfig.resumed allows (train_gan.py builds it that way from the saved file)."""
+        TrainConfig.resumed allows (train_gan.py builds it that way from the saved file). Returns the precision
+        the user asked for: the saved request (e.g. "auto") while the saved arithmetic is kept."""
         saved = self.store.read_config()
         if saved is None:
             raise UserError(f"model {self.cfg.model_name!r} has no readable saved settings in {self.store.info_dir}; "
@@ -334,6 +335,9 @@ class MultiFruitGANTrainer:
         if given["fruits"] is None:   # "every fruit of the version": the saved list says which those were
             del given["fruits"]
         self.cfg = TrainConfig.from_saved(saved, source).resumed(given)
+        if self.cfg.precision == saved.get("precision"):
+            return saved.get("requested_precision") or self.cfg.precision
+        return self.cfg.precision
 
     def _new_fruit_state(self, fruit: str) -> FruitState:
         s = fruit_seed(self.cfg.seed, fruit)

@@ -53,6 +53,9 @@ def test_auto_precision_is_bf16_only_where_the_cpu_multiplies_bf16_and_is_saved_
     again = dataclasses.replace(TrainConfig.from_saved(saved, "saved"), epochs=2)   # as train_gan.py --resume builds it
     resumed = MultiFruitGANTrainer(again, tiny_workdir, log=lambda _m: None, resume=True)
     assert resumed.cfg.precision == used
+    resumed.train()
+    saved = json.loads((tiny_workdir / "models" / "model_p" / "info" / "training_config_p.json").read_text())
+    assert (saved["precision"], saved["requested_precision"]) == (used, asked)    # the request is not lost
 
 
 @pytest.mark.parametrize("gpu_has_bf16", [True, False])
