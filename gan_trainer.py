@@ -473,7 +473,8 @@ class MultiFruitGANTrainer:
             per_fruit.update({f: (steps + images + evaluation) / len(group) for f in group})
         cadence = self.cfg.checkpoint_minutes * 60.0
         by_time = int(parts["steps"] // cadence) if cadence else epochs
-        parts["checkpoints"] = self._probe_checkpoint_seconds() * min(epochs, marks + 1 + by_time)
+        fixed = sum(1 for e in checkpoint_epochs(last, self.milestones, self.cfg.keep_checkpoint_every) if e >= first)
+        parts["checkpoints"] = self._probe_checkpoint_seconds() * min(epochs, fixed + by_time)
         return {"per_fruit": per_fruit, "parts": parts, "total": sum(parts.values())}
 
     def _log_estimate(self, estimate: dict, first: int, last: int) -> None:

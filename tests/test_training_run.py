@@ -129,6 +129,14 @@ def test_summary_records_the_estimate_the_actual_time_and_where_it_went(tiny_wor
     assert (info / "training_history_all.png").stat().st_size > 0
 
 
+def test_the_estimate_counts_every_checkpoint_the_run_will_write(tiny_workdir, monkeypatch):
+    trainer = _trainer(tiny_workdir, "e", epochs=10, milestones=[1], keep_checkpoint_every=4, checkpoint_minutes=600)
+    trainer._build_models()                            # as train() does before it estimates
+    monkeypatch.setattr(trainer, "_probe_checkpoint_seconds", lambda: 1.0)
+    assert trainer.estimate_run(1, 10)["parts"]["checkpoints"] == 4.0    # milestone 1, kept 4 and 8, the end
+    assert trainer.estimate_run(5, 10)["parts"]["checkpoints"] == 2.0    # a resume at 5: kept 8, the end
+
+
 def test_sigterm_finishes_the_epoch_writes_a_checkpoint_and_resume_completes(tiny_workdir):
     name, epochs = "sig", 400
     cmd = [sys.executable, str(ROOT / "train_gan.py"), "--workdir", str(tiny_workdir), "--yes",
