@@ -515,8 +515,8 @@ else:
         md("""
 #### Why noise can be "recognised"
 
-A generator's first grey textures can be "recognised" as its fruit (the analysis in c) says whether it happened
-in this run, and when). A recogniser is a classifier that must name one of the fruits it knows: it has no
+A generator's first grey textures can be "recognised" as its fruit (section c, the analysis, says whether it
+happened in this run, and when). A recogniser is a classifier that must name one of the fruits it knows: it has no
 answer "none of these", so any image, noise included, is called *some* fruit, and a texture unlike every
 drawing can land on one fruit's side of its boundaries every time. The cell below trains the project's
 all-fruit recogniser on the bundled drawings and shows it noise; the two-sample test, which compares with
