@@ -282,6 +282,7 @@ class MultiFruitGANTrainer:
         self.start_epoch = 1
         # The arithmetic this run uses, fixed in its saved settings (a resume keeps it unless --precision is given).
         self.requested_precision = self.cfg.precision
+        self.created: Optional[str] = None      # when the model's first run began; a resume keeps it
         if resume:
             self.requested_precision = self._load_saved_config()
         self.cfg = replace(self.cfg, precision=resolve_precision(self.cfg.precision, self.device))
@@ -335,6 +336,7 @@ class MultiFruitGANTrainer:
         if given["fruits"] is None:   # "every fruit of the version": the saved list says which those were
             del given["fruits"]
         self.cfg = TrainConfig.from_saved(saved, source).resumed(given)
+        self.created = saved.get("created") if isinstance(saved.get("created"), str) else None
         if self.cfg.precision == saved.get("precision"):
             return saved.get("requested_precision") or self.cfg.precision
         return self.cfg.precision
@@ -723,7 +725,7 @@ class MultiFruitGANTrainer:
                 "resolution": self.resolution, "gan_config": self.gan_config.to_dict(),
                 "device": str(self.device), "requested_device": self.cfg.device,
                 "requested_precision": self.requested_precision, "world_size": self.dist.world,
-                "dataset": self.dataset_info(), "created": _now()}
+                "dataset": self.dataset_info(), "created": self.created or _now()}
         self.store.write_config(data)
 
     def dataset_info(self) -> dict:
@@ -767,7 +769,7 @@ class MultiFruitGANTrainer:
                    "resolution": self.resolution, "fruits": self.all_fruits, "epochs_done": epochs_done,
                    "epochs_planned": self.cfg.epochs, "status": status, "device": str(self.device),
                    "precision": self.cfg.precision, "world_size": self.dist.world,
-                   "created": getattr(self, "created", _now()), "updated": _now(),
+                   "created": self.created or _now(), "updated": _now(),
                    "per_fruit": per_fruit, **self.run_timing}
         if sections:
             report = cost_mod.build_cost_report(sections, self.store.path, self.cfg.to_dict(), self.pricing)
@@ -809,7 +811,7 @@ class MultiFruitGANTrainer:
             self.store.remove()             # asked for explicitly: the old model's files must not mix in
         self._barrier()
         self._build_models()
-        self.created = _now()
+        self.created = self.created or _now()
         if self.resume:
             self.start_epoch = self.load_checkpoint()
             self.log(f"resuming model {self.cfg.model_name!r} at epoch {self.start_epoch} of {self.cfg.epochs}")

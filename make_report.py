@@ -474,8 +474,9 @@ print(f"\\nfruits that can be measured on held-out drawings: {', '.join(measurab
 """),
         md("""
 So the held-out test is run where it can be: apple and banana on Google's 28 px bitmaps, in a run of their
-own with the default recipe (its commands below). The committed 7-fruit run above predates the split: its
-figures in 4.5 are measured against its training drawings and say nothing about copying."""),
+own with the default recipe (its commands below). Where the 7-fruit run above holds no drawings out (the
+cell's first lines say which fruits, and why), its figures in 4.5 are measured against its training drawings
+and say nothing about copying."""),
         code("""
 def held_rows(folder):
     rows = []
@@ -488,6 +489,12 @@ def held_rows(folder):
                          train=h.get("num_train_images", h.get("num_images")), note=last.get("two_sample_note")))
     return rows
 
+split = {f: histories[f].get("num_heldout_real_images") or 0 for f in FRUITS}
+unsplit = [f for f in FRUITS if not split[f]]
+print("the 7-fruit run holds out: " + (", ".join(f"{f} {n}" for f, n in split.items() if n) or "no drawings"))
+for f in unsplit:
+    print(f"  none for {f}: {histories[f].get('split_note') or 'no split'}")
+print()
 if held is None:
     HELD = []
     print(f"no held-out run at {HELDOUT_RUN}")
@@ -648,20 +655,20 @@ if final:
             f"epochs the discriminator gave real drawings D(x) = {d_real[worst]:.2f} and fakes D(G(z)) = "
             f"{d_fake[worst]:.2f}. Over every fruit's last 20 epochs D(G(z)) is {span(d_fake.values(), '.2f')} and "
             f"the G loss {span(g_loss.values(), '.2f')}")
-    text += (": the discriminator wins the second half of training, memorising datasets of few real drawings and "
-             "their augmented copies. This is why the best checkpoint is chosen by the quality figures, not by the "
+    text += (": the discriminator wins the second half of training, as it can when it sees the same few real "
+             "drawings and their augmented copies every epoch. This is why the best checkpoint is chosen by the quality figures, not by the "
              "last epoch or by D(G(z)) near 0.5." if mean(d_fake.values()) < 0.3 else ".")
     parts.append(text)
 
-early = {f: [x for x in histories[f]["quality"] if x["epoch"] <= 10 and (x.get("recognizability") or 0) >= 0.9]
-         for f in FRUITS}
-def when(xs):
-    return ", ".join(f"{x['recognizability']:.0%} at epoch {x['epoch']}" for x in xs)
-fooled = [f"{f} ({when(xs)})" for f, xs in early.items() if xs]
-text = ("*Noise \"recognised\".* " + (f"Early in training (4.2 shows what the generators drew then) the run "
-        f"recognised {names(fooled)}. " if fooled else "No fruit's early grey textures were recognised in this run. "))
+early = sorted((x["epoch"], f, x["recognizability"]) for f in FRUITS for x in histories[f]["quality"]
+               if x["epoch"] <= 10 and (x.get("recognizability") or 0) >= 0.9)
+fooled = [f"{f} ({share:.0%} at epoch {epoch})" for epoch, f, share in early]
+text = ("*Noise \"recognised\".* " + (f"Early in training (the run's `generated_epoch_images_<fruit>/` folders show "
+        f"what the generators drew then; 4.2 shows the first milestone) the run recognised {names(fooled)}. " if fooled
+        else "No fruit's early grey textures were recognised in this run. "))
+NOISE_PROSE = {"uniform noise": "uniform noise", "untrained generator (step 3)": "the untrained generator's images (step 3)"}
 for name, v in NOISE_VERDICTS.items():
-    text += (f"Shown {name}, the all-fruit recogniser of 4.6 names {v['named'][0][0]} for {v['share']:.0%} of the "
+    text += (f"Shown {NOISE_PROSE.get(name, name)}, the all-fruit recogniser of 4.6 names {v['named'][0][0]} for {v['share']:.0%} of the "
              f"images (mean top probability {v['confidence']:.2f}). ")
 acc = NOISE_TWO_SAMPLE.get("two_sample_accuracy")
 if acc is not None:

@@ -52,6 +52,7 @@ def test_committed_report_has_outputs_from_the_real_run():
     assets = ROOT / "report_assets" / "model_report" / "info"
     config = json.loads(next(assets.glob("training_config_*.json")).read_text())
     assert config["epochs"] >= 400 and len(config["fruits"]) == 7
+    assert config["resolution"] == 64 and config["batch_size"] == 64     # the assignment's defaults
     summary = json.loads(next(assets.glob("training_summary_*.json")).read_text())
     assert summary["epochs_done"] >= 400 and summary["status"] == "complete"
     # The held-out run: 400 epochs on 28 px bitmaps, its figures measured on held-out drawings.

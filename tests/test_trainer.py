@@ -183,6 +183,7 @@ def test_a_kill_mid_training_leaves_readable_files_and_resumes(tiny_workdir):
 def test_resume_extends_epochs_and_keeps_the_saved_settings(tiny_workdir):
     r = train(tiny_workdir, *quick_flags("ext", 1), "--no-eval", "--keep-checkpoint-every", "1")
     assert r.returncode == 0, r.stderr
+    first_created = load_json(tiny_workdir / "models/model_ext/info/training_config_ext.json")["created"]
     r = train(tiny_workdir, "--yes", "--model-name", "ext", "--resume", "--lr", "0.001")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "--lr cannot change when resuming model ext (saved 0.0002)" in r.stderr
@@ -196,6 +197,8 @@ def test_resume_extends_epochs_and_keeps_the_saved_settings(tiny_workdir):
     assert (model / "checkpoints/epoch_0002.pt").exists()               # kept every epoch, as saved
     summary = load_json(model / "info/training_summary_ext.json")
     assert summary["status"] == "complete" and summary["epochs_done"] == 2
+    # When the model was first trained survives the resume (the summary's "updated" says when it last ran).
+    assert cfg["created"] == summary["created"] == first_created and summary["updated"] >= first_created
 
 
 def test_resume_with_a_damaged_saved_config_is_one_line(tiny_workdir):

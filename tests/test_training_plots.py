@@ -17,8 +17,11 @@ REPORT = ROOT / "report_assets" / "model_report"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _history(fruit: str = "apple") -> dict:
-    return json.loads((REPORT / "info" / f"training_history_{fruit}.json").read_text())
+HELDOUT = ROOT / "report_assets" / "model_heldout"      # the run with a held-out split: every figure recorded
+
+
+def _history(fruit: str = "apple", run=REPORT) -> dict:
+    return json.loads((run / "info" / f"training_history_{fruit}.json").read_text())
 
 
 def _assert_png(path):
@@ -32,13 +35,21 @@ def _titles(fig):
 
 
 def test_real_history_gives_a_png_with_every_panel(tmp_path):
-    out = tp.plot_fruit_history(_history(), tmp_path / "training_history_apple.png")
+    history = _history(run=HELDOUT)
+    out = tp.plot_fruit_history(history, tmp_path / "training_history_apple.png")
     assert out == tmp_path / "training_history_apple.png"
     _assert_png(out)
-    titles = _titles(tp.fruit_figure(_history(), "apple"))
+    titles = _titles(tp.fruit_figure(history, "apple"))
     assert titles[:2] == ["Losses", "Discriminator outputs"]
+    assert any(t.startswith("Two-sample") for t in titles) and any(t.startswith("Memorisation") for t in titles)
     assert any(t.startswith("Recognisability") for t in titles) and any(t.startswith("FID") for t in titles)
     assert not any("no value" in t for t in titles)
+
+
+def test_a_run_without_a_held_out_split_says_so_in_its_panels():
+    titles = _titles(tp.fruit_figure(_history(), "apple"))     # the 64 px report run: no split at that size
+    assert "Two-sample accuracy: no value" in titles and "Memorisation ratio: no value" in titles
+    assert not any(t.startswith("Recognisability") and "no value" in t for t in titles)
 
 
 def test_best_epoch_is_marked(tmp_path):
