@@ -732,7 +732,8 @@ class MultiFruitGANTrainer:
         return {"version": self.cfg.dataset_version, "resolution": self.resolution, "fruits": self.all_fruits,
                 "images": {f: len(d) for f, d in self.datasets.items()},
                 "real_images": {f: int((~d.augmented).sum()) for f, d in self.datasets.items()},
-                "augmentation": {f: d.metadata.get("augmentation") for f, d in self.datasets.items()}}
+                "augmentation": {f: d.metadata.get("augmentation") for f, d in self.datasets.items()},
+                "quality": {f: d.metadata.get("quality") for f, d in self.datasets.items()}}
 
     def write_histories(self) -> None:
         for f, s in self.states.items():

@@ -300,7 +300,19 @@ The run was made with the project's own commands (printed below from the run's s
         code("""
 ds = config.get("dataset", {})
 print("commands:")
-print(f"  python rawDataToImage.py --yes --version {config['dataset_version']} --resolution {RES} ...  (see README)")
+per_fruit, aug = ds.get("images", {}), [a for a in ds.get("augmentation", {}).values() if a]
+make = [f"--version {config['dataset_version']}", f"--resolution {RES}", f"--fruits {','.join(FRUITS)}"]
+if per_fruit:
+    make.append(f"--count {max(per_fruit.values())}")
+if aug:
+    make.append("--augment" if any(a.get("enabled") for a in aug) else "--no-augment")
+seeds = {(a.get("settings") or {}).get("seed") for a in aug if a.get("enabled")}
+if len(seeds) == 1 and None not in seeds:
+    make.append(f"--seed {seeds.pop()}")
+presets = set((ds.get("quality") or {}).values())
+if len(presets) == 1:                    # runs before this was saved used the default preset's flag-less form
+    make.append(f"--quality {presets.pop()}")
+print(f"  python rawDataToImage.py --yes {' '.join(make)}")
 print(f"  python imageToNPZ.py --yes --version {config['dataset_version']}")
 print(f"  python train_gan.py --yes --dataset-version {config['dataset_version']} --model-name {config['model_name']} "
       f"--epochs {config['epochs']} --batch-size {config['batch_size']} --lr {config['lr']} --seed {config['seed']} "
@@ -491,7 +503,7 @@ def held_rows(folder):
 
 split = {f: histories[f].get("num_heldout_real_images") or 0 for f in FRUITS}
 unsplit = [f for f in FRUITS if not split[f]]
-print("the 7-fruit run holds out: " + (", ".join(f"{f} {n}" for f, n in split.items() if n) or "no drawings"))
+print(f"the {len(FRUITS)}-fruit run holds out: " + (", ".join(f"{f} {n}" for f, n in split.items() if n) or "no drawings"))
 for f in unsplit:
     print(f"  none for {f}: {histories[f].get('split_note') or 'no split'}")
 print()

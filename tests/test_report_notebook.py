@@ -33,6 +33,10 @@ def test_report_notebook_executes_against_a_tiny_run(tiny_workdir):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = "\n".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert "model nb" in text and "notebook check" in text     # it really read the tiny run
+    # 4.1 gives the dataset command in full, from the run's saved settings (the fixture's flags, defaults named).
+    assert (f"rawDataToImage.py --yes --version {TINY_VERSION} --resolution 28 --fruits apple,banana,pear "
+            "--count 12 --augment --seed 0 --quality standard\n") in text
+    assert "the 3-fruit run holds out: no drawings" in text and "none for apple: not enough real drawings" in text
     assert "each noise vector now gives its own drawing" in text     # step 3.6 drew the trained generator
     analysis = "\n".join("".join(o["data"]["text/markdown"]) for o in outputs if "text/markdown" in o.get("data", {}))
     # Too few real drawings for a split: the held-out part says so instead of giving a number.
