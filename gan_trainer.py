@@ -48,7 +48,9 @@ GRID_PAD = 2                      # pixels between grid cells
 GRID_GUTTER = 128                 # grey between the black cells
 SEED_STRIDE = 1009                # per-fruit seeds: seed * SEED_STRIDE + fruit index (a prime, so no overlap)
 EVAL_SEED_OFFSET = 7919           # evaluation noise comes from its own stream, so it never shifts training RNG
-ETA_PROBE_STEPS = 2               # timed steps (on a throw-away copy) for the ETA before training
+ETA_PROBE_STEPS = 2               # timed steps (on a throw-away copy) for the ETA before training: at least
+ETA_PROBE_SECONDS = 2.0           # ... and more until this long has passed (a short burst misjudges a busy CPU)
+ETA_PROBE_MAX_STEPS = 30          # ... but never more than this many
 LOCK_ADVICE = "wait for it to finish or choose another --model-name"
 TRAIN_SCRIPT = "train_gan.py"     # named in the "continue with" hint after Ctrl+C
 
@@ -411,15 +413,18 @@ class MultiFruitGANTrainer:
             noise = torch.randn(len(group), b, self.gan_config.noise_dim, device=self.device)
             probe.train_step(real, noise)                                  # warm-up (allocations, kernels)
             self._sync()
-            t0 = time.perf_counter()
-            for _ in range(ETA_PROBE_STEPS):
+            t0, timed = time.perf_counter(), 0
+            while timed < ETA_PROBE_STEPS or (timed < ETA_PROBE_MAX_STEPS and
+                                              time.perf_counter() - t0 < ETA_PROBE_SECONDS):
                 probe.train_step(real, noise)
-            self._sync()
-        per_step = (time.perf_counter() - t0) / ETA_PROBE_STEPS
+                timed += 1
+                self._sync()
+        per_step = (time.perf_counter() - t0) / timed
         return per_step * math.ceil(n / self.cfg.batch_size)
 
-    def _probe_milestone_seconds(self, gi: int) -> Dict[str, float]:
-        """One milestone's work for group ``gi``, timed without writing anything (RNG untouched)."""
+    def _probe_milestone_seconds(self, gi: int) -> dict:
+        """One milestone's work for group ``gi``, timed without writing anything (RNG untouched); also the
+        figures it measured ({fruit: figures}, empty without evaluation), for the plot probe."""
         group, model = self.groups[gi], self.models[gi]
         t0 = time.perf_counter()
         fixed = torch.stack([self.states[f].fixed_noise for f in group]).to(self.device)
@@ -427,25 +432,31 @@ class MultiFruitGANTrainer:
         for i in range(len(group)):
             image_grid(grids[i]).save(io.BytesIO(), format="PNG")
         images = time.perf_counter() - t0
-        evaluation = 0.0
+        evaluation, figures = 0.0, {}
         if self.evaluator is not None:
             t0 = time.perf_counter()
             with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                self._quality_figures(gi, self.start_epoch)       # the same work as a milestone's, kept nowhere
+                figures = self._quality_figures(gi, self.start_epoch)   # a milestone's work, kept nowhere
             evaluation = time.perf_counter() - t0
-        return {"milestone_images": images, "evaluation": evaluation}
+        return {"milestone_images": images, "evaluation": evaluation, "figures": figures}
 
-    def _probe_plot_seconds(self) -> float:
-        """One history plot drawn into a throw-away folder (the first also pays matplotlib's import)."""
+    def _probe_plot_seconds(self, last: int, figures: dict) -> float:
+        """One history plot as the run will draw it, into a throw-away folder: a stand-in history with a row
+        per epoch up to ``last`` and ``figures`` (one fruit's quality figures) at each milestone, since a plot
+        with quality panels takes several times as long as the empty one a new run starts with."""
         import tempfile
 
         import training_plots
 
         f = self.fruits[0]
-        t0 = time.perf_counter()
+        row = {"d_loss": 0.7, "g_loss": 1.0, "d_real": 0.6, "d_fake": 0.4, "seconds": 1.0}
+        stand_in = {**self.states[f].history, "epochs": [{"epoch": e, **row} for e in range(1, last + 1)],
+                    "quality": [{**figures, "epoch": e} for e in sorted(self.milestones) if e <= last] if figures else []}
         with tempfile.TemporaryDirectory(prefix="plot_probe_") as tmp:
-            training_plots.plot_fruit_history(self.states[f].history, Path(tmp) / "probe.png")
-        return time.perf_counter() - t0
+            training_plots.plot_fruit_history(self.states[f].history, Path(tmp) / "warm_up.png")   # the import
+            t0 = time.perf_counter()
+            training_plots.plot_fruit_history(stand_in, Path(tmp) / "probe.png")
+            return time.perf_counter() - t0
 
     def _probe_checkpoint_seconds(self) -> float:
         """A checkpoint's snapshot and serialisation, into memory."""
@@ -463,10 +474,13 @@ class MultiFruitGANTrainer:
         marks = sum(1 for e in self.milestones if first <= e <= last)
         parts = dict.fromkeys(("steps", "evaluation", "milestone_images", "checkpoints"), 0.0)
         per_fruit: Dict[str, float] = {}
-        plot = self._probe_plot_seconds() if epochs else 0.0
+        probes = [self._probe_milestone_seconds(gi) for gi in range(len(self.groups))]
+        figures = next(iter(probes[0]["figures"].values()), {})
+        plot = self._probe_plot_seconds(last, figures) if epochs else 0.0
+        parts["milestone_images"] += plot                # the all-fruit figure at the end: about one plot's time
         for gi, group in enumerate(self.groups):
             steps = self.estimate_epoch_seconds(gi) * epochs
-            probe = self._probe_milestone_seconds(gi)
+            probe = probes[gi]
             images = probe["milestone_images"] * marks + plot * len(group) * (marks + 1)
             evaluation = probe["evaluation"] * marks
             parts["steps"] += steps

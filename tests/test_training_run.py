@@ -232,3 +232,34 @@ def test_stop_request_handles_sigterm_only_while_active():
         with pytest.raises(KeyboardInterrupt):         # a second one stops at once
             signal.raise_signal(signal.SIGTERM)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_the_estimate_times_a_plot_with_the_run_s_rows_and_figures(tiny_workdir, monkeypatch):
+    # A plot with quality panels takes several times as long as the empty one a new run starts with.
+    import training_plots
+
+    trainer = _trainer(tiny_workdir, "p", epochs=10, milestones=[1, 5])
+    trainer._build_models()
+    figures = {"fid": 3.0, "recognizability": 0.5, "coverage": 0.9}
+    monkeypatch.setattr(trainer, "_probe_milestone_seconds", lambda gi: {
+        "milestone_images": 0.0, "evaluation": 0.0, "figures": {f: dict(figures) for f in trainer.groups[gi]}})
+    drawn = []
+    monkeypatch.setattr(training_plots, "plot_fruit_history", lambda history, path: drawn.append(history) or path)
+    trainer.estimate_run(1, 10)
+    timed = drawn[-1]                                  # the first draw only pays matplotlib's import
+    assert [r["epoch"] for r in timed["epochs"]] == list(range(1, 11))
+    assert [q["epoch"] for q in timed["quality"]] == [1, 5, 10] and timed["quality"][0]["fid"] == 3.0
+
+
+@pytest.mark.parametrize("seconds, timed", [(0.0, 2), (1e9, 30)])
+def test_the_step_probe_times_at_least_two_steps_and_at_most_thirty(tiny_workdir, monkeypatch, seconds, timed):
+    import gan_trainer
+
+    trainer = _trainer(tiny_workdir, "q")
+    trainer._build_models()
+    monkeypatch.setattr(gan_trainer, "ETA_PROBE_SECONDS", seconds)
+    calls = []
+    step = type(trainer.models[0]).train_step
+    monkeypatch.setattr(type(trainer.models[0]), "train_step", lambda self, *a: calls.append(1) or step(self, *a))
+    assert trainer.estimate_epoch_seconds(0) > 0
+    assert len(calls) == 1 + timed                     # one warm-up step, not timed
