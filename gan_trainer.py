@@ -50,7 +50,8 @@ SEED_STRIDE = 1009                # per-fruit seeds: seed * SEED_STRIDE + fruit 
 EVAL_SEED_OFFSET = 7919           # evaluation noise comes from its own stream, so it never shifts training RNG
 ETA_PROBE_STEPS = 2               # timed steps (on a throw-away copy) for the ETA before training: at least
 ETA_PROBE_SECONDS = 2.0           # ... and more until this long has passed (a short burst misjudges a busy CPU)
-ETA_PROBE_MAX_STEPS = 30          # ... but never more than this many
+ETA_PROBE_MAX_STEPS = 30          # ... but never more than this many,
+ETA_PROBE_SHARE = 0.01            # ... nor longer than this share of the steps it estimates (short runs)
 LOCK_ADVICE = "wait for it to finish or choose another --model-name"
 TRAIN_SCRIPT = "train_gan.py"     # named in the "continue with" hint after Ctrl+C
 
@@ -402,25 +403,31 @@ class MultiFruitGANTrainer:
         means = {k: (v / steps).cpu().tolist() for k, v in sums.items()}    # one sync per epoch
         return {f: {k: means[k][i] for k in means} for i, f in enumerate(group)}
 
-    def estimate_epoch_seconds(self, gi: int) -> float:
-        """Time a few steps on a throw-away copy (RNG untouched), for the ETA printed before training."""
+    def estimate_epoch_seconds(self, gi: int, epochs: int = 1) -> float:
+        """Seconds per epoch of group ``gi`` from steps timed on a throw-away copy (RNG untouched), for the ETA
+        printed before a run of ``epochs`` epochs."""
         group = self.groups[gi]
         probe = copy.deepcopy(self.models[gi])
         n = len(self.data[group[0]])
         b = min(self.cfg.batch_size, n)
+        steps = math.ceil(n / self.cfg.batch_size)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             real = torch.stack([self.data[f][:b] for f in group])
             noise = torch.randn(len(group), b, self.gan_config.noise_dim, device=self.device)
             probe.train_step(real, noise)                                  # warm-up (allocations, kernels)
             self._sync()
             t0, timed = time.perf_counter(), 0
-            while timed < ETA_PROBE_STEPS or (timed < ETA_PROBE_MAX_STEPS and
-                                              time.perf_counter() - t0 < ETA_PROBE_SECONDS):
+            while timed < ETA_PROBE_STEPS or (timed < ETA_PROBE_MAX_STEPS and self._probe_may_go_on(
+                    time.perf_counter() - t0, timed, steps * epochs)):
                 probe.train_step(real, noise)
                 timed += 1
                 self._sync()
-        per_step = (time.perf_counter() - t0) / timed
-        return per_step * math.ceil(n / self.cfg.batch_size)
+        return (time.perf_counter() - t0) / timed * steps
+
+    @staticmethod
+    def _probe_may_go_on(elapsed: float, timed: int, run_steps: int) -> bool:
+        """Time more steps while under ETA_PROBE_SECONDS and under ETA_PROBE_SHARE of the run's own steps."""
+        return elapsed < min(ETA_PROBE_SECONDS, ETA_PROBE_SHARE * elapsed / timed * run_steps)
 
     def _probe_milestone_seconds(self, gi: int) -> dict:
         """One milestone's work for group ``gi``, timed without writing anything (RNG untouched); also the
@@ -479,7 +486,7 @@ class MultiFruitGANTrainer:
         plot = self._probe_plot_seconds(last, figures) if epochs else 0.0
         parts["milestone_images"] += plot                # the all-fruit figure at the end: about one plot's time
         for gi, group in enumerate(self.groups):
-            steps = self.estimate_epoch_seconds(gi) * epochs
+            steps = self.estimate_epoch_seconds(gi, epochs) * epochs
             probe = probes[gi]
             images = probe["milestone_images"] * marks + plot * len(group) * (marks + 1)
             evaluation = probe["evaluation"] * marks

@@ -251,8 +251,9 @@ def test_the_estimate_times_a_plot_with_the_run_s_rows_and_figures(tiny_workdir,
     assert [q["epoch"] for q in timed["quality"]] == [1, 5, 10] and timed["quality"][0]["fid"] == 3.0
 
 
-@pytest.mark.parametrize("seconds, timed", [(0.0, 2), (1e9, 30)])
-def test_the_step_probe_times_at_least_two_steps_and_at_most_thirty(tiny_workdir, monkeypatch, seconds, timed):
+@pytest.mark.parametrize("seconds, epochs, timed", [(0.0, 10**9, 2), (1e9, 10**9, 30), (1e9, 1, 2)])
+def test_the_step_probe_times_2_to_30_steps_and_little_of_a_short_run(tiny_workdir, monkeypatch, seconds, epochs,
+                                                                        timed):
     import gan_trainer
 
     trainer = _trainer(tiny_workdir, "q")
@@ -261,5 +262,5 @@ def test_the_step_probe_times_at_least_two_steps_and_at_most_thirty(tiny_workdir
     calls = []
     step = type(trainer.models[0]).train_step
     monkeypatch.setattr(type(trainer.models[0]), "train_step", lambda self, *a: calls.append(1) or step(self, *a))
-    assert trainer.estimate_epoch_seconds(0) > 0
+    assert trainer.estimate_epoch_seconds(0, epochs) > 0
     assert len(calls) == 1 + timed                     # one warm-up step, not timed
