@@ -457,8 +457,9 @@ class MultiFruitGANTrainer:
 
         f = self.fruits[0]
         row = {"d_loss": 0.7, "g_loss": 1.0, "d_real": 0.6, "d_fake": 0.4, "seconds": 1.0}
+        marks = [e for e in sorted(self.milestones) if e <= last] if figures else []
         stand_in = {**self.states[f].history, "epochs": [{"epoch": e, **row} for e in range(1, last + 1)],
-                    "quality": [{**figures, "epoch": e} for e in sorted(self.milestones) if e <= last] if figures else []}
+                    "quality": [{**figures, "epoch": e} for e in marks]}
         with tempfile.TemporaryDirectory(prefix="plot_probe_") as tmp:
             training_plots.plot_fruit_history(self.states[f].history, Path(tmp) / "warm_up.png")   # the import
             t0 = time.perf_counter()

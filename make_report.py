@@ -503,7 +503,8 @@ def held_rows(folder):
 
 split = {f: histories[f].get("num_heldout_real_images") or 0 for f in FRUITS}
 unsplit = [f for f in FRUITS if not split[f]]
-print(f"the {len(FRUITS)}-fruit run holds out: " + (", ".join(f"{f} {n}" for f, n in split.items() if n) or "no drawings"))
+held_out = ", ".join(f"{f} {n}" for f, n in split.items() if n)
+print(f"the {len(FRUITS)}-fruit run holds out: {held_out or 'no drawings'}")
 for f in unsplit:
     print(f"  none for {f}: {histories[f].get('split_note') or 'no split'}")
 print()
@@ -668,8 +669,8 @@ if final:
             f"{d_fake[worst]:.2f}. Over every fruit's last 20 epochs D(G(z)) is {span(d_fake.values(), '.2f')} and "
             f"the G loss {span(g_loss.values(), '.2f')}")
     text += (": the discriminator wins the second half of training, as it can when it sees the same few real "
-             "drawings and their augmented copies every epoch. This is why the best checkpoint is chosen by the quality figures, not by the "
-             "last epoch or by D(G(z)) near 0.5." if mean(d_fake.values()) < 0.3 else ".")
+             "drawings and their augmented copies every epoch. This is why the best checkpoint is chosen by the "
+             "quality figures, not by the last epoch or by D(G(z)) near 0.5." if mean(d_fake.values()) < 0.3 else ".")
     parts.append(text)
 
 early = sorted((x["epoch"], f, x["recognizability"]) for f in FRUITS for x in histories[f]["quality"]
@@ -678,10 +679,11 @@ fooled = [f"{f} ({share:.0%} at epoch {epoch})" for epoch, f, share in early]
 text = ("*Noise \"recognised\".* " + (f"Early in training (the run's `generated_epoch_images_<fruit>/` folders show "
         f"what the generators drew then; 4.2 shows the first milestone) the run recognised {names(fooled)}. " if fooled
         else "No fruit's early grey textures were recognised in this run. "))
-NOISE_PROSE = {"uniform noise": "uniform noise", "untrained generator (step 3)": "the untrained generator's images (step 3)"}
+NOISE_PROSE = {"uniform noise": "uniform noise",
+               "untrained generator (step 3)": "the untrained generator's images (step 3)"}
 for name, v in NOISE_VERDICTS.items():
-    text += (f"Shown {NOISE_PROSE.get(name, name)}, the all-fruit recogniser of 4.6 names {v['named'][0][0]} for {v['share']:.0%} of the "
-             f"images (mean top probability {v['confidence']:.2f}). ")
+    text += (f"Shown {NOISE_PROSE.get(name, name)}, the all-fruit recogniser of 4.6 names {v['named'][0][0]} for "
+             f"{v['share']:.0%} of the images (mean top probability {v['confidence']:.2f}). ")
 acc = NOISE_TWO_SAMPLE.get("two_sample_accuracy")
 if acc is not None:
     text += (f"The two-sample test tells the untrained generator's textures from real drawings with accuracy {acc:.2f}. "

@@ -38,7 +38,7 @@ class PipelineConfig:
     # and banana (1000 and 4000 bitmaps) a held-out split (80 drawings), so the quick run shows the
     # two-sample test for them; the other fruits have too few real drawings and say so.
     count: int = 160
-    epochs: int = 100             # 500 steps per fruit: the README's measured quick run recognised 61-95% of fakes by then
+    epochs: int = 100             # 500 steps per fruit: the README's quick runs recognised 61-95% of fakes by then
     batch_size: int = 32          # five steps per epoch per fruit at count 160
     num_images: int = 16          # images generated per fruit at the end
     seed: int = st.SEED.default
