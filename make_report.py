@@ -298,25 +298,33 @@ else:
 
 The run was made with the project's own commands (printed below from the run's saved configuration)."""),
         code("""
+def run_commands(cfg):
+    # The project's commands that made a run, rebuilt from its saved settings (a setting it did not save is
+    # left at its default).
+    ds, version = cfg.get("dataset", {}), cfg["dataset_version"]
+    per_fruit, aug = ds.get("images", {}), [a for a in ds.get("augmentation", {}).values() if a]
+    make = [f"--version {version}", f"--resolution {cfg['resolution']}", f"--fruits {','.join(cfg['fruits'])}"]
+    if per_fruit:
+        make.append(f"--count {max(per_fruit.values())}")
+    if aug:
+        make.append("--augment" if any(a.get("enabled") for a in aug) else "--no-augment")
+    seeds = {(a.get("settings") or {}).get("seed") for a in aug if a.get("enabled")}
+    if len(seeds) == 1 and None not in seeds:
+        make.append(f"--seed {seeds.pop()}")
+    presets = set((ds.get("quality") or {}).values())
+    if len(presets) == 1:                # runs before this was saved used the default preset's flag-less form
+        make.append(f"--quality {presets.pop()}")
+    train = (f"python train_gan.py --yes --dataset-version {version} --model-name {cfg['model_name']} "
+             f"--epochs {cfg['epochs']} --batch-size {cfg['batch_size']} --lr {cfg['lr']} --seed {cfg['seed']} "
+             f"--precision {cfg.get('precision', 'fp32')}")   # the arithmetic it used (auto differs between machines)
+    if cfg.get("ema_decay"):
+        train += f" --ema-decay {cfg['ema_decay']}"
+    return [f"python rawDataToImage.py --yes {' '.join(make)}", f"python imageToNPZ.py --yes --version {version}", train]
+
 ds = config.get("dataset", {})
 print("commands:")
-per_fruit, aug = ds.get("images", {}), [a for a in ds.get("augmentation", {}).values() if a]
-make = [f"--version {config['dataset_version']}", f"--resolution {RES}", f"--fruits {','.join(FRUITS)}"]
-if per_fruit:
-    make.append(f"--count {max(per_fruit.values())}")
-if aug:
-    make.append("--augment" if any(a.get("enabled") for a in aug) else "--no-augment")
-seeds = {(a.get("settings") or {}).get("seed") for a in aug if a.get("enabled")}
-if len(seeds) == 1 and None not in seeds:
-    make.append(f"--seed {seeds.pop()}")
-presets = set((ds.get("quality") or {}).values())
-if len(presets) == 1:                    # runs before this was saved used the default preset's flag-less form
-    make.append(f"--quality {presets.pop()}")
-print(f"  python rawDataToImage.py --yes {' '.join(make)}")
-print(f"  python imageToNPZ.py --yes --version {config['dataset_version']}")
-print(f"  python train_gan.py --yes --dataset-version {config['dataset_version']} --model-name {config['model_name']} "
-      f"--epochs {config['epochs']} --batch-size {config['batch_size']} --lr {config['lr']} --seed {config['seed']} "
-      f"--precision {config.get('precision', 'fp32')}")   # the arithmetic it used (auto differs between machines)
+for command in run_commands(config):
+    print(f"  {command}")
 print()
 print(f"{'fruit':<12}{'real drawings':>14}{'augmented':>11}{'images':>8}")
 for f in FRUITS:
@@ -515,12 +523,8 @@ else:
     hcfg = held.read_config()
     HELD = held_rows(held)
     print("commands (the held-out run):")
-    print(f"  python rawDataToImage.py --yes --version {hcfg['dataset_version']} --resolution {hcfg['resolution']} "
-          f"--fruits {','.join(hcfg['fruits'])} --count 1000 --no-augment")
-    print(f"  python imageToNPZ.py --yes --version {hcfg['dataset_version']}")
-    print(f"  python train_gan.py --yes --dataset-version {hcfg['dataset_version']} --model-name {hcfg['model_name']} "
-          f"--epochs {hcfg['epochs']} --batch-size {hcfg['batch_size']} --lr {hcfg['lr']} --seed {hcfg['seed']} "
-          f"--precision {hcfg.get('precision', 'fp32')}" + (f" --ema-decay {hcfg['ema_decay']}" if hcfg.get('ema_decay') else ""))
+    for command in run_commands(hcfg):
+        print(f"  {command}")
     print()
     print(f"{'fruit':<10}{'trained on':>11}{'held out':>9}{'epoch':>7}{'2-sample':>10}{'+-':>6}{'memo.':>7}"
           f"{'recognised':>11}")
