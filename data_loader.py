@@ -1,9 +1,11 @@
 """Load the NPZ datasets written by imageToNPZ.py as torch tensors ready for the GAN.
 
-    npzData/<fruit>_version<NAME>.npz  ->  FruitDataset(images (N,1,R,R) float32 in [-1, 1], ...)
+    npzData/<fruit>_version<NAME>.npz  ->  FruitDataset(pixels (N,R,R) uint8, the split as indices, ...)
 
-The file format (names, arrays, checks) is npz_format.py's; the pixel map (0 -> -1.0, 255 -> +1.0,
-matching the generator's tanh output) is pictures.py's. Every problem (missing version or fruit,
+The file format (names, arrays, checks) is npz_format.py's; the held-out split and its validation and
+test parts are heldout_split.py's; the pixel map (0 -> -1.0, 255 -> +1.0, matching the generator's tanh
+output) is pictures.py's, applied to the few images a caller asks for (``images_at``) or, in training,
+to each batch on the device. Every problem (missing version or fruit,
 wrong shape or dtype, unreadable file) is a UserError that says what exists and what to run.
 """
 from __future__ import annotations
@@ -16,45 +18,81 @@ import numpy as np
 import torch
 
 from npz_format import NPZ_DIR, list_versions, npz_path, read_npz
-from pictures import to_unit_range
+from heldout_split import validation_mask
+from pictures import unit_range
 from safe_files import check_name
 from user_io import UserError
 
 
 @dataclass
 class FruitDataset:
-    """One fruit of one dataset version."""
+    """One fruit of one dataset version, its pixels kept as stored: uint8, one copy.
+
+    The training part, the held-out drawings and their validation and test parts are index tensors into
+    ``pixels``; ``images_at`` turns the few images a caller needs into network values ([-1, 1]), so a
+    fruit of 150,000 drawings costs its 8 bits per pixel and nothing more.
+    """
 
     fruit: str
     version: str
-    images: torch.Tensor  # (N, 1, R, R) float32 in [-1, 1]
+    pixels: torch.Tensor  # (N, R, R) uint8, white strokes (255) on black (0)
     augmented: torch.Tensor  # (N,) bool: True for augmented copies
     source_index: torch.Tensor  # (N,) int64: index of the real image each one comes from (itself if real)
     metadata: dict = field(default_factory=dict)  # metadata.json fields + count, npz_created, image_files
     heldout: Optional[torch.Tensor] = None  # (N,) bool: kept out of training (npz_format); None: no split
+    validation: Optional[torch.Tensor] = None  # (N,) bool: the held-out real drawings that pick checkpoints
 
     def __post_init__(self) -> None:
+        n = self.pixels.shape[0]
         if self.heldout is None:      # older files and too-small fruits: everything trains, nothing is held out
-            self.heldout = torch.zeros(self.images.shape[0], dtype=torch.bool)
+            self.heldout = torch.zeros(n, dtype=torch.bool)
+        if self.validation is None:   # heldout_split's rule over the held-out real drawings, in index order
+            held = torch.nonzero(self.heldout & ~self.augmented).reshape(-1)
+            self.validation = torch.zeros(n, dtype=torch.bool)
+            part = torch.from_numpy(validation_mask(int(held.numel()), self.fruit))
+            self.validation[held[part]] = True
 
     @property
     def resolution(self) -> int:
-        return int(self.images.shape[-1])
+        return int(self.pixels.shape[-1])
+
+    def images_at(self, index: torch.Tensor) -> torch.Tensor:
+        """The images at ``index`` as the networks see them: (K, 1, R, R) float32 in [-1, 1]."""
+        return unit_range(self.pixels[index])
+
+    @staticmethod
+    def _where(mask: torch.Tensor) -> torch.Tensor:
+        return torch.nonzero(mask).reshape(-1)
 
     @property
-    def real_images(self) -> torch.Tensor:
-        """Only the real drawings: (N_real, 1, R, R)."""
-        return self.images[~self.augmented]
+    def real_index(self) -> torch.Tensor:
+        """Indices of the real drawings (N_real,)."""
+        return self._where(~self.augmented)
 
     @property
-    def train_images(self) -> torch.Tensor:
-        """What the GAN trains on: every image outside the held-out split (N_train, 1, R, R)."""
-        return self.images[~self.heldout]
+    def train_index(self) -> torch.Tensor:
+        """Indices of what the GAN trains on: every image outside the held-out split (N_train,)."""
+        return self._where(~self.heldout)
+
+    @property
+    def heldout_index(self) -> torch.Tensor:
+        """Indices of the held-out REAL drawings (never trained on), both parts; empty without a split."""
+        return self._where(self.heldout & ~self.augmented)
+
+    @property
+    def validation_index(self) -> torch.Tensor:
+        """The held-out drawings that pick the best checkpoint (heldout_split.validation_mask)."""
+        return self._where(self.validation)
+
+    @property
+    def test_index(self) -> torch.Tensor:
+        """The held-out drawings the reported figures are measured on: never used to choose anything."""
+        return self._where(self.heldout & ~self.augmented & ~self.validation)
 
     @property
     def heldout_images(self) -> torch.Tensor:
-        """The held-out REAL drawings (never trained on): (N_held, 1, R, R); empty without a split."""
-        return self.images[self.heldout & ~self.augmented]
+        """The held-out REAL drawings, both parts: (N_held, 1, R, R) in [-1, 1]."""
+        return self.images_at(self.heldout_index)
 
     @property
     def has_split(self) -> bool:
@@ -70,8 +108,15 @@ class FruitDataset:
         return note or ("not enough real drawings: this dataset has no held-out split (made before splits "
                         "existed); rebuild it with rawDataToImage.py and imageToNPZ.py")
 
+    def sample_index(self, index: torch.Tensor, cap: int, seed: int = 0) -> torch.Tensor:
+        """At most ``cap`` of ``index``, a seeded choice kept in index order (all of them when fewer)."""
+        if index.numel() <= cap:
+            return index
+        pick = torch.randperm(index.numel(), generator=torch.Generator().manual_seed(seed))[:cap]
+        return index[pick.sort().values]
+
     def __len__(self) -> int:
-        return int(self.images.shape[0])
+        return int(self.pixels.shape[0])
 
 
 def _missing_message(workdir: Path, version: str, fruit: Optional[str] = None) -> str:
@@ -93,7 +138,7 @@ def load_fruit(workdir: Path, version: str, fruit: str) -> FruitDataset:
     return FruitDataset(
         fruit=fruit,
         version=version,
-        images=to_unit_range(packed.images),
+        pixels=torch.from_numpy(packed.images),           # the array read from the file: no copy
         augmented=torch.from_numpy(packed.augmented.copy()),
         source_index=torch.from_numpy(packed.source_index.astype(np.int64)),
         metadata=packed.metadata,

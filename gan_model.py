@@ -39,15 +39,17 @@ class GANConfig:
 
     resolution: int = settings.RESOLUTION.default  # image side R; settings.parse_resolution's rule
     noise_dim: int = NOISE_DIM    # length of the normal noise vector fed to the generator
-    g_channels: int = 128         # generator width C: C at S and 2S, C/2 at 2S and R
-    d_channels: int = 32          # discriminator width D: D, 2D, 4D feature maps
+    g_channels: int = settings.G_CHANNELS.default  # generator width C: C at S and 2S, C/2 at 2S and R
+    d_channels: int = settings.D_CHANNELS.default  # discriminator width D: D, 2D, 4D feature maps
     dropout: float = 0.25         # Dropout2d probability after each discriminator block
     leaky_slope: float = 0.2      # LeakyReLU negative slope (both networks)
     lr: float = settings.LR.default  # Adam learning rate (both networks)
-    beta1: float = 0.5            # Adam beta1 (0.5 as in DCGAN: less momentum, steadier GANs)
-    beta2: float = 0.999          # Adam beta2
+    beta1: float = settings.BETA1.default  # Adam beta1 (0.5 as in DCGAN: less momentum, steadier GANs)
+    beta2: float = settings.BETA2.default  # Adam beta2
     real_label: float = settings.REAL_LABEL.default  # target for real images; < 1: one-sided label smoothing
     ema_decay: float = settings.EMA_DECAY.default    # > 0 keeps a moving average copy of the generator
+    diff_augment: str = settings.DIFF_AUGMENT.default  # DiffAugment of D's inputs (gan_augment.py); "none": off
+    r1_gamma: float = settings.R1_GAMMA.default      # R1 penalty weight on D's gradient at real images; 0: off
 
     def __post_init__(self) -> None:
         r = self.resolution
@@ -73,10 +75,15 @@ class GANConfig:
             ("beta2", 0.0 <= self.beta2 < 1.0, "in [0, 1)"),
             ("real_label", 0.5 < self.real_label <= 1.0, "in (0.5, 1]"),
             ("ema_decay", 0.0 <= self.ema_decay < 1.0, "in [0, 1)"),
+            ("r1_gamma", 0.0 <= self.r1_gamma <= settings.R1_GAMMA_MAX, f"in [0, {settings.R1_GAMMA_MAX:g}]"),
         )
         for name, ok, rule in checks:
             if not ok:
                 raise UserError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+        try:
+            settings.parse_diff_augment(self.diff_augment)
+        except ValueError as exc:
+            raise UserError(f"diff_augment {self.diff_augment!r}: {exc}") from None
 
     @property
     def start_size(self) -> int:

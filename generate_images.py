@@ -294,6 +294,7 @@ def load_classifier_for(workdir: Path, meta: dict, fruits: Sequence[str], log=pr
     """The quality classifier of the model's dataset version (trained and cached if needed)."""
     import data_loader
     import gan_evaluation
+    from milestone_quality import classifier_inputs
 
     version = meta.get("dataset_version")
     if not version:
@@ -306,10 +307,9 @@ def load_classifier_for(workdir: Path, meta: dict, fruits: Sequence[str], log=pr
             return gan_evaluation.load_cached_classifier(workdir, str(version), meta["resolution"], fruits)
         except UserError:
             raise UserError(f"--classify needs dataset version {version} of the model: {missing}") from None
+    images, augmented, sources = classifier_inputs(datasets)     # what the trainer gave it: the same cache
     train = lambda where: gan_evaluation.load_or_train_classifier(
-        where, str(version), {f: d.images for f, d in datasets.items()},
-        source_index_by_fruit={f: d.source_index for f, d in datasets.items()},
-        augmented_by_fruit={f: d.augmented for f, d in datasets.items()}, log=log)
+        where, str(version), images, source_index_by_fruit=sources, augmented_by_fruit=augmented, log=log)
     cache = gan_evaluation.classifier_path(workdir, str(version), meta["resolution"])
     problem = cache_unwritable(cache.parent)
     if problem is None:

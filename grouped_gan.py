@@ -43,6 +43,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import gan_augment as ga
 import gan_model as gm
 
 PRECISIONS = ("fp32", "bf16")
@@ -85,6 +86,15 @@ def cpu_has_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):     # a torch without oneDNN, or one that renamed the query
         return False
+
+
+def _fresh_networks(cfg: gm.GANConfig, seed: Optional[int]) -> tuple:
+    """A newly initialised (Generator, Discriminator): from torch's generator, or from ``seed`` alone."""
+    if seed is None:
+        return gm.Generator(cfg), gm.Discriminator(cfg)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return gm.Generator(cfg), gm.Discriminator(cfg)
 
 
 def _mangle(name: str) -> str:
@@ -216,21 +226,38 @@ def generator_forward(w, z, cfg: gm.GANConfig, training: bool, taps, channels_la
     return torch.tanh(_conv_to_one(h, w, "conv_out", groups))                            # (B, G, R, R)
 
 
-def discriminator_forward(w, x, cfg: gm.GANConfig, training: bool, channels_last=False):
-    """Images (B, G, R, R) -> logits (B, G) for G fruits at once."""
+def _dropout(h, masks, layer: int, p: float, training: bool):
+    """Dropout2d with the step's own masks (gan_augment.dropout_masks) when given, else torch's."""
+    if masks is not None:
+        return h * masks[layer].to(h.dtype)                                         # (B, G*C, 1, 1) per channel
+    return F.dropout2d(h, p, training=training and p > 0)
+
+
+def discriminator_forward(w, x, cfg: gm.GANConfig, training: bool, channels_last=False, masks=None):
+    """Images (B, G, R, R) -> logits (B, G) for G fruits at once; ``masks``: the three Dropout2d masks."""
     batch, groups = x.shape[0], x.shape[1]
     slope, p = cfg.leaky_slope, cfg.dropout
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    drop = training and p > 0
     h = _leaky(_conv(x, w, "conv1", groups, stride=2), slope)                      # (B, G*D, R/2, R/2)
-    h = F.dropout2d(h, p, training=drop)
+    h = _dropout(h, masks, 0, p, training)
     h = _leaky(_bn(_conv(h, w, "conv2", groups, stride=2), w, "bn2", training), slope)  # (B, G*2D, R/4, R/4)
-    h = F.dropout2d(h, p, training=drop)
+    h = _dropout(h, masks, 1, p, training)
     h = _leaky(_bn(_conv(h, w, "conv3", groups, stride=2), w, "bn3", training), slope)  # (B, G*4D, f, f)
-    h = F.dropout2d(h, p, training=drop)
+    h = _dropout(h, masks, 2, p, training)
     feats = h.reshape(batch, groups, -1)                                                 # (B, G, 4D*f*f)
     return torch.einsum("bgk,gk->bg", feats, w["fc.weight"][:, 0]) + w["fc.bias"][:, 0]  # (B, G)
+
+
+def _r1_penalty(logits_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): per fruit, the mean squared norm of D's gradient at the real images.
+
+    logits_real (B, G) computed from ``real`` (B, G, R, R, requiring grad) -> (G,); differentiable (the
+    discriminator's step backpropagates through the gradient)."""
+    (grad,) = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
+    if grad.dtype in (torch.float16, torch.bfloat16):
+        grad = grad.float()           # autocast: the penalty in fp32, like the losses
+    return grad.pow(2).flatten(2).sum(2).mean(0)
 
 
 def _bce_per_fruit(logits: torch.Tensor, target: float) -> torch.Tensor:
@@ -245,7 +272,7 @@ class GroupedGAN:
 
     def __init__(self, cfg: gm.GANConfig, num_fruits: int, device: str | torch.device = "cpu",
                  precision: str = "fp32", layout: str = "auto", channels_last: Optional[bool] = None,
-                 compile: bool = False, cuda_graph: bool = False):
+                 compile: bool = False, cuda_graph: bool = False, init_seeds: Optional[Sequence[int]] = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if layout not in LAYOUTS:
@@ -267,12 +294,16 @@ class GroupedGAN:
         if cuda_graph and not is_cuda:
             warnings.warn("cuda_graph needs a CUDA device; running eagerly", stacklevel=2)
 
-        # Each fruit starts from its own freshly initialised plain networks (same init as gan_model).
-        self.g = StackedNets([gm.Generator(cfg) for _ in range(num_fruits)]).to(self.device)
-        self.d = StackedNets([gm.Discriminator(cfg) for _ in range(num_fruits)]).to(self.device)
+        # Each fruit starts from its own freshly initialised plain networks (same init as gan_model): drawn from
+        # torch's generator in turn, or, with ``init_seeds``, each from its own seed (the same in any group).
+        if init_seeds is not None and len(init_seeds) != num_fruits:
+            raise ValueError(f"need one init seed per fruit ({num_fruits}), got {len(init_seeds)}")
+        nets = [_fresh_networks(cfg, None if init_seeds is None else init_seeds[i]) for i in range(num_fruits)]
+        self.g = StackedNets([g for g, _ in nets]).to(self.device)
+        self.d = StackedNets([d for _, d in nets]).to(self.device)
         self.ema: Optional[StackedNets] = None
         if cfg.ema_decay > 0:
-            self.ema = StackedNets([gm.Generator(cfg) for _ in range(num_fruits)]).to(self.device)
+            self.ema = StackedNets([g for g, _ in nets]).to(self.device)
             self.ema.requires_grad_(False)
             self._copy_ema_from_generator()
         self._taps = torch.tensor(SUBPIXEL_TAPS, device=self.device)
@@ -357,40 +388,50 @@ class GroupedGAN:
         """Noise (G, B, nz) -> (B, G, R, R) with weights ``w`` (G fruits)."""
         return generator_forward(w, z, self.config, training, self._taps, self.channels_last)
 
-    def _discriminate(self, w, x):
-        """Images (B, G, R, R) -> logits (B, G), train mode."""
-        return discriminator_forward(w, x, self.config, True, self.channels_last)
+    def _discriminate(self, w, x, random):
+        """Images (B, G, R, R) -> logits (B, G), train mode, with one pass's DiffAugment and dropout masks
+        (``random``: gan_augment.call_random)."""
+        cfg = self.config
+        x = ga.diff_augment(x, random)
+        masks = ga.dropout_masks(random, cfg.dropout, ga.dropout_widths(cfg.d_channels), x.dtype)
+        return discriminator_forward(w, x, cfg, True, self.channels_last, masks)
 
     def _g_forward(self, wg, noise: torch.Tensor) -> torch.Tensor:
         """Training-mode generator pass: noise (G, B, nz) -> fakes (B, G, R, R)."""
         with self._autocast():
             return self._generate(wg, noise, True)
 
-    def _d_losses(self, wd, real: torch.Tensor, fake: torch.Tensor):
-        """Discriminator step losses on real (B, G, R, R) and detached fakes (B, G, R, R)."""
+    def _d_losses(self, wd, real: torch.Tensor, fake: torch.Tensor, random):
+        """Discriminator step losses on real (B, G, R, R) and detached fakes (B, G, R, R), plus R1 if on."""
         cfg = self.config
+        if cfg.r1_gamma > 0:
+            real = real.detach().requires_grad_(True)
         with self._autocast():
-            logits_real = self._discriminate(wd, real)                      # (B, G)
-            logits_fake = self._discriminate(wd, fake)                      # (B, G)
+            logits_real = self._discriminate(wd, real, ga.call_random(random, 0))    # (B, G)
+            logits_fake = self._discriminate(wd, fake, ga.call_random(random, 1))    # (B, G)
         d_loss = 0.5 * (_bce_per_fruit(logits_real, cfg.real_label) + _bce_per_fruit(logits_fake, gm.FAKE_LABEL))
+        if cfg.r1_gamma > 0:
+            d_loss = d_loss + 0.5 * cfg.r1_gamma * _r1_penalty(logits_real, real)
         d_real = torch.sigmoid(logits_real.detach()).to(d_loss.dtype).mean(0)   # (G,)
         d_fake = torch.sigmoid(logits_fake.detach()).to(d_loss.dtype).mean(0)   # (G,)
         return d_loss, d_real, d_fake
 
-    def _g_loss(self, wd, fake: torch.Tensor) -> torch.Tensor:
+    def _g_loss(self, wd, fake: torch.Tensor, random) -> torch.Tensor:
         """The stacked model's loss: the (updated) discriminator on the same fakes, labelled real."""
         with self._autocast():
-            logits = self._discriminate(wd, fake)                           # (B, G)
+            logits = self._discriminate(wd, fake, ga.call_random(random, 2))     # (B, G)
         return _bce_per_fruit(logits, self.config.real_label)               # (G,)
 
-    def _losses_d_step(self, wg, wd, real, noise):
+    def _losses_d_step(self, wg, wd, real, noise, random):
         fake = self._fns["g_forward"](wg, noise)                            # (B, G, R, R)
-        d_loss, d_real, d_fake = self._fns["d_losses"](wd, real, fake.detach())
+        d_loss, d_real, d_fake = self._fns["d_losses"](wd, real, fake.detach(), random)
         return fake, d_loss, d_real, d_fake
 
-    def _step(self, real: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """The reference step for every fruit: real (F, B, 1, R, R), noise (F, B, nz) -> metrics (4, F)."""
-        metrics = self._step_grouped(real, noise) if self.layout == "grouped" else self._step_loop(real, noise)
+    def _step(self, real: torch.Tensor, noise: torch.Tensor, random) -> torch.Tensor:
+        """The reference step for every fruit: real (F, B, 1, R, R), noise (F, B, nz), ``random`` {name: (F, K,
+        B, ...)} -> metrics (4, F)."""
+        metrics = (self._step_grouped(real, noise, random) if self.layout == "grouped"
+                   else self._step_loop(real, noise, random))
         with torch.no_grad():
             torch._foreach_add_(self.g.counters(), 1)    # BN layers saw 1 G pass and 3 D passes
             torch._foreach_add_(self.d.counters(), 3)
@@ -398,21 +439,21 @@ class GroupedGAN:
                 self._update_ema()
         return metrics
 
-    def _step_grouped(self, real, noise):
+    def _step_grouped(self, real, noise, random):
         """All fruits in one pass per network; one Adam step over the stacked tensors."""
         f, b, r = noise.shape[0], noise.shape[1], self.config.resolution
         real = real.reshape(f, b, r, r).transpose(0, 1)                     # (B, F, R, R)
         wg, wd = self.g.tensors(), self.d.tensors()
-        fake, d_loss, d_real, d_fake = self._losses_d_step(wg, wd, real, noise)
+        fake, d_loss, d_real, d_fake = self._losses_d_step(wg, wd, real, noise, random)
         self._set_grads(self.d, torch.autograd.grad(d_loss.sum(), self.d.stacked_params()))
         self.d_optimizer.step()
-        g_loss = self._fns["g_loss"](wd, fake)
+        g_loss = self._fns["g_loss"](wd, fake, random)
         # Only the generator's gradients: D's weight gradients would be thrown away anyway.
         self._set_grads(self.g, torch.autograd.grad(g_loss.sum(), self.g.stacked_params()))
         self.g_optimizer.step()
         return torch.stack([d_loss.detach(), g_loss.detach(), d_real, d_fake])   # (4, F)
 
-    def _step_loop(self, real, noise):
+    def _step_loop(self, real, noise, random):
         """Fruit after fruit, each a whole reference step on its slice of the stacked tensors.
 
         Only one fruit's activations live at a time (like the reference loop), and Adam updates
@@ -422,10 +463,11 @@ class GroupedGAN:
         for i in range(self.num_fruits):
             wg, g_params = self.g.fruit_views(i)
             wd, d_params = self.d.fruit_views(i)
-            fake, d_loss, d_real, d_fake = self._losses_d_step(wg, wd, real[i], noise[i:i + 1])
+            mine = {k: v[i:i + 1] for k, v in random.items()}              # (1, K, B, ...)
+            fake, d_loss, d_real, d_fake = self._losses_d_step(wg, wd, real[i], noise[i:i + 1], mine)
             self._adam_slice(self.d_optimizer, self.d, i, torch.autograd.grad(d_loss.sum(), d_params))
             wd, _ = self.d.fruit_views(i)                                   # views of the updated D
-            g_loss = self._fns["g_loss"](wd, fake)
+            g_loss = self._fns["g_loss"](wd, fake, mine)
             self._adam_slice(self.g_optimizer, self.g, i, torch.autograd.grad(g_loss.sum(), g_params))
             rows.append(torch.cat([d_loss.detach(), g_loss.detach(), d_real, d_fake]))   # (4,)
         with torch.no_grad():
@@ -471,60 +513,73 @@ class GroupedGAN:
             # transposed fc weight's) would be read in the wrong order, so lay it out like p.
             p.grad = g if g.stride() == p.stride() else g.contiguous()
 
-    def _prepare(self, real: torch.Tensor, noise: torch.Tensor):
+    def _prepare(self, real: torch.Tensor, noise: torch.Tensor, random):
         f, b = self.num_fruits, noise.shape[1]
         r = self.config.resolution
         if real.shape != (f, b, 1, r, r) or noise.shape != (f, b, self.config.noise_dim):
             raise ValueError(f"expected real ({f}, {b}, 1, {r}, {r}) and noise ({f}, {b}, "
                              f"{self.config.noise_dim}); got {tuple(real.shape)} and {tuple(noise.shape)}")
-        return real.to(self.device, non_blocking=True), noise.to(self.device, non_blocking=True)
+        if random is None:      # no per-fruit streams given: torch's global generator, fruit after fruit
+            random = ga.stack_fruits([ga.draw_step_random(self.config, b, None, self.device) for _ in range(f)])
+        expected = {k: (f, *shape) for k, shape in ga.random_shapes(self.config, b).items()}
+        given = {k: tuple(v.shape) for k, v in random.items()}
+        if given != expected:
+            raise ValueError(f"step randomness does not fit the config: expected {expected}, got {given}")
+        random = {k: v.to(self.device, non_blocking=True) for k, v in random.items()}
+        return real.to(self.device, non_blocking=True), noise.to(self.device, non_blocking=True), random
 
-    def train_step(self, real: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+    def train_step(self, real: torch.Tensor, noise: torch.Tensor,
+                   random: Optional[Mapping[str, torch.Tensor]] = None) -> dict[str, torch.Tensor]:
         """One step for every fruit: real (F,B,1,R,R), noise (F,B,nz) -> dict of (F,) tensors.
 
-        Returned tensors stay on the device (no host sync); call .cpu()/.tolist() when logging.
+        ``random``: each fruit's other random numbers ({name: (F, K, B, ...)}, gan_augment.draw_step_random
+        per fruit, stacked); None draws them from torch's global generator. Returned tensors stay on the
+        device (no host sync); call .cpu()/.tolist() when logging.
         """
-        real, noise = self._prepare(real, noise)
+        real, noise, random = self._prepare(real, noise, random)
         if self.cuda_graph:
-            metrics = self._graph_step(real, noise)
+            metrics = self._graph_step(real, noise, random)
         else:
-            metrics = self._step(real, noise)
+            metrics = self._step(real, noise, random)
         return dict(zip(("d_loss", "g_loss", "d_real", "d_fake"), metrics.unbind(0)))
 
     # ------------------------------------------------------------------ CUDA graph (whole step)
-    def _graph_step(self, real: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def _graph_step(self, real: torch.Tensor, noise: torch.Tensor, random) -> torch.Tensor:
         """Replay the step captured for this batch shape (captured on its first use)."""
         key = tuple(real.shape)
         if key not in self._graphs:
-            self._graphs[key] = self._capture(real, noise)
+            self._graphs[key] = self._capture(real, noise, random)
         graph, static = self._graphs[key]
         static["real"].copy_(real)
         static["noise"].copy_(noise)
+        for k, v in random.items():
+            static["random"][k].copy_(v)
         graph.replay()
         return static["metrics"].clone()
 
-    def _step_eager(self, real, noise):
+    def _step_eager(self, real, noise, random):
         fns, self._fns = self._fns, dict(self._eager_fns)
         try:
-            return self._step(real, noise)
+            return self._step(real, noise, random)
         finally:
             self._fns = fns
 
-    def _capture(self, real: torch.Tensor, noise: torch.Tensor) -> tuple:
+    def _capture(self, real: torch.Tensor, noise: torch.Tensor, random) -> tuple:
         """Warm up on a side stream (as torch.cuda.graphs asks), undo the warm-up, then capture."""
         static_real, static_noise = real.clone(), noise.clone()
+        static_random = {k: v.clone() for k, v in random.items()}
         saved = self._snapshot()
         stream = torch.cuda.Stream(device=self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream):
             for _ in range(CUDA_GRAPH_WARMUP_STEPS):
-                self._step_eager(static_real, static_noise)   # creates Adam state, picks kernels
+                self._step_eager(static_real, static_noise, static_random)   # creates Adam state, picks kernels
             self._restore(saved)                              # the warm-up must not count as training
         torch.cuda.current_stream(self.device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):                         # records only: nothing runs until replay
-            metrics = self._step_eager(static_real, static_noise)
-        return graph, {"real": static_real, "noise": static_noise, "metrics": metrics}
+            metrics = self._step_eager(static_real, static_noise, static_random)
+        return graph, {"real": static_real, "noise": static_noise, "random": static_random, "metrics": metrics}
 
     def _all_state_tensors(self) -> list[torch.Tensor]:
         stacks = [self.g, self.d] + ([self.ema] if self.ema is not None else [])

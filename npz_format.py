@@ -10,7 +10,7 @@
                files without it (older ones) read as "no split" (PackedFruit.heldout None)
 
 Written by imageToNPZ.py (and benchmarks/bench_train.py for synthetic data), read by data_loader.py,
-which turns the pixels into training tensors (pictures.to_unit_range). Files are written atomically
+which keeps the pixels as uint8 and turns batches into network values (pictures.unit_range). Files are written atomically
 and opened with allow_pickle=False: a dataset can never run code. numpy only (no torch), so the
 packing script starts fast.
 """
@@ -186,6 +186,13 @@ def _parse_metadata(meta_array: np.ndarray, path: Path, fruit: str, hint: str) -
     if metadata.get("fruit", fruit) != fruit:
         raise UserError(f"{path} holds {metadata['fruit']!r} images, not {fruit!r}: was it renamed? {hint}")
     return metadata
+
+
+def image_shape(path: Path) -> tuple:
+    """The (N, R, R) shape of a file's images, read from its header alone (nothing else is loaded)."""
+    with zipfile.ZipFile(path) as archive, archive.open("images.npy") as fh:
+        shape, _, _ = read_npy_header(fh, path)
+    return tuple(int(n) for n in shape)
 
 
 def read_npz(path: Path, fruit: str, version: str) -> PackedFruit:

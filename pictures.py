@@ -14,14 +14,22 @@ PIXEL_MAX = 255
 PIXEL_HALF_RANGE = PIXEL_MAX / 2  # 127.5: pixel / 127.5 - 1 maps 0..255 onto -1..1
 
 
-def to_unit_range(pixels: np.ndarray) -> torch.Tensor:
-    """uint8 (N, R, R) -> float32 (N, 1, R, R) = pixel / 127.5 - 1, so 0 -> -1.0 and 255 -> +1.0 exactly.
+def unit_range(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., R, R) tensor on any device -> float32 (..., 1, R, R) = pixel / 127.5 - 1, so 0 -> -1.0
+    and 255 -> +1.0 exactly. The trainer applies it to each batch on the device (data stays uint8).
 
     Computed as (pixel - 127.5) / 127.5: the subtraction is exact in float32, so each value is rounded
     once (the correctly rounded pixel/127.5 - 1, symmetric around 0); dividing first would round twice.
     """
-    values = torch.from_numpy(np.ascontiguousarray(pixels)).to(torch.float32)
-    return values.sub_(PIXEL_HALF_RANGE).div_(PIXEL_HALF_RANGE).unsqueeze(1)
+    if pixels.dtype != torch.uint8:
+        raise TypeError(f"expected uint8 pixels, got {pixels.dtype}")
+    values = pixels.to(torch.float32)                  # a new tensor: the in-place steps never touch the data
+    return values.sub_(PIXEL_HALF_RANGE).div_(PIXEL_HALF_RANGE).unsqueeze(-3)
+
+
+def to_unit_range(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 (N, R, R) numpy array -> float32 (N, 1, R, R) in [-1, 1] (unit_range)."""
+    return unit_range(torch.from_numpy(np.ascontiguousarray(pixels)))
 
 
 def to_pixels(images: torch.Tensor) -> torch.Tensor:

@@ -242,6 +242,24 @@ def parse_line(line: Optional[bytes], fmt: str, fruit: Optional[str] = None, lin
     return parse_record(record, fmt, fruit, line_no)
 
 
+def simplified_line(strokes: Sequence[np.ndarray], word: str, key_id: str, recognized: bool = True) -> str:
+    """One line of Google's simplified format for ``strokes`` ((n, 2) x, y arrays in any unit): fitted into
+    0-255 with the aspect kept, rounded to integers. For making synthetic files (benchmarks, tests); every
+    reader here parses it back."""
+    import json
+
+    points = np.concatenate([np.asarray(s, dtype=np.float64) for s in strokes])
+    low = points.min(axis=0)
+    span = float((points.max(axis=0) - low).max()) or 1.0
+    drawing = []
+    for s in strokes:
+        xy = np.clip(np.rint((np.asarray(s, dtype=np.float64) - low) / span * SIMPLIFIED_MAX), 0, SIMPLIFIED_MAX)
+        drawing.append([xy[:, 0].astype(int).tolist(), xy[:, 1].astype(int).tolist()])
+    record = {"word": word, "countrycode": "XX", "timestamp": "synthetic", "recognized": bool(recognized),
+              "key_id": str(key_id), "drawing": drawing}
+    return json.dumps(record, separators=(",", ":"))
+
+
 def _stroke_format(record) -> Optional[str]:
     """simplified / raw from the shape of the first stroke of a decoded record, else None."""
     if not isinstance(record, dict) or not isinstance(record.get("drawing"), list):

@@ -27,6 +27,11 @@ EVAL_SAMPLES_MIN, EVAL_SAMPLES_MAX = 8, 100_000
 EMA_DECAY_MAX = 0.99999
 CHECKPOINT_MINUTES_MAX = 24 * 60   # a day: beyond that a kill -9 would lose more than anyone expects
 LR_MIN, LR_MAX = 1e-7, 1.0
+CHANNELS_MIN, CHANNELS_MAX = 2, 1024
+BETA_MAX = 0.99999
+R1_GAMMA_MAX = 1000.0
+STEPS_PER_EPOCH_MAX = 10_000_000
+DIFF_AUGMENT_OPS = ("translation", "cutout")   # gan_augment.py implements them
 # 32 bits: the trainer derives per-fruit seeds as seed * 1009 + offsets, which must stay inside the
 # 64 bits torch.manual_seed accepts; generate_images draws its random seed from the same range.
 SEED_MAX = 2**32 - 1
@@ -34,14 +39,17 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("together", "sequential")
 DEFAULT_MILESTONES = (1, 10, 20, 30, 40, 100, 200, 300, 400)
-# The held-out split of each dataset version (rawDataToImage.py makes it, image_version/npz_format record it):
-# real drawings kept out of GAN training so the two-sample test and the memorisation ratio compare the fakes
-# with drawings the generator never saw.
-HELDOUT_SHARE = 0.2          # share of a fruit's real drawings held out ...
-HELDOUT_MIN = 200            # ... but at least this many where the fruit has them (tighter figures) ...
+# The held-out split of each dataset version (heldout_split.py; rawDataToImage.py makes it, image_version and
+# npz_format record it): real drawings kept out of GAN training so the two-sample test and the memorisation
+# ratio compare the fakes with drawings the generator never saw. 25% keeps 1000 of banana's 4000 bitmaps.
+HELDOUT_SHARE = 0.25         # share of a fruit's real drawings held out ...
+HELDOUT_MIN = 300            # ... but at least this many where the fruit has them (tighter figures) ...
 HELDOUT_MAX_SHARE = 0.5      # ... and never more than half: training keeps most of the drawings
-# Fewer held out than this and no split is made ("not enough real drawings"): the two-sample test needs
-# 2 x gan_evaluation.MIN_TWO_SAMPLE_PER_HALF real images (a test checks the two stay equal; no torch here).
+# A third of the held-out drawings pick the best checkpoint (validation), the rest give the reported figures
+# (test): apple's 1000 bitmaps hold out 300, 100 + 200; banana's 4000 hold out 1000, 333 + 667.
+VALIDATION_SHARE = 1 / 3
+# Fewer held out than this and no split is made ("not enough real drawings"): below it the test part's
+# two-sample interval would be wider than +-0.1 (gan_evaluation.TWO_SAMPLE_MAX_HALF_WIDTH).
 SPLIT_MIN_HELDOUT = 80
 
 
@@ -144,6 +152,29 @@ def _bool(text: str) -> bool:
     raise ValueError("a switch takes no value")
 
 
+def _even_in_range(low: int, high: int) -> Callable[[str], int]:
+    whole = int_in_range(low, high)
+
+    def parse(text: str) -> int:
+        value = whole(text)
+        if value % 2:
+            raise ValueError(f"{value} is odd (the generator halves it)")
+        return value
+    return parse
+
+
+def parse_diff_augment(text: str) -> str:
+    """'none' or a comma-separated subset of DIFF_AUGMENT_OPS, spelled canonically ('translation,cutout')."""
+    words = [w.strip() for w in str(text).split(",") if w.strip()]
+    if words in ([], ["none"]):
+        return "none"
+    unknown = [w for w in words if w not in DIFF_AUGMENT_OPS]
+    if unknown:
+        raise ValueError(f"unknown DiffAugment operation {', '.join(unknown)}; use none or "
+                         f"a comma-separated subset of {','.join(DIFF_AUGMENT_OPS)}")
+    return ",".join(op for op in DIFF_AUGMENT_OPS if op in words)
+
+
 # ------------------------------------------------------------------------------ shared by several scripts
 RESOLUTION = _flag_setting("resolution", 64, int, parse_resolution,
                            f"image side in pixels, a multiple of {RESOLUTION_STEP} in "
@@ -205,6 +236,22 @@ EMA_DECAY = _flag_setting("ema_decay", 0.999, float, float_in_range(0.0, EMA_DEC
                           "0: the plain generator")
 REAL_LABEL = Setting("real_label", None, 1.0, float, float_in_range(0.5, 1.0),
                      "target for real images; < 1 is one-sided label smoothing")
+# The recipe's other knobs (bench_quality.py measures them; the README's quality table gives the figures).
+G_CHANNELS = _flag_setting("g_channels", 128, int, _even_in_range(CHANNELS_MIN, CHANNELS_MAX),
+                           "generator width C (C, C, C/2, C/2 channels; the assignment's 128)")
+D_CHANNELS = _flag_setting("d_channels", 32, int, int_in_range(CHANNELS_MIN, CHANNELS_MAX),
+                           "discriminator width D (D, 2D, 4D channels; the assignment's 32)")
+BETA1 = _flag_setting("beta1", 0.5, float, float_in_range(0.0, BETA_MAX), "Adam beta1, both networks")
+BETA2 = _flag_setting("beta2", 0.999, float, float_in_range(0.0, BETA_MAX), "Adam beta2, both networks")
+DIFF_AUGMENT = _flag_setting("diff_augment", "none", str, parse_diff_augment,
+                             "DiffAugment of every image the discriminator sees: none, translation, cutout "
+                             "or translation,cutout (shift and cut-out filled with the black background)")
+R1_GAMMA = _flag_setting("r1_gamma", 0.0, float, float_in_range(0.0, R1_GAMMA_MAX),
+                         "R1 penalty weight on the discriminator's gradient at real images (0: off)")
+STEPS_PER_EPOCH = _flag_setting("steps_per_epoch", None, int, int_in_range(1, STEPS_PER_EPOCH_MAX),
+                                "steps per fruit per epoch (every fruit takes as many, so fruits of any size "
+                                "step together)", shown="enough for the largest fruit to see each training "
+                                                        "image once")
 STOP_AFTER_EPOCHS = _flag_setting("stop_after_epochs", None, int, int_in_range(1, EPOCHS_MAX),
                                   "train at most N epochs now, then stop cleanly (continue later with --resume)",
                                   shown="no limit")
@@ -215,7 +262,8 @@ CUDA_GRAPH = _flag_setting("cuda_graph", False, bool, _bool, "CUDA: replay each 
 
 TRAIN_SETTINGS = (DATASET_VERSION, MODEL_NAME, EPOCHS, BATCH_SIZE, LR, DESCRIPTION, DEVICE, FRUIT_LIST, SEED,
                   PRECISION, SCHEDULE, MILESTONES, KEEP_CHECKPOINT_EVERY, CHECKPOINT_MINUTES, EVALUATE, EVAL_SAMPLES, EMA_DECAY,
-                  REAL_LABEL, STOP_AFTER_EPOCHS, COMPILE, CUDA_GRAPH)
+                  REAL_LABEL, G_CHANNELS, D_CHANNELS, BETA1, BETA2, DIFF_AUGMENT, R1_GAMMA, STEPS_PER_EPOCH,
+                  STOP_AFTER_EPOCHS, COMPILE, CUDA_GRAPH)
 CONVERT_SETTINGS = (FRUIT_LIST, RESOLUTION, QUALITY, COUNT, IMAGE_VERSION, AUGMENT, SEED, FORMATS, WORKERS)
 
 

@@ -23,7 +23,8 @@ from user_io import Prompter, UserError, run_main
 # default, bounds and help is declared in settings.py.
 VALUE_FLAGS = (st.DATASET_VERSION, st.MODEL_NAME, st.EPOCHS, st.BATCH_SIZE, st.LR, st.DESCRIPTION, st.DEVICE,
                st.FRUIT_LIST, st.SEED, st.PRECISION, st.SCHEDULE, st.MILESTONES, st.KEEP_CHECKPOINT_EVERY)
-LATER_VALUE_FLAGS = (st.EVAL_SAMPLES, st.EMA_DECAY, st.STOP_AFTER_EPOCHS, st.CHECKPOINT_MINUTES)
+LATER_VALUE_FLAGS = (st.EVAL_SAMPLES, st.EMA_DECAY, st.DIFF_AUGMENT, st.G_CHANNELS, st.D_CHANNELS, st.BETA1, st.BETA2,
+                     st.R1_GAMMA, st.STEPS_PER_EPOCH, st.STOP_AFTER_EPOCHS, st.CHECKPOINT_MINUTES)
 SWITCHES = (st.COMPILE, st.CUDA_GRAPH)
 PROMPTED = (st.EPOCHS, st.BATCH_SIZE, st.LR, st.DESCRIPTION, st.DEVICE)   # asked after version and model name
 
@@ -66,7 +67,7 @@ def newest_version(workdir: Path, versions: dict) -> str:
 
 def resume_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path):
     """The saved run's settings, with what the flags given may change (or a one-line refusal)."""
-    from gan_trainer import TrainConfig
+    from training_config import TrainConfig
     from model_store import ModelFolder
 
     name = args.model_name or prompter.ask("Model name to resume", st.MODEL_NAME.default, st.MODEL_NAME.parse,
@@ -91,7 +92,7 @@ def resume_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path)
 def ask_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path):
     """Fill every setting from its flag, else from a prompt (or its default with --yes)."""
     import data_loader
-    from gan_trainer import TrainConfig
+    from training_config import TrainConfig
     from model_store import ModelFolder
 
     if args.resume:  # everything comes from the saved configuration
@@ -146,7 +147,7 @@ def parse_device(text: str) -> str:
 
 def init_distributed():
     """Under torchrun: join the process group (gloo on CPU, nccl on GPUs) and return DistInfo."""
-    from gan_trainer import DistInfo
+    from training_config import DistInfo
 
     info = DistInfo.from_env()
     if info.world > 1:

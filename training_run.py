@@ -176,3 +176,24 @@ class FruitProgress:
     def close(self) -> None:
         for bar in self.bars.values():
             bar.close()
+
+
+def stop_message(signal_name: str, saved_epoch: int) -> str:
+    """What the console says when the first Ctrl+C or SIGTERM arrives."""
+    what = "Ctrl+C" if signal_name == "SIGINT" else signal_name
+    return (f"{what}: finishing this epoch, then saving a checkpoint and stopping "
+            f"(Ctrl+C again stops now; training goes back to the checkpoint of epoch {saved_epoch})")
+
+
+def continue_hint(command: str, epoch: int, epochs: int, saved_epoch: int, finished: bool = True,
+                  torchrun: bool = False) -> str:
+    """What can be continued after a stop at (or, not ``finished``, during) ``epoch``, and how (``command``:
+    the resume command, e.g. "python train_gan.py --resume --model-name v1")."""
+    if torchrun:
+        command = f"the same torchrun command with: {command.replace('python ', '')}"
+    where = f"stopped {'at' if finished else 'during'} epoch {epoch} of {epochs}"
+    if not saved_epoch:
+        return f"{where}; no checkpoint yet: train it again with --overwrite"
+    saved = "checkpoint saved" if saved_epoch == epoch else \
+        f"checkpoint of epoch {saved_epoch} kept (later epochs are lost)"
+    return f"{where}; {saved}; continue with: {command}"

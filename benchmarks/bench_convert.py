@@ -1,4 +1,4 @@
-"""Conversion speed: the project's rawDataToImage.convert versus a naive single-process loop.
+"""Conversion speed: the project's image_conversion.convert (what rawDataToImage.py runs) versus a naive loop.
 
     python benchmarks/bench_convert.py                  # 100k lines, 64 px, 2 workers
     python benchmarks/bench_convert.py --lines 20000
@@ -7,7 +7,7 @@ The input is SYNTHETIC-FROM-REAL: a simplified ndjson file of ``--lines`` drawin
 rotated / stretched copy of one of the 25 real simplified apple drawings bundled in rawData/sample,
 re-normalised to 0-255 integers like Google's simplified files (so the point counts stay realistic). Both methods
 convert the same file to PNGs of the same size in the same run; the table gives drawings/s and the
-ratio. The naive loop draws the same recipe (4x supersampled PIL lines with round ends, fitted with
+ratio. The naive loop draws the same recipe (supersampled PIL lines with round ends, fitted with
 the aspect kept) the straightforward way: json.loads, Python lists, LANCZOS resize, img.save(path)
 line by line. Peak RSS is sampled (main process + workers) while the project converts.
 
@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:
 
 import quickdraw_formats as qf  # noqa: E402
 import stroke_render as sr  # noqa: E402
-from rawDataToImage import ConvertOptions, convert  # noqa: E402
+from image_conversion import ConvertOptions, convert  # noqa: E402
 
 SAMPLE = ROOT / "rawData" / "sample"
 FRUIT = "apple"
@@ -68,21 +68,11 @@ def real_drawings() -> list:
 
 
 def synthetic_line(strokes: list, rng: np.random.Generator, key: int) -> str:
-    """One simplified ndjson line: a transformed real drawing, scaled into 0-255 like Google's."""
+    """One simplified ndjson line: a transformed real drawing, written as Google's (quickdraw_formats)."""
     angle = math.radians(rng.uniform(-ROTATION_DEG, ROTATION_DEG))
     stretch = 1.0 + rng.uniform(-STRETCH, STRETCH)
     matrix = np.array([[math.cos(angle) * stretch, math.sin(angle) * stretch], [-math.sin(angle), math.cos(angle)]])
-    moved = [s @ matrix for s in strokes]
-    low = np.concatenate(moved).min(axis=0)
-    span = float((np.concatenate(moved).max(axis=0) - low).max()) or 1.0
-    drawing = []
-    for s in moved:
-        pts = (s - low) / span * 255.0
-        pts = np.clip(np.rint(pts), 0, 255).astype(int)
-        drawing.append([pts[:, 0].tolist(), pts[:, 1].tolist()])
-    record = {"word": FRUIT, "countrycode": "XX", "timestamp": "synthetic", "recognized": True,
-              "key_id": f"synthetic{key:09d}", "drawing": drawing}
-    return json.dumps(record, separators=(",", ":"))
+    return qf.simplified_line([s @ matrix for s in strokes], FRUIT, f"synthetic{key:09d}")
 
 
 def build_file(path: Path, lines: int, seed: int) -> int:
@@ -99,8 +89,9 @@ def naive_convert(path: Path, out_dir: Path, resolution: int) -> int:
     from PIL import Image, ImageDraw
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    side = resolution * sr.SUPERSAMPLE
-    width = max(sr.SUPERSAMPLE, int(round(sr.STROKE_WIDTH_FRACTION * side)))
+    supersample = sr.supersample_for(resolution)
+    side = resolution * supersample
+    width = max(supersample, int(round(sr.STROKE_WIDTH_FRACTION * side)))
     margin = sr.MARGIN_FRACTION * side
     done = 0
     with open(path, encoding="utf-8") as fh:
@@ -215,7 +206,7 @@ def format_table(r: dict) -> str:
         "| method | drawings | seconds | drawings/s | CPU ms per drawing (all processes) |",
         "| --- | ---: | ---: | ---: | ---: |",
         f"| naive loop (1 process) | {r['naive_images']} | {r['naive_s']:.1f} | {naive_rate:.0f} | {naive_cpu_ms:.2f} |",
-        f"| rawDataToImage.convert ({r['workers']} workers) | {r['project_images']} | {r['project_s']:.1f} "
+        f"| image_conversion.convert ({r['workers']} workers) | {r['project_images']} | {r['project_s']:.1f} "
         f"| {project_rate:.0f} | {project_cpu_ms:.2f} |",
         f"| ratio (project / naive) | | | {project_rate / naive_rate:.2f}x | "
         f"{naive_cpu_ms / project_cpu_ms:.2f}x less CPU |",

@@ -1,83 +1,137 @@
-"""How real do the fakes look, recipe by recipe: train one fruit with each recipe of the ablation and compare.
+"""How real do the fakes look, recipe by recipe: train one fruit with each recipe and measure it the same way.
 
-Each recipe is a named set of training settings; each is trained by the project's trainer (MultiFruitGANTrainer)
-on the held-out split of one dataset built from rawData/ in a temporary work folder, and measured at its last
-epoch by the held-out tests (gan_evaluation: two-sample accuracy, memorisation ratio; recognisability by the
-all-fruit recogniser). The best checkpoint's figures are printed as one table.
+Each recipe is a named set of training settings (TrainConfig fields); each is trained by the project's trainer
+(MultiFruitGANTrainer) on one dataset built from rawData/ in a temporary work folder. Its best checkpoint is
+chosen on the validation part of the held-out drawings, and the table gives that checkpoint's figures on the
+test part (gan_evaluation: two-sample accuracy with its 95% interval, memorisation ratio), which took part in
+no choice, and recognisability by the all-fruit recogniser.
 
-    python benchmarks/bench_quality.py --fruit apple --resolution 28 --epochs 400      # the full ablation (hours on CPU)
-    python benchmarks/bench_quality.py --fruit banana --count 1000 --epochs 400         # banana at apple's size
-    python benchmarks/bench_quality.py --epochs 2 --recipes default,no_ema               # a smoke run
+    python benchmarks/bench_quality.py --fruit apple --epochs 400 --recipes default,diffaug    # hours on a CPU
+    python benchmarks/bench_quality.py --fruit banana --epochs 400                             # all 4000 bitmaps
+    python benchmarks/bench_quality.py --fruit apple --train-drawings 30 --recipes few_strokes,few_diffaug
+    python benchmarks/bench_quality.py --epochs 2 --recipes default,no_ema                     # a smoke run
+
+``--train-drawings N`` is the few-drawings regime (the five fruits with 23-40 real drawings): the fruit trains
+on N real drawings only, whose strokes are known, and is tested on its full held-out test part. Recipes named
+``few_strokes*`` fill the training part up to ``--count`` (default 1000) with stroke-level augmented copies of
+those N drawings; the others train on the N alone. Every recipe of the regime takes as many steps per epoch
+as the 1000-image dataset would (``--steps-per-epoch``), so they all get the same training budget.
 """
 from __future__ import annotations
 
 import argparse
+import platform
+import shlex
 import shutil
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-import imageToNPZ  # noqa: E402
-import rawDataToImage  # noqa: E402
+import torch  # noqa: E402
+
+import few_drawings  # noqa: E402
+import image_conversion  # noqa: E402
+import npz_packing  # noqa: E402
 import settings as st  # noqa: E402
-from gan_trainer import MultiFruitGANTrainer, TrainConfig  # noqa: E402
+from gan_trainer import MultiFruitGANTrainer  # noqa: E402
 from safe_files import FRUITS, default_workdir  # noqa: E402
+from training_config import TrainConfig  # noqa: E402
 from user_io import UserError, choice_of, cli_value, int_in_range, list_of, run_main  # noqa: E402
 
 BENCH_VERSION = "quality"
 ALL_REAL = st.COUNT_MAX      # convert every real drawing the fruit has (no augmentation)
-# name -> TrainConfig settings (anything not named keeps its declared default: batch 64, lr 0.0002, EMA 0.999
-# with warm-up since the 400-epoch ablation picked it, precision auto; "no_ema" is the assignment's plain recipe)
+DIFFAUG = {"diff_augment": "translation,cutout"}
+WIDE = {"g_channels": 256, "d_channels": 64}
+# name -> TrainConfig settings (anything not named keeps its declared default; "assignment" is the plain recipe
+# the assignment describes: no moving average, no DiffAugment)
 RECIPES = {
     "default": {},
+    "assignment": {"ema_decay": 0.0, "diff_augment": "none"},
     "no_ema": {"ema_decay": 0.0},
-    "batch32": {"batch_size": 32},
-    "batch32_no_ema": {"batch_size": 32, "ema_decay": 0.0},
-    "lr1e-4": {"lr": 1e-4},
-    "smooth0.9": {"real_label": 0.9},
-    "fp32": {"precision": "fp32"},      # the default recipe in each arithmetic ("default" is --precision auto:
-    "bf16": {"precision": "bf16"},      # bf16 where the CPU multiplies bf16): does the faster one cost quality?
+    "previous": {"diff_augment": "none", "g_channels": 128, "d_channels": 32, "ema_decay": 0.999},
+    "diffaug": DIFFAUG,
+    "translation": {"diff_augment": "translation"},
+    "wide": WIDE,
+    "r1": {"r1_gamma": 0.1},
+    "betas_0.99": {"beta2": 0.99},
+    "ema_0.9999": {"ema_decay": 0.9999},
+    "lr_1e-4": {"lr": 1e-4},
+    "diffaug_wide": {**DIFFAUG, **WIDE},
+    "diffaug_r1": {**DIFFAUG, "r1_gamma": 0.1},
+    "diffaug_ema_0.9999": {**DIFFAUG, "ema_decay": 0.9999},
+    "diffaug_wide_ema_0.9999": {**DIFFAUG, **WIDE, "ema_decay": 0.9999},
+    "fp32": {"precision": "fp32"},
+    "bf16": {"precision": "bf16"},
+    # the few-drawings regime (--train-drawings): stroke-level augmentation, DiffAugment, both, neither
+    "few_plain": {"diff_augment": "none"},
+    "few_diffaug": DIFFAUG,
+    "few_strokes": {"diff_augment": "none"},
+    "few_strokes_diffaug": DIFFAUG,
 }
+STROKE_RECIPES = ("few_strokes",)    # recipes whose name starts with one of these train on augmented copies
+FEW_COUNT = 1000                     # images of the few-drawings datasets with stroke augmentation
+
+
+def machine() -> str:
+    """One line naming the machine a table was measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                 if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {torch.get_num_threads()} torch thread(s), {gpu}; torch {torch.__version__}"
 
 
 def build_dataset(workdir: Path, source: Path, fruit: str, resolution: int, count: int = ALL_REAL) -> None:
     shutil.copytree(source / "rawData", workdir / "rawData", symlinks=True)
-    rawDataToImage.convert(dict(workdir=workdir, fruits=[fruit], resolution=resolution, count=count,
-                                version=BENCH_VERSION, augment=False, workers=1, progress=False))
-    imageToNPZ.main(["--workdir", str(workdir), "--yes", "--version", BENCH_VERSION])
+    image_conversion.convert(dict(workdir=workdir, fruits=[fruit], resolution=resolution, count=count,
+                                  version=BENCH_VERSION, augment=False, workers=1, progress=False))
+    npz_packing.pack(workdir, BENCH_VERSION, progress=False, log=lambda _: None)
 
 
-def run_recipe(workdir: Path, name: str, fruit: str, epochs: int) -> dict:
-    cfg = TrainConfig(dataset_version=BENCH_VERSION, model_name=f"bench_{name}", epochs=epochs, fruits=[fruit],
-                      device="cpu", milestones=[epochs], keep_checkpoint_every=0, **RECIPES[name])
+def is_stroke_recipe(name: str) -> bool:
+    return name.startswith(STROKE_RECIPES)
+
+
+def run_recipe(workdir: Path, name: str, fruit: str, epochs: int, version: str = BENCH_VERSION,
+               steps_per_epoch: Optional[int] = None) -> dict:
+    cfg = TrainConfig(dataset_version=version, model_name=f"bench_{name}", epochs=epochs, fruits=[fruit],
+                      device="auto", keep_checkpoint_every=0, steps_per_epoch=steps_per_epoch, **RECIPES[name])
     started = time.perf_counter()
     summary = MultiFruitGANTrainer(cfg, workdir, log=lambda _: None).train()[fruit]
-    best = summary.get("best_quality") or summary.get("quality") or {}
-    return {"recipe": name, "minutes": (time.perf_counter() - started) / 60, **best}
+    test = summary.get("test_quality") or {}
+    best = summary.get("best_quality") or {}
+    return {"recipe": name, "minutes": (time.perf_counter() - started) / 60, "best_epoch": summary.get("best_epoch"),
+            "recognizability": best.get("recognizability"), "two_sample_note": best.get("val_two_sample_note"),
+            **{k: v for k, v in test.items() if k != "epoch"}}
 
 
 def _cell(row: dict, key: str, spec: str) -> str:
     value = row.get(key)
-    if isinstance(value, (int, float)):
-        return format(value, spec)
-    note = row.get({"two_sample_accuracy": "two_sample_note", "memorisation_ratio": "memorisation_note",
-                    "recognizability": "recognizability_note"}.get(key, ""))
-    return "n/a*" if note else "-"
+    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
 
 
 def format_table(rows: Sequence[dict]) -> str:
-    header = f"{'recipe':<14}{'2-sample':>10}{'memo.':>8}{'recognised':>12}{'minutes':>9}"
-    lines = [header, "-" * len(header)]
+    """A markdown table: each recipe's best checkpoint (chosen on validation) measured on the test part."""
+    lines = ["| recipe | two-sample accuracy (test part) | 95% interval | memorisation | recognised | best epoch "
+             "| minutes |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"{r['recipe']:<14}{_cell(r, 'two_sample_accuracy', '.2f'):>10}"
-                     f"{_cell(r, 'memorisation_ratio', '.2f'):>8}{_cell(r, 'recognizability', '.0%'):>12}"
-                     f"{r['minutes']:>9.1f}")
+        interval = (f"{r['two_sample_low']:.2f}-{r['two_sample_high']:.2f}"
+                    if isinstance(r.get("two_sample_low"), float) else "n/a")
+        lines.append(f"| {r['recipe']} | {_cell(r, 'two_sample_accuracy', '.3f')} | {interval} | "
+                     f"{_cell(r, 'memorisation_ratio', '.2f')} | {_cell(r, 'recognizability', '.0%')} | "
+                     f"{r.get('best_epoch') or 'n/a'} | {r['minutes']:.1f} |")
     notes = {r.get("two_sample_note") or r.get("recognizability_note") for r in rows} - {None}
-    lines += [f"* {n}" for n in sorted(notes)]
+    lines += [f"\n* {n}" for n in sorted(notes)]
     return "\n".join(lines)
 
 
@@ -89,29 +143,47 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image side; 28 uses the 28x28 bitmaps, the most real drawings (default: 28)")
     p.add_argument("--count", default=ALL_REAL, type=cli_value(int_in_range(1, st.COUNT_MAX), "--count"),
                    help="use only the first N real drawings, split as a dataset of N would be (default: all)")
+    p.add_argument("--train-drawings", default=None, type=cli_value(int_in_range(1, st.COUNT_MAX), "--train-drawings"),
+                   help="the few-drawings regime: train on this many real drawings (with known strokes), test on the "
+                        "full held-out test part")
     p.add_argument("--epochs", default=st.EPOCHS.default, type=cli_value(int_in_range(1, st.EPOCHS_MAX), "--epochs"),
                    help=f"epochs per recipe (default: {st.EPOCHS.default})")
-    p.add_argument("--recipes", default=",".join(RECIPES), type=cli_value(list_of(list(RECIPES), "recipe"), "--recipes"),
-                   help=f"comma-separated recipes (default: all: {','.join(RECIPES)})")
+    p.add_argument("--recipes", default="default", type=cli_value(list_of(list(RECIPES), "recipe"), "--recipes"),
+                   help=f"comma-separated recipes (default: default; known: {','.join(RECIPES)})")
+    p.add_argument("--threads", default=None, type=cli_value(int_in_range(1, 256), "--threads"),
+                   help="torch threads (default: torch's choice); two benchmarks side by side: 1 each")
     p.add_argument("--workdir", type=Path, default=None, help="folder holding rawData/ (default: the scripts' folder)")
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     fruit = args.fruit
     source = Path(args.workdir) if args.workdir else default_workdir()
     if not (source / "rawData").is_dir():
         raise UserError(f"no rawData/ in {source}; pass --workdir")
+    started = datetime.now(timezone.utc)
     with tempfile.TemporaryDirectory(prefix="bench_quality_") as tmp:
         work = Path(tmp)
         build_dataset(work, source, fruit, args.resolution, args.count)
+        steps, versions = None, {}
+        if args.train_drawings:
+            versions = few_drawings.build(work, fruit, BENCH_VERSION, args.train_drawings, FEW_COUNT,
+                                          needs_strokes=any(is_stroke_recipe(n) for n in args.recipes))
+            steps = versions["steps_per_epoch"]
         rows = []
         for name in args.recipes:
-            rows.append(run_recipe(work, name, fruit, args.epochs))
-            print(f"{name}: done in {rows[-1]['minutes']:.1f} min", file=sys.stderr)
+            version = versions.get("strokes" if is_stroke_recipe(name) else "plain", BENCH_VERSION)
+            rows.append(run_recipe(work, name, fruit, args.epochs, version, steps))
+            print(f"{name}: done in {rows[-1]['minutes']:.1f} min", file=sys.stderr, flush=True)
     drawings = "every real drawing" if args.count == ALL_REAL else f"the first {args.count} real drawings"
-    print(f"{fruit}, {args.resolution} px, {args.epochs} epochs, held-out split of {drawings}")
+    regime = (f"; trained on {args.train_drawings} real drawings ({versions.get('note', '')})"
+              if args.train_drawings else "")
+    print(f"{fruit}, {args.resolution} px, {args.epochs} epochs, held-out split of {drawings}{regime}")
+    print(f"measured {started:%Y-%m-%d} on {machine()}")
+    print(f"command: python benchmarks/bench_quality.py {shlex.join(argv if argv is not None else sys.argv[1:])}\n")
     print(format_table(rows))
     return 0
 

@@ -41,8 +41,8 @@ import bench_train as bt  # noqa: E402
 import gan_model as gm  # noqa: E402
 import pictures  # noqa: E402
 import settings  # noqa: E402
-from gan_trainer import (GRID_GUTTER, GRID_PAD, GRID_SIDE, MultiFruitGANTrainer, TrainConfig,  # noqa: E402
-                         checkpoint_epochs, milestone_epochs, resolve_precision)
+from gan_trainer import GRID_GUTTER, GRID_PAD, GRID_SIDE, MultiFruitGANTrainer  # noqa: E402
+from training_config import TrainConfig, checkpoint_epochs, milestone_epochs, resolve_precision  # noqa: E402
 from training_run import RunClock  # noqa: E402
 from user_io import cli_value, int_in_range, run_main  # noqa: E402
 
@@ -134,7 +134,7 @@ def run_trainer(size: int, rb: RunBench, workdir: Path) -> dict:
                          checkpoint_minutes=rb.checkpoint_minutes, precision=rb.precision)
     warm = MultiFruitGANTrainer(TrainConfig(**{**config.to_dict(), "model_name": "classifier"}), workdir,
                                 log=lambda _m: None)
-    warm._setup_evaluator()           # train_gan.py caches the classifier per dataset version: not timed
+    warm.quality.setup(warm.states)   # train_gan.py caches the classifier per dataset version: not timed
     trainer = MultiFruitGANTrainer(config, workdir, log=lambda _m: None)
     clock = RunClock()
     trainer.train()

@@ -41,7 +41,8 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 import gan_model as gm  # noqa: E402
 import grouped_gan as gg  # noqa: E402
 import settings  # noqa: E402
-from gan_trainer import MultiFruitGANTrainer, TrainConfig, resolve_precision  # noqa: E402
+from gan_trainer import MultiFruitGANTrainer  # noqa: E402
+from training_config import TrainConfig, resolve_precision  # noqa: E402
 from npz_format import PackedFruit, npz_path, write_npz  # noqa: E402
 from pictures import to_pixels  # noqa: E402
 from safe_files import FRUITS  # noqa: E402
@@ -144,7 +145,7 @@ def run_trainer(cfg: gm.GANConfig, data: torch.Tensor, bc: BenchConfig) -> dict:
         if len(trainer.groups) != 1:
             raise UserError(f"expected the {data.shape[0]} fruits in one group, got {trainer.groups}")
         group = trainer.groups[0]
-        real = torch.stack([trainer.data[f][:bc.batch] for f in group])              # (F, B, 1, R, R)
+        real = torch.stack([trainer.streams[f].images(0) for f in group])            # (F, B, 1, R, R)
         noise = torch.randn(len(group), bc.batch, cfg.noise_dim, device=trainer.device)
 
         def warm_up() -> None:             # allocations, kernel choice, graph capture
@@ -152,7 +153,7 @@ def run_trainer(cfg: gm.GANConfig, data: torch.Tensor, bc: BenchConfig) -> dict:
                 trainer.models[0].train_step(real, noise)
 
         # one epoch = bc.steps batches, through the trainer's own batching and statistics
-        return _timed(warm_up, lambda: trainer.train_epoch(0), trainer.device)
+        return _timed(warm_up, lambda: trainer.train_epoch(0, 1), trainer.device)
 
 
 def step_gflop_per_image(method: str, cfg: gm.GANConfig, batch: int) -> float:

@@ -33,7 +33,7 @@ def test_bench_convert_times_both_methods_on_the_same_drawings():
     assert r.returncode == 0, r.stdout + r.stderr
     rows = {ln.split("|")[1].strip(): ln for ln in r.stdout.splitlines() if ln.startswith("| ")}
     naive = next(v for k, v in rows.items() if k.startswith("naive"))
-    project = next(v for k, v in rows.items() if k.startswith("rawDataToImage"))
+    project = next(v for k, v in rows.items() if k.startswith("image_conversion.convert"))
     assert int(naive.split("|")[2]) == int(project.split("|")[2]) == 200   # same work on both sides
     ratio = next(v for k, v in rows.items() if k.startswith("ratio"))
     expected = float(project.split("|")[4]) / float(naive.split("|")[4])
@@ -46,11 +46,43 @@ def test_bench_quality_trains_each_recipe_and_prints_the_table():
                    "--recipes", "default,no_ema")
     assert r.returncode == 0, r.stderr
     assert "held-out split of the first 30 real drawings" in r.stdout
+    assert "measured 20" in r.stdout and "command: python benchmarks/bench_quality.py --fruit pear" in r.stdout
     lines = r.stdout.splitlines()
-    top = next(i for i, line in enumerate(lines) if line.startswith("recipe"))
-    assert lines[top].split()[:5] == ["recipe", "2-sample", "memo.", "recognised", "minutes"]
-    assert [line.split()[0] for line in lines[top + 2:top + 4]] == ["default", "no_ema"]
+    top = next(i for i, line in enumerate(lines) if line.startswith("| recipe"))
+    assert [c.strip() for c in lines[top].split("|")[1:4]] == ["recipe", "two-sample accuracy (test part)",
+                                                               "95% interval"]
+    assert [line.split("|")[1].strip() for line in lines[top + 2:top + 4]] == ["default", "no_ema"]
     assert "not enough real drawings" in r.stdout        # pear's 40 drawings allow no held-out split
+
+
+def test_bench_quality_few_drawings_regime_trains_on_n_and_tests_on_the_full_part(monkeypatch, tmp_path):
+    """apple on 5 of its stroke drawings (augmented or not), tested on the full dataset's test part."""
+    import shutil
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import data_loader
+    import few_drawings
+    from bench_quality import build_dataset
+
+    build_dataset(tmp_path, ROOT, "apple", 28)
+    out = few_drawings.build(tmp_path, "apple", "quality", 5, 40, needs_strokes=True)
+    base = data_loader.load_fruit(tmp_path, "quality", "apple")
+    for version, n in ((out["plain"], 5), (out["strokes"], 40)):
+        ds = data_loader.load_fruit(tmp_path, version, "apple")
+        assert ds.train_index.numel() == n and int((~ds.augmented[ds.train_index]).sum()) == 5
+        assert torch_equal(ds.pixels[ds.test_index], base.pixels[base.test_index])
+        assert torch_equal(ds.pixels[ds.validation_index], base.pixels[base.validation_index])
+        # nothing trained on is a held-out drawing of the full dataset (by pixels)
+        held = {bytes(x) for x in base.pixels[base.heldout_index].numpy()}
+        assert not any(bytes(x) in held for x in ds.pixels[ds.train_index].numpy())
+    assert out["steps_per_epoch"] == 1 and "twins of held-out bitmaps" in out["note"]
+    shutil.rmtree(tmp_path)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return a.shape == b.shape and torch.equal(a, b)
 
 
 def test_bench_run_times_whole_runs_of_both_methods_and_their_parts():

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import data_loader
-import imageToNPZ
+import npz_packing
 import npz_format
 import pictures
 from user_io import UserError
@@ -56,20 +56,24 @@ def test_pixels_map_exactly_onto_minus_one_to_one(workdir):
     write_npz(workdir, "apple", "A", images=pixels)
     ds = data_loader.load_fruit(workdir, "A", "apple")
 
-    assert ds.images.dtype == torch.float32 and ds.images.shape == (6, 1, SIDE, SIDE)
-    assert ds.images.min().item() == -1.0 and ds.images.max().item() == 1.0
-    flat, values = ds.images[:, 0].reshape(-1), torch.from_numpy(pixels.reshape(-1))
+    # Kept as stored (uint8, the array read from the file), converted only where asked.
+    assert ds.pixels.dtype == torch.uint8 and ds.pixels.shape == (6, SIDE, SIDE)
+    assert np.array_equal(ds.pixels.numpy(), pixels)
+    images = ds.images_at(torch.arange(6))
+    assert images.dtype == torch.float32 and images.shape == (6, 1, SIDE, SIDE)
+    assert images.min().item() == -1.0 and images.max().item() == 1.0
+    flat, values = images[:, 0].reshape(-1), torch.from_numpy(pixels.reshape(-1))
     assert torch.all(flat[values == 0] == -1.0) and torch.all(flat[values == 255] == 1.0)
     expected = torch.from_numpy(pixels).double().div(127.5).sub(1.0).unsqueeze(1).float()
-    assert torch.equal(ds.images, expected)  # pixel/127.5 - 1 computed in float64, rounded once
+    assert torch.equal(images, expected)  # pixel/127.5 - 1 computed in float64, rounded once
     lut = pictures.to_unit_range(np.arange(256, dtype=np.uint8).reshape(1, 16, 16)).reshape(-1)
     assert torch.equal(lut, -lut.flip(0))  # symmetric: 127 -> -1/255, 128 -> +1/255
     assert ds.fruit == "apple" and ds.version == "A" and ds.resolution == SIDE and len(ds) == 6
     assert ds.metadata["quality"] == "standard"
     assert ds.augmented.dtype == torch.bool and ds.augmented.tolist() == [False] * 4 + [True] * 2
     assert ds.source_index.dtype == torch.int64 and ds.source_index.tolist() == [0, 1, 2, 3, 0, 1]
-    assert ds.real_images.shape == (4, 1, SIDE, SIDE)
-    assert torch.equal(ds.real_images, ds.images[:4])
+    assert ds.real_index.tolist() == [0, 1, 2, 3] and ds.train_index.tolist() == list(range(6))
+    assert ds.heldout_index.numel() == 0 and not ds.has_split
 
 
 def test_round_trip_from_png_folder_through_image_to_npz(workdir):
@@ -81,10 +85,10 @@ def test_round_trip_from_png_folder_through_image_to_npz(workdir):
     Image.fromarray(np.ascontiguousarray(real[2][::-1]), mode="L").save(folder / "aug_000003_from_000002.png")
     (folder / "metadata.json").write_text(json.dumps({"fruit": "pear", "version": "R", "resolution": SIDE,
                                                       "augmentation": {"enabled": True, "settings": {}}}))
-    imageToNPZ.pack(workdir, "R", progress=False, log=lambda _: None)
+    npz_packing.pack(workdir, "R", progress=False, log=lambda _: None)
 
     ds = data_loader.load_fruit(workdir, "R", "pear")
-    pixels_back = torch.round((ds.images[:, 0] + 1.0) * 127.5).to(torch.uint8).numpy()
+    pixels_back = ds.pixels.numpy()
     np.testing.assert_array_equal(pixels_back[:3], real)
     np.testing.assert_array_equal(pixels_back[3], real[2][::-1])
     assert ds.augmented.tolist() == [False, False, False, True]

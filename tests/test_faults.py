@@ -452,7 +452,7 @@ def image_version_with(work, png=None, metadata=None):
 
 
 def saved_model(work, name="h", **config):
-    from gan_trainer import TrainConfig
+    from training_config import TrainConfig
     from model_store import ModelFolder
 
     cfg = TrainConfig(dataset_version=TINY_VERSION, model_name=name, epochs=2, batch_size=8, evaluate=False,

@@ -8,6 +8,7 @@ import warnings
 import pytest
 import torch
 
+import gan_augment as ga
 import gan_model as gm
 import grouped_gan as gg
 
@@ -301,3 +302,56 @@ def test_one_channel_conv_as_taps_equals_conv2d(float64):
         slow = torch.nn.functional.conv2d(xs, weight.flatten(0, 1), bias.flatten(), padding=1, groups=3)
         assert fast.shape == (2, 3, 5, 6)
         torch.testing.assert_close(fast, slow, atol=1e-12, rtol=1e-12)
+
+
+def _split_group(group, cfg, layout):
+    """Each fruit of ``group`` alone in a group of its own, starting from the same weights."""
+    alone = []
+    for i in range(group.num_fruits):
+        g = gg.GroupedGAN(cfg, 1, layout=layout)
+        g.load_fruit_state_dicts(0, group.fruit_state_dicts(i))
+        alone.append(g)
+    return alone
+
+
+@pytest.mark.parametrize("layout", ["grouped", "loop"])
+def test_dropout_diffaugment_and_r1_step_each_fruit_as_alone(float64, layout):
+    # With each fruit's own random numbers (dropout masks, shifts, cut-outs) given, a fruit trains exactly
+    # as in a group of its own: nothing in a step is drawn from a stream the fruits share.
+    cfg = gm.GANConfig(resolution=SIZE, dropout=0.25, ema_decay=0.9, diff_augment="translation,cutout",
+                       r1_gamma=1.0, **SMALL)
+    torch.manual_seed(0)
+    group = gg.GroupedGAN(cfg, FRUITS, layout=layout)
+    alone = _split_group(group, cfg, layout)
+    gens = [torch.Generator().manual_seed(50 + i) for i in range(FRUITS)]
+    for real, noise in _batches(STEPS):
+        per_fruit = [ga.draw_step_random(cfg, BATCH, g, "cpu") for g in gens]
+        out = group.train_step(real, noise, ga.stack_fruits(per_fruit))
+        for i, single in enumerate(alone):
+            mine = single.train_step(real[i:i + 1], noise[i:i + 1], ga.stack_fruits([per_fruit[i]]))
+            for key, value in mine.items():
+                assert out[key][i].item() == pytest.approx(value.item(), abs=1e-9), (i, key)
+    for i, single in enumerate(alone):
+        for kind, state in group.fruit_state_dicts(i).items():
+            for name, t in state.items():
+                assert (t.double() - single.fruit_state_dicts(0)[kind][name].double()).abs().max() < 1e-9, name
+
+
+def test_r1_penalty_is_the_squared_gradient_norm_at_real_images(float64):
+    torch.manual_seed(0)
+    real = torch.rand(BATCH, 2, SIZE, SIZE, requires_grad=True)
+    w = torch.randn(2, SIZE * SIZE)
+    logits = (real.flatten(2) * w).sum(2).pow(2)                             # (B, G), gradient 2 l w x-dependent
+    penalty = gg._r1_penalty(logits, real)
+    expected = (2 * (real.flatten(2) * w).sum(2, keepdim=True) * w).pow(2).sum(2).mean(0)
+    assert torch.allclose(penalty, expected.detach())
+    penalty.sum().backward()                                                 # differentiable: D's step needs it
+    assert real.grad is not None and real.grad.abs().sum() > 0
+
+
+def test_step_randomness_of_the_wrong_shape_is_refused():
+    cfg = gm.GANConfig(resolution=SIZE, dropout=0.25, **SMALL)
+    group = gg.GroupedGAN(cfg, FRUITS)
+    real, noise = _batches(1)[0]
+    with pytest.raises(ValueError, match="randomness"):
+        group.train_step(real.float(), noise.float(), {"dropout": torch.rand(FRUITS, 3, BATCH, 5)})

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 import imageToNPZ
+import npz_packing
 from user_io import UserError, run_main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +89,7 @@ def load(path: Path) -> dict:
 
 def test_round_trip_pixels_metadata_and_sources(workdir):
     folder, expected = make_version(workdir, "apple", "A", n_real=5, aug_sources=(1, 3))
-    written = imageToNPZ.pack(workdir, "A", progress=False, log=lambda _: None)
+    written = npz_packing.pack(workdir, "A", progress=False, log=lambda _: None)
 
     assert written == [workdir.resolve() / "npzData" / "apple_versionA.npz"]
     data = load(written[0])
@@ -114,7 +115,7 @@ def test_round_trip_pixels_metadata_and_sources(workdir):
 def test_source_index_follows_positions_when_real_files_have_gaps(workdir):
     folder, expected = make_version(workdir, "apple", "A", n_real=4, aug_sources=(3,))
     (folder / "real_000001.png").unlink()  # a user removed a bad drawing
-    imageToNPZ.pack(workdir, "A", progress=False, log=lambda _: None)
+    npz_packing.pack(workdir, "A", progress=False, log=lambda _: None)
     data = load(workdir / "npzData" / "apple_versionA.npz")
     np.testing.assert_array_equal(data["images"], expected[[0, 2, 3, 4]])
     assert data["source_index"].tolist() == [0, 1, 2, 2]  # the aug image points at real_000003, now at index 2
@@ -198,7 +199,7 @@ def test_existing_npz_needs_overwrite_with_yes(workdir):
 
 def test_overwrite_prompt_keeps_file_on_no_and_replaces_on_yes(workdir):
     folder, _ = make_version(workdir, "apple", "A")
-    imageToNPZ.pack(workdir, "A", progress=False, log=lambda _: None)
+    npz_packing.pack(workdir, "A", progress=False, log=lambda _: None)
     target = workdir / "npzData" / "apple_versionA.npz"
     before = target.read_bytes()
     Image.fromarray(real_drawings(1, 50)[0]).save(folder / "real_000004.png")
@@ -216,10 +217,10 @@ def test_overwrite_prompt_keeps_file_on_no_and_replaces_on_yes(workdir):
 
 def test_pack_api_refuses_existing_without_overwrite(workdir):
     make_version(workdir, "apple", "A")
-    imageToNPZ.pack(workdir, "A", progress=False, log=lambda _: None)
+    npz_packing.pack(workdir, "A", progress=False, log=lambda _: None)
     with pytest.raises(UserError, match="already exists"):
-        imageToNPZ.pack(workdir, "A", progress=False, log=lambda _: None)
-    assert len(imageToNPZ.pack(workdir, "A", overwrite=True, progress=False, log=lambda _: None)) == 1
+        npz_packing.pack(workdir, "A", progress=False, log=lambda _: None)
+    assert len(npz_packing.pack(workdir, "A", overwrite=True, progress=False, log=lambda _: None)) == 1
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -291,7 +292,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(workdir, damage):
 def test_failure_mid_way_keeps_older_npz_and_reports_what_was_written(workdir):
     apple, _ = make_version(workdir, "apple", "A")
     banana, _ = make_version(workdir, "banana", "A")
-    imageToNPZ.pack(workdir, "A", progress=False, log=lambda _: None)
+    npz_packing.pack(workdir, "A", progress=False, log=lambda _: None)
     Image.fromarray(real_drawings(1, 50)[0]).save(apple / "real_000004.png")  # apple's new npz will differ
     old_banana = (workdir / "npzData" / "banana_versionA.npz").read_bytes()
     _truncated(banana)  # decoding fails only while reading pixels, after apple was rewritten
@@ -305,7 +306,7 @@ def test_failure_mid_way_keeps_older_npz_and_reports_what_was_written(workdir):
 
 def test_interrupt_while_saving_keeps_older_npz(workdir, monkeypatch):
     make_version(workdir, "apple", "A")
-    imageToNPZ.pack(workdir, "A", progress=False, log=lambda _: None)
+    npz_packing.pack(workdir, "A", progress=False, log=lambda _: None)
     target = workdir / "npzData" / "apple_versionA.npz"
     before = target.read_bytes()
 
@@ -345,31 +346,31 @@ def test_file_written_by_another_packer_after_the_check_is_not_replaced(workdir,
     # between B's check and B's lock.
     make_version(workdir, "apple", "A")
     target = workdir / "npzData" / "apple_versionA.npz"
-    real_lock = imageToNPZ.npz_version_lock
+    real_lock = npz_packing.npz_version_lock
 
     def lock_after_other_packer(*args, **kwargs):
         target.parent.mkdir(exist_ok=True)
         target.write_bytes(b"packer A's file")
         return real_lock(*args, **kwargs)
 
-    monkeypatch.setattr(imageToNPZ, "npz_version_lock", lock_after_other_packer)
+    monkeypatch.setattr(npz_packing, "npz_version_lock", lock_after_other_packer)
     with pytest.raises(UserError, match="written by another run meanwhile.*--overwrite"):
-        imageToNPZ.pack(workdir, "A", progress=False, log=lambda _: None)
+        npz_packing.pack(workdir, "A", progress=False, log=lambda _: None)
     assert target.read_bytes() == b"packer A's file"
-    assert len(imageToNPZ.pack(workdir, "A", overwrite=True, progress=False, log=lambda _: None)) == 1
+    assert len(npz_packing.pack(workdir, "A", overwrite=True, progress=False, log=lambda _: None)) == 1
     assert target.read_bytes() != b"packer A's file"
 
 
 def test_cli_agreed_overwrite_covers_only_the_files_that_existed(workdir):
     make_version(workdir, "apple", "A")
     make_version(workdir, "pear", "A")
-    imageToNPZ.pack(workdir, "A", fruits=["apple"], progress=False, log=lambda _: None)
+    npz_packing.pack(workdir, "A", fruits=["apple"], progress=False, log=lambda _: None)
     cfg = imageToNPZ.PackConfig(workdir=workdir, version="A", fruits=["apple", "pear"])
     fruits, replace = imageToNPZ.confirm_overwrites(cfg, ["apple", "pear"], "A", _Yes())
     assert fruits == ["apple", "pear"] and replace == ["apple"]      # pear may be written, not replaced
     (workdir / "npzData" / "pear_versionA.npz").write_bytes(b"another run's pear")
     with pytest.raises(UserError, match="pear_versionA.npz was written by another run"):
-        imageToNPZ.pack_fruits(workdir, "A", fruits, progress=False, log=lambda _: None, replace=replace)
+        npz_packing.pack_fruits(workdir, "A", fruits, progress=False, log=lambda _: None, replace=replace)
     assert (workdir / "npzData" / "pear_versionA.npz").read_bytes() == b"another run's pear"
 
 

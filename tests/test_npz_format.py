@@ -43,8 +43,10 @@ def test_data_loader_reads_the_written_file_through_the_one_pixel_map(tmp_path):
     packed = packed_apples()
     npz_format.write_npz(npz_format.npz_path(tmp_path, "apple", "A"), packed)
     ds = data_loader.load_fruit(tmp_path, "A", "apple")
-    assert torch.equal(ds.images, pictures.to_unit_range(packed.images))
-    assert np.array_equal(pictures.to_uint8(ds.images), packed.images)   # and back to the stored bytes
+    images = ds.images_at(torch.arange(len(ds)))
+    assert torch.equal(images, pictures.to_unit_range(packed.images))
+    assert np.array_equal(pictures.to_uint8(images), packed.images)   # and back to the stored bytes
+    assert torch.equal(ds.pixels, torch.from_numpy(packed.images))   # kept as stored: uint8
     assert ds.source_index.tolist() == [0, 1, 2, 3, 2] and ds.augmented.tolist() == [False] * 4 + [True]
 
 

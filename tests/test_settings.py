@@ -11,7 +11,7 @@ import rawDataToImage as r2i
 import run_pipeline
 import settings as st
 import train_gan
-from gan_trainer import TrainConfig
+from training_config import TrainConfig
 from user_io import Prompter, UserError
 
 ALL = [v for v in vars(st).values() if isinstance(v, st.Setting)]

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from conftest import ROOT, TINY_VERSION, run_script
-from gan_trainer import MultiFruitGANTrainer, TrainConfig, fruit_seed
+from gan_trainer import MultiFruitGANTrainer
+from training_config import TrainConfig, fruit_seed
 from training_run import Cadence, CheckpointWriter, RunClock, StopRequest
 from user_io import EXIT_INTERRUPTED
 
@@ -40,8 +41,8 @@ def test_two_cpu_runs_with_the_same_seed_end_with_identical_weights(tiny_workdir
                                                    (True, "fp32", "fp32"), (False, "bf16", "bf16")])
 def test_auto_precision_is_bf16_only_where_the_cpu_multiplies_bf16_and_is_saved_resolved(
         tiny_workdir, monkeypatch, has_bf16, asked, used):
-    import gan_trainer
-    monkeypatch.setattr(gan_trainer, "cpu_has_bf16", lambda: has_bf16)
+    import training_config
+    monkeypatch.setattr(training_config, "cpu_has_bf16", lambda: has_bf16)
     trainer = _trainer(tiny_workdir, "p", precision=asked, epochs=1)
     assert trainer.cfg.precision == used
     trainer.train()
@@ -49,7 +50,7 @@ def test_auto_precision_is_bf16_only_where_the_cpu_multiplies_bf16_and_is_saved_
     saved = json.loads((tiny_workdir / "models" / "model_p" / "info" / "training_config_p.json").read_text())
     assert (saved["precision"], saved["requested_precision"]) == (used, asked)
     # A resume keeps the arithmetic the run used, whatever this machine would pick for "auto".
-    monkeypatch.setattr(gan_trainer, "cpu_has_bf16", lambda: not has_bf16)
+    monkeypatch.setattr(training_config, "cpu_has_bf16", lambda: not has_bf16)
     again = dataclasses.replace(TrainConfig.from_saved(saved, "saved"), epochs=2)   # as train_gan.py --resume builds it
     resumed = MultiFruitGANTrainer(again, tiny_workdir, log=lambda _m: None, resume=True)
     assert resumed.cfg.precision == used
@@ -60,18 +61,18 @@ def test_auto_precision_is_bf16_only_where_the_cpu_multiplies_bf16_and_is_saved_
 
 @pytest.mark.parametrize("gpu_has_bf16", [True, False])
 def test_auto_precision_on_a_gpu_follows_its_bf16_support(monkeypatch, gpu_has_bf16):
-    import gan_trainer
+    import training_config
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: gpu_has_bf16)
-    monkeypatch.setattr(gan_trainer, "cpu_has_bf16", lambda: not gpu_has_bf16)   # the CPU's answer must not leak in
-    assert gan_trainer.resolve_precision("auto", torch.device("cuda")) == ("bf16" if gpu_has_bf16 else "fp32")
-    assert gan_trainer.resolve_precision("fp32", torch.device("cuda")) == "fp32"
+    monkeypatch.setattr(training_config, "cpu_has_bf16", lambda: not gpu_has_bf16)   # the CPU's answer must not leak in
+    assert training_config.resolve_precision("auto", torch.device("cuda")) == ("bf16" if gpu_has_bf16 else "fp32")
+    assert training_config.resolve_precision("fp32", torch.device("cuda")) == "fp32"
 
 
 @pytest.mark.parametrize("has_bf16, precision, hinted", [(True, "fp32", True), (True, "bf16", False),
                                                          (False, "fp32", False)])
 def test_a_cpu_with_bf16_arithmetic_gets_a_hint_to_use_it(tiny_workdir, monkeypatch, has_bf16, precision, hinted):
-    import gan_trainer
-    monkeypatch.setattr(gan_trainer, "cpu_has_bf16", lambda: has_bf16)
+    import training_config
+    monkeypatch.setattr(training_config, "cpu_has_bf16", lambda: has_bf16)
     logs = []
     cfg = TrainConfig(dataset_version=TINY_VERSION, model_name="hint", epochs=1, batch_size=8, device="cpu",
                       evaluate=False, milestones=[1], precision=precision)
@@ -79,16 +80,66 @@ def test_a_cpu_with_bf16_arithmetic_gets_a_hint_to_use_it(tiny_workdir, monkeypa
     assert any("--precision bf16 (or auto, the default) trains faster" in line for line in logs) == hinted
 
 
-def test_cpu_noise_is_the_seeded_stream_it_was_before_moving_to_the_device(tiny_workdir):
+def test_each_fruit_s_batches_and_noise_are_its_own_seeded_streams(tiny_workdir):
+    from pictures import unit_range
+    from training_data import pass_seed
+
     trainer = _trainer(tiny_workdir, "n")
     group = trainer.groups[0]
-    real, noise = next(trainer._batches(group))
+    real, noise, random = next(trainer._batches(group, 1))
     for i, f in enumerate(group):
-        s = fruit_seed(5, f)
-        n = len(trainer.data[f])
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(s))
-        assert torch.equal(real[i], trainer.data[f][perm[:8]])
-        assert torch.equal(noise[i], torch.randn(8, 100, generator=torch.Generator().manual_seed(s + 1)))
+        s, ds = fruit_seed(5, f), trainer.datasets[f]
+        order = torch.randperm(ds.train_index.numel(), generator=torch.Generator().manual_seed(pass_seed(s, 0)))
+        assert torch.equal(real[i], unit_range(ds.pixels[ds.train_index[order[:8]]]))    # pass 0, its first batch
+        gen = torch.Generator().manual_seed(s + 1)
+        assert torch.equal(noise[i], torch.randn(8, 100, generator=gen))
+        assert torch.equal(random["dropout"][i], torch.rand(3, 8, 7 * 32, generator=gen))  # then its dropout masks
+
+
+def test_a_fruit_trains_alike_alone_and_with_fruits_of_other_sizes(tiny_dataset_dir, tmp_path):
+    """Fruits of different sizes step together (an epoch is the same steps for every fruit), and each one
+    trains exactly as it would alone with those steps per epoch."""
+    import shutil
+
+    import npz_format
+
+    shutil.copytree(tiny_dataset_dir / "npzData", tmp_path / "npzData")
+    # Make pear smaller: its first 6 images, real drawings (the tiny version holds 12 of its 40).
+    path = npz_format.npz_path(tmp_path, "pear", TINY_VERSION)
+    packed = npz_format.read_npz(path, "pear", TINY_VERSION)
+    assert not packed.augmented[:6].any()
+    npz_format.write_npz(path, npz_format.PackedFruit(packed.images[:6], packed.augmented[:6],
+                                                      packed.source_index[:6], packed.metadata))
+    together = _trainer(tmp_path, "mix", epochs=2, fruits=["apple", "pear"], steps_per_epoch=2, batch_size=4)
+    assert len(together.groups) == 1 and together.streams["pear"].size == 6 != together.streams["apple"].size
+    together.train()
+    alone = _trainer(tmp_path, "solo", epochs=2, fruits=["pear"], steps_per_epoch=2, batch_size=4)
+    alone.train()
+    a, b = _generator_weights(tmp_path, "mix", "pear"), _generator_weights(tmp_path, "solo", "pear")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    hist = json.loads((tmp_path / "models/model_mix/info/training_history_pear.json").read_text())
+    assert hist["steps_per_epoch"] == 2 and [e["epoch"] for e in hist["epochs"]] == [1, 2]
+
+
+def test_steps_per_epoch_default_to_one_pass_over_the_largest_fruit():
+    from training_data import steps_per_epoch
+
+    assert steps_per_epoch(None, [700, 3000, 25], 64) == 47 and steps_per_epoch(5, [700], 64) == 5
+    assert steps_per_epoch(None, [10], 64) == 1
+
+
+def test_a_stream_walks_seeded_passes_whatever_the_batch_boundaries():
+    from training_data import FruitStream
+
+    pixels = torch.arange(10, dtype=torch.uint8).reshape(10, 1, 1).expand(10, 2, 2).contiguous()
+    train = torch.tensor([0, 2, 3, 5, 7, 9])
+    stream = FruitStream(pixels, train, seed=11, batch=4, device="cpu")
+    seen = torch.cat([stream.indices(t) for t in range(6)])          # 24 draws = 4 passes over 6 images
+    for k in range(4):
+        assert sorted(seen[6 * k:6 * k + 6].tolist()) == train.tolist()   # each pass shows each image once
+    again = FruitStream(pixels, train, seed=11, batch=4, device="cpu")
+    assert torch.equal(again.indices(4), stream.indices(4))          # a resume at step 4 needs no saved order
+    assert not torch.equal(FruitStream(pixels, train, seed=12, batch=4, device="cpu").indices(0), stream.indices(0))
 
 
 def _checkpoint_epochs(trainer, monkeypatch):
@@ -132,9 +183,9 @@ def test_summary_records_the_estimate_the_actual_time_and_where_it_went(tiny_wor
 def test_the_estimate_counts_every_checkpoint_the_run_will_write(tiny_workdir, monkeypatch):
     trainer = _trainer(tiny_workdir, "e", epochs=10, milestones=[1], keep_checkpoint_every=4, checkpoint_minutes=600)
     trainer._build_models()                            # as train() does before it estimates
-    monkeypatch.setattr(trainer, "_probe_checkpoint_seconds", lambda: 1.0)
-    assert trainer.estimate_run(1, 10)["parts"]["checkpoints"] == 4.0    # milestone 1, kept 4 and 8, the end
-    assert trainer.estimate_run(5, 10)["parts"]["checkpoints"] == 2.0    # a resume at 5: kept 8, the end
+    monkeypatch.setattr(trainer.estimate, "_checkpoint_seconds", lambda: 1.0)
+    assert trainer.estimate.run(1, 10)["parts"]["checkpoints"] == 4.0    # milestone 1, kept 4 and 8, the end
+    assert trainer.estimate.run(5, 10)["parts"]["checkpoints"] == 2.0    # a resume at 5: kept 8, the end
 
 
 def test_sigterm_finishes_the_epoch_writes_a_checkpoint_and_resume_completes(tiny_workdir):
@@ -241,11 +292,11 @@ def test_the_estimate_times_a_plot_with_the_run_s_rows_and_figures(tiny_workdir,
     trainer = _trainer(tiny_workdir, "p", epochs=10, milestones=[1, 5])
     trainer._build_models()
     figures = {"fid": 3.0, "recognizability": 0.5, "coverage": 0.9}
-    monkeypatch.setattr(trainer, "_probe_milestone_seconds", lambda gi: {
+    monkeypatch.setattr(trainer.estimate, "_milestone_seconds", lambda gi: {
         "milestone_images": 0.0, "evaluation": 0.0, "figures": {f: dict(figures) for f in trainer.groups[gi]}})
     drawn = []
     monkeypatch.setattr(training_plots, "plot_fruit_history", lambda history, path: drawn.append(history) or path)
-    trainer.estimate_run(1, 10)
+    trainer.estimate.run(1, 10)
     timed = drawn[-1]                                  # the first draw only pays matplotlib's import
     assert [r["epoch"] for r in timed["epochs"]] == list(range(1, 11))
     assert [q["epoch"] for q in timed["quality"]] == [1, 5, 10] and timed["quality"][0]["fid"] == 3.0
@@ -254,13 +305,13 @@ def test_the_estimate_times_a_plot_with_the_run_s_rows_and_figures(tiny_workdir,
 @pytest.mark.parametrize("seconds, epochs, timed", [(0.0, 10**9, 2), (1e9, 10**9, 30), (1e9, 1, 2)])
 def test_the_step_probe_times_2_to_30_steps_and_little_of_a_short_run(tiny_workdir, monkeypatch, seconds, epochs,
                                                                         timed):
-    import gan_trainer
+    import run_estimate
 
     trainer = _trainer(tiny_workdir, "q")
     trainer._build_models()
-    monkeypatch.setattr(gan_trainer, "ETA_PROBE_SECONDS", seconds)
+    monkeypatch.setattr(run_estimate, "ETA_PROBE_SECONDS", seconds)
     calls = []
     step = type(trainer.models[0]).train_step
     monkeypatch.setattr(type(trainer.models[0]), "train_step", lambda self, *a: calls.append(1) or step(self, *a))
-    assert trainer.estimate_epoch_seconds(0, epochs) > 0
+    assert trainer.estimate.epoch_seconds(0, epochs) > 0
     assert len(calls) == 1 + timed                     # one warm-up step, not timed

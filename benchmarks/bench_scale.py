@@ -1,0 +1,207 @@
+"""Full-size data, bounded memory: convert -> pack -> train on Google-sized files, peak memory of each stage.
+
+    python benchmarks/bench_scale.py                         # 7 fruits x 150,000 drawings at 64 px (an hour on 2 cores)
+    python benchmarks/bench_scale.py --drawings 5000 --steps 5 --no-eval   # a quick look
+
+The input is SYNTHETIC-FROM-REAL, made here: for each of the seven fruits a simplified ndjson file of
+``--drawings`` lines, each a randomly rotated, stretched and jittered copy of one of that fruit's real
+drawings in rawData/sample (so point counts and shapes stay realistic), written in Google's format by
+quickdraw_formats. Each stage then runs the project's own script in a process of its own, as a user
+would, and the benchmark samples that process's memory (with its workers) while it runs:
+
+  convert   rawDataToImage.py --resolution 64 --count N --quality all   (streamed, 2 worker processes)
+  pack      imageToNPZ.py                                             (one fruit's images at a time)
+  train     train_gan.py --epochs 1 --steps-per-epoch S               (all fruits at once, evaluation on)
+
+It prints drawings (or images) per second and peak RSS of each stage, and for training the bound the
+data loader promises: peak RSS <= 1.5 x the datasets' uint8 size + the networks (weights, Adam moments and
+moving average of every fruit, fp32) + the process before any data (Python, torch, the evaluators' code).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+for path in (ROOT, ROOT / "benchmarks"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from bench_convert import RAM_DIR, PeakRss  # noqa: E402
+import quickdraw_formats as qf  # noqa: E402
+from safe_files import FRUITS  # noqa: E402
+
+SAMPLE = ROOT / "rawData" / "sample"
+VERSION = "scale"
+RESOLUTION = 64
+ROTATION_DEG, STRETCH, JITTER = 15.0, 0.15, 0.01   # each synthetic line is a new drawing: turned, stretched, shaken
+BOUND = 1.5                                        # the promise: peak <= 1.5 x uint8 data + networks + baseline
+BYTES_PER_FP32 = 4
+COPIES_PER_PARAMETER = 4                           # weights, Adam's two moments, the moving average (G only: upper bound)
+
+
+@dataclass
+class ScaleConfig:
+    """What to measure."""
+
+    drawings: int = 150_000       # per fruit (Google's full apple file holds 145k, banana 308k)
+    steps: int = 50               # training steps of the one epoch
+    batch: int = 64
+    workers: int = 2
+    evaluate: bool = True         # the milestone's quality figures (and their memory) at the end of the epoch
+    seed: int = 0
+    tmp_dir: Optional[Path] = None
+    keep: bool = False
+
+
+def real_drawings(fruit: str) -> list:
+    """The bundled real drawings of ``fruit`` (simplified strokes), each a list of (n, 2) arrays."""
+    items = qf.iter_drawings(SAMPLE / qf.SIMPLIFIED / f"{fruit}.ndjson", fruit)
+    return [item.strokes for item in items if isinstance(item, qf.Drawing)]
+
+
+def jittered(strokes: list, rng: np.random.Generator) -> list:
+    angle = math.radians(rng.uniform(-ROTATION_DEG, ROTATION_DEG))
+    stretch = 1.0 + rng.uniform(-STRETCH, STRETCH)
+    turn = np.array([[math.cos(angle) * stretch, math.sin(angle) * stretch], [-math.sin(angle), math.cos(angle)]])
+    return [s @ turn + rng.normal(0.0, JITTER * 255.0, s.shape) for s in strokes]
+
+
+def write_synthetic(raw_dir: Path, drawings: int, seed: int) -> int:
+    """rawData/full_simplified_<fruit>.ndjson for every fruit; returns the bytes written."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for i, fruit in enumerate(FRUITS):
+        rng = np.random.default_rng(seed * 1000 + i)
+        sources = real_drawings(fruit)
+        path = raw_dir / f"full_simplified_{fruit}.ndjson"
+        with open(path, "w", encoding="utf-8") as fh:
+            for key in range(drawings):
+                fh.write(qf.simplified_line(jittered(sources[key % len(sources)], rng), fruit, f"s{i}{key:09d}") + "\n")
+        total += path.stat().st_size
+    return total
+
+
+def run_stage(name: str, script: str, args: List[str]) -> dict:
+    """One script in its own process; wall seconds, CPU seconds (with its workers) and peak RSS (ditto)."""
+    cmd = [sys.executable, str(ROOT / script), *args]
+    print(f"$ {' '.join([script, *args])}", flush=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", MPLBACKEND="Agg")
+    before = os.times()
+    started = time.perf_counter()
+    with PeakRss() as rss:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - started
+    after = os.times()
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return {"stage": name, "seconds": seconds, "cpu": cpu, "peak": rss.peak, "stdout": proc.stdout}
+
+
+def uint8_bytes(workdir: Path) -> int:
+    """The datasets' pixels as the loader keeps them: N x R x R bytes per fruit (from the NPZ headers)."""
+    from npz_format import image_shape, list_versions, npz_path
+
+    return sum(math.prod(image_shape(npz_path(workdir, f, VERSION))) for f in list_versions(workdir)[VERSION])
+
+
+def network_bytes() -> int:
+    """Weights, Adam moments and moving average of every fruit's two networks, fp32 (an upper bound)."""
+    import gan_model as gm
+
+    cfg = gm.GANConfig(resolution=RESOLUTION)
+    params = sum(p.numel() for net in (gm.Generator(cfg), gm.Discriminator(cfg)) for p in net.parameters())
+    return params * BYTES_PER_FP32 * COPIES_PER_PARAMETER * len(FRUITS)
+
+
+def baseline_bytes() -> int:
+    """A process that imported what train_gan.py imports, before it read any data."""
+    code = ("import resource, gan_trainer, gan_evaluation, training_plots, torchmetrics.image.fid; "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())
+
+
+def run_benchmark(cfg: ScaleConfig) -> dict:
+    parent = cfg.tmp_dir if cfg.tmp_dir is not None else (RAM_DIR if RAM_DIR.is_dir() else None)
+    work = Path(tempfile.mkdtemp(prefix="bench_scale_", dir=parent))
+    try:
+        shutil.copytree(SAMPLE, work / "rawData" / "sample")
+        t0 = time.perf_counter()
+        size = write_synthetic(work / "rawData", cfg.drawings, cfg.seed)
+        print(f"input: {len(FRUITS)} x {cfg.drawings} synthetic-from-real drawings, {size / 1e9:.2f} GB of ndjson, "
+              f"made in {time.perf_counter() - t0:.0f} s; work folder {work}", flush=True)
+        common = ["--workdir", str(work), "--yes"]
+        stages = [run_stage("convert", "rawDataToImage.py", [
+            *common, "--version", VERSION, "--resolution", str(RESOLUTION), "--count", str(cfg.drawings),
+            "--quality", "all", "--formats", "simplified", "--workers", str(cfg.workers), "--no-progress",
+            "--fruits", ",".join(FRUITS)])]
+        stages.append(run_stage("pack", "imageToNPZ.py", [*common, "--version", VERSION]))
+        shutil.rmtree(work / "imageData")           # a RAM folder: make room before training
+        data = uint8_bytes(work)
+        train = [*common, "--dataset-version", VERSION, "--model-name", VERSION, "--epochs", "1",
+                 "--steps-per-epoch", str(cfg.steps), "--batch-size", str(cfg.batch), "--keep-checkpoint-every", "0",
+                 "--seed", str(cfg.seed)] + ([] if cfg.evaluate else ["--no-eval"])
+        stages.append(run_stage("train", "train_gan.py", train))
+        images = len(FRUITS) * cfg.drawings
+        stages[0]["items"] = stages[1]["items"] = images
+        stages[2]["items"] = len(FRUITS) * cfg.steps * cfg.batch
+        return {"drawings": cfg.drawings, "stages": stages, "uint8": data, "networks": network_bytes(),
+                "baseline": baseline_bytes(), "evaluate": cfg.evaluate, "load": os.getloadavg()[0]}
+    finally:
+        if cfg.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def format_table(r: dict) -> str:
+    gib = 1024 ** 3
+    units = {"convert": "drawings/s", "pack": "images/s", "train": "images/s (steps only: whole stage)"}
+    rows = ["| stage | items | seconds | items/s | CPU s | peak RSS (GiB) |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for s in r["stages"]:
+        rows.append(f"| {s['stage']} ({units[s['stage']]}) | {s['items']} | {s['seconds']:.0f} | "
+                    f"{s['items'] / s['seconds']:.0f} | {s['cpu']:.0f} | {s['peak'] / gib:.2f} |")
+    train = r["stages"][-1]["peak"]
+    bound = BOUND * r["uint8"] + r["networks"] + r["baseline"]
+    rows += ["", f"datasets as uint8: {r['uint8'] / gib:.2f} GiB; networks (fp32, weights + Adam + EMA): "
+                 f"{r['networks'] / gib:.2f} GiB; process before data: {r['baseline'] / gib:.2f} GiB",
+             f"training peak {train / gib:.2f} GiB against the bound 1.5 x data + networks + baseline = "
+             f"{bound / gib:.2f} GiB: {'within' if train <= bound else 'OVER'} "
+             f"({(train - r['baseline'] - r['networks']) / r['uint8']:.2f} x the data)",
+             f"evaluation {'on' if r['evaluate'] else 'off'}; 1-min load average at the end {r['load']:.2f} on "
+             f"{os.cpu_count()} cores"]
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--drawings", type=int, default=ScaleConfig.drawings, help="drawings per fruit")
+    p.add_argument("--steps", type=int, default=ScaleConfig.steps, help="training steps (one epoch)")
+    p.add_argument("--batch", type=int, default=ScaleConfig.batch)
+    p.add_argument("--workers", type=int, default=ScaleConfig.workers)
+    p.add_argument("--no-eval", action="store_true", help="skip the milestone's quality figures")
+    p.add_argument("--seed", type=int, default=ScaleConfig.seed)
+    p.add_argument("--tmp-dir", type=Path, default=None, help="where the work folder goes (default /dev/shm)")
+    p.add_argument("--keep", action="store_true", help="keep the work folder")
+    a = p.parse_args(argv)
+    cfg = ScaleConfig(drawings=a.drawings, steps=a.steps, batch=a.batch, workers=a.workers, evaluate=not a.no_eval,
+                      seed=a.seed, tmp_dir=a.tmp_dir, keep=a.keep)
+    print(format_table(run_benchmark(cfg)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
