@@ -886,6 +886,13 @@ def _autocast():
     return torch.autocast("cpu", dtype=torch.bfloat16) if cpu_has_bf16() else contextlib.nullcontext()
 
 
+def two_sample_steps(n_real: int, folds: int = TWO_SAMPLE_FOLDS) -> int:
+    """Training steps two_sample_test takes for ``n_real`` real drawings (and as many fakes), every fold."""
+    n = min(int(n_real), TWO_SAMPLE_MAX_REAL)
+    per_fold = 2 * (n - n // folds)                       # both sets' images outside one fold (about)
+    return folds * _fold_steps(per_fold) if n >= MIN_TWO_SAMPLE_REAL else 0
+
+
 def _train_two_sample_net(real: torch.Tensor, fake: torch.Tensor, seed: int) -> TwoSampleNet:
     """A CNN telling ``fake`` (label 1) from ``real`` (label 0), trained on balanced batches."""
     gen = torch.Generator().manual_seed(seed)

@@ -188,8 +188,10 @@ def _fmt(value, spec: str) -> str:
 
 
 def _quality_of(q: dict) -> dict:
-    """The best checkpoint's figures when there are some, else the latest's."""
-    return (q or {}).get("best") or (q or {}).get("latest") or {}
+    """The best checkpoint's figures (the latest's when there is none), held-out tests from the test part."""
+    import model_store
+
+    return model_store.reported_figures(q or {})
 
 
 def models_table(models: Sequence[dict]) -> str:
@@ -224,12 +226,17 @@ def heldout_figures_line(workdir: Path, model: str, fruit: str) -> str:
     import model_store
 
     q = _quality_of(model_store.describe_model(workdir, model)["quality"].get(fruit, {}))
-    parts = []
-    for key, note, label in (("two_sample_accuracy", "two_sample_note", "two-sample accuracy"),
-                             ("memorisation_ratio", "memorisation_note", "memorisation ratio")):
-        value = q.get(key)
-        parts.append(f"{label} {value:.2f}" if isinstance(value, (int, float)) else f"{label}: {q.get(note) or 'not measured'}")
-    return f"held-out test of the trained model's checkpoint: {'; '.join(parts)} (0.5 = indistinguishable from real)"
+    acc, memo = q.get("two_sample_accuracy"), q.get("memorisation_ratio")
+    if isinstance(acc, (int, float)):
+        two = f"two-sample accuracy {acc:.2f} (95% interval {q['two_sample_low']:.2f}-{q['two_sample_high']:.2f})"
+        if q.get("two_sample_note"):
+            two += f": {q['two_sample_note']}"
+    else:
+        two = f"two-sample accuracy: {q.get('two_sample_note') or 'not measured (the run has not ended)'}"
+    memo_text = (f"memorisation ratio {memo:.2f}" if isinstance(memo, (int, float))
+                 else f"memorisation ratio: {q.get('memorisation_note') or 'not measured'}")
+    return (f"held-out test of the best checkpoint, on drawings that chose nothing: {two}; {memo_text} "
+            "(0.5 = indistinguishable from real)")
 
 
 def print_models(workdir: Path) -> int:
@@ -259,6 +266,13 @@ def print_models(workdir: Path) -> int:
     return 0
 
 
+def _validation_as_plain(figures: dict) -> dict:
+    """A milestone's figures with its validation-part held-out tests under the plain names (for the table)."""
+    out = {k: v for k, v in figures.items() if not k.startswith("val_")}
+    out.update({k[4:]: v for k, v in figures.items() if k.startswith("val_")})
+    return out
+
+
 def print_model(workdir: Path, name: str) -> int:
     """A model's fruits with their latest and best quality figures."""
     import gan_evaluation
@@ -272,10 +286,11 @@ def print_model(workdir: Path, name: str) -> int:
         q = info["quality"].get(fruit, {})
         latest = dict(q.get("latest") or {})
         best = dict(q.get("best") or {})
-        rows.append({"fruit": fruit, "checkpoint": f"latest (epoch {latest.get('epoch', '-')})", **latest})
+        rows.append({"fruit": fruit, "checkpoint": f"latest (epoch {latest.get('epoch', '-')}, validation)",
+                     **_validation_as_plain(latest)})
         if best:
-            rows.append({"fruit": fruit, "checkpoint": f"best (epoch {q.get('best_epoch', best.get('epoch', '-'))})",
-                         **best})
+            rows.append({"fruit": fruit, "checkpoint": f"best (epoch {q.get('best_epoch', best.get('epoch', '-'))}, "
+                         "test part)", **_quality_of(q)})
     for row in rows:
         row.pop("epoch", None)
         if "recognizability" in row or row.get("two_sample_accuracy") is not None:

@@ -62,6 +62,7 @@ class MilestoneQuality:
         self.eval_samples, self.log, self.active = eval_samples, log, active
         self.evaluator = self.recognizer = None
         self.recognizer_info: dict = {}
+        self.seconds_per_test_step = 0.0
 
     # ------------------------------------------------------------------ set-up
     def _capped(self, ds, index: torch.Tensor, cap: int) -> torch.Tensor:
@@ -175,7 +176,11 @@ class MilestoneQuality:
             else:   # fallback: the dataset classifier's verdict (refused by it when it knows one fruit only)
                 metrics["recognizer_note"] = self.recognizer_info["note"]
             ds = self.datasets[f]
+            t0 = time.perf_counter()
             found = self._heldout_figures(f, ds.validation_index, held.get(f, fakes.cpu()))
+            steps = ge.two_sample_steps(ds.validation_index.numel())
+            if steps:     # what one step of the two-sample test cost here: the end's test part is priced by it
+                self.seconds_per_test_step = (time.perf_counter() - t0) / steps
             metrics.update({VALIDATION_PREFIX + k: v for k, v in found.items()})
             out[f] = metrics
         return out
@@ -204,11 +209,13 @@ class MilestoneQuality:
             if figures is not None:
                 s.history["test_quality"] = figures
 
-    def final_seconds(self, group: List[str], milestone_seconds: float) -> float:
-        """About what the end's test-part measurements cost: one per fruit with a split, each like a milestone's
-        (the test part is larger than the validation part, the classifier's figures are not computed)."""
-        return milestone_seconds / len(group) * sum(1 for f in group if self.datasets[f].has_split) \
-            if self.active else 0.0
+    def final_seconds(self, group: List[str]) -> float:
+        """What the end's test-part measurements cost: the two-sample test's steps on each fruit's test part, at
+        the cost per step measured by the last ``figures`` call (0 before one, or without evaluation)."""
+        if not self.active:
+            return 0.0
+        steps = sum(ge.two_sample_steps(self.datasets[f].test_index.numel()) for f in group)
+        return steps * self.seconds_per_test_step
 
     # ------------------------------------------------------------------ the best checkpoint
     @staticmethod

@@ -61,7 +61,7 @@ INDEX_FORMAT = "fruitgan-models-index/1"
 INDEX_LOCK = ".models_index.json.lock"     # hidden: listings skip it; kept (deleting a flock file races)
 # The per-fruit figures the index keeps of each fruit's best checkpoint (those present in its record).
 INDEX_FIGURES = ("recognizability", "fid", "precision", "recall", "density", "coverage",
-                 "two_sample_accuracy", "memorisation_ratio")
+                 "two_sample_accuracy", "two_sample_low", "two_sample_high", "memorisation_ratio")
 TRAIN_HINT = "train one with: python train_gan.py --dataset-version 1 --model-name v1"
 
 
@@ -422,9 +422,28 @@ def _quality(summary: Optional[dict]) -> dict:
         for fruit, rec in per_fruit.items():
             if isinstance(rec, dict) and NAME_PATTERN.match(str(fruit)):
                 out[fruit] = {"latest": _record(rec.get("quality")), "best": _record(rec.get("best_quality")),
-                              "best_epoch": _count(rec.get("best_epoch")),
+                              "best_epoch": _count(rec.get("best_epoch")), "test": _record(rec.get("test_quality")),
                               "reference": _record(rec.get("reference_quality"))}
     return out
+
+
+HELDOUT_KEYS = ("two_sample", "memorisation")     # figures of the held-out tests (prefixes of their keys)
+VALIDATION_PREFIX = "val_"                        # the validation part's: they chose the best checkpoint
+
+
+def reported_figures(quality: dict) -> dict:
+    """A fruit's figures as reported (model table, generate_images.py, the report): the best checkpoint's (the
+    latest's when there is none) with the held-out tests measured on the test part, never the validation part's
+    figures, which chose that checkpoint. ``quality``: one fruit's entry of describe_model's "quality"."""
+    rec = {k: v for k, v in (quality.get("best") or quality.get("latest") or {}).items()
+           if not k.startswith(VALIDATION_PREFIX)}
+    test = quality.get("test") or {}
+    rec.update({k: v for k, v in test.items() if k.startswith(HELDOUT_KEYS)})
+    if not test and rec:   # no test part (no split, or the run has not ended): the validation's note says why
+        src = quality.get("best") or quality.get("latest") or {}
+        rec.update({k[len(VALIDATION_PREFIX):]: v for k, v in src.items()
+                    if k.startswith(VALIDATION_PREFIX) and k.endswith("_note")})
+    return rec
 
 
 def _record_problems(folder: ModelFolder) -> List[str]:
@@ -514,7 +533,7 @@ def _best_figures(quality: dict) -> dict:
     """{fruit: {"epoch", INDEX_FIGURES...}}: each fruit's best checkpoint figures (the latest's when no best)."""
     out = {}
     for fruit, q in quality.items():
-        rec = q.get("best") or q.get("latest") or {}
+        rec = reported_figures(q)
         figures = {k: rec[k] for k in INDEX_FIGURES
                    if isinstance(rec.get(k), (int, float)) and not isinstance(rec.get(k), bool)}
         out[fruit] = {"epoch": q.get("best_epoch") if q.get("best") else _count(rec.get("epoch")), **figures}

@@ -128,7 +128,7 @@ class RunEstimate:
             steps = self.epoch_seconds(gi, epochs) * epochs
             probe = probes[gi]
             images = probe["milestone_images"] * marks + plot * len(group) * (marks + 1)
-            evaluation = probe["evaluation"] * marks + t.quality.final_seconds(group, probe["evaluation"])
+            evaluation = probe["evaluation"] * marks + t.quality.final_seconds(group)
             parts["steps"] += steps
             parts["milestone_images"] += images
             parts["evaluation"] += evaluation

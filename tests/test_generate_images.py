@@ -152,7 +152,7 @@ def test_listing(tmp_path, capsys, headless):
     assert night[3:6] == ["big", "28", "pear"] and night[-3:] == ["-", "-", "-"]
     assert run(tmp_path, "v1") == 0
     out = capsys.readouterr().out
-    assert "best (epoch 2)" in out and "latest (epoch 4)" in out and "kept checkpoints (--checkpoint N): 2, 4" in out
+    assert "best (epoch 2, test part)" in out and "latest (epoch 4, validation)" in out and "kept checkpoints (--checkpoint N): 2, 4" in out
 
 
 @pytest.mark.parametrize("args, message", [

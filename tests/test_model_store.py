@@ -525,7 +525,7 @@ def test_odd_entries_do_not_break_the_listing(tmp_path):
     assert "info/training_config_y.json is missing" in y["problems"]
     z = index["models"]["z"]
     assert z["created"] is None and z["epochs_done"] is None and z["status"] is None
-    assert z["quality"] == {"pear": {"latest": None, "best": None, "best_epoch": None, "reference": None}}
+    assert z["quality"] == {"pear": {"latest": None, "best": None, "best_epoch": None, "test": None, "reference": None}}
     assert index["models"]["v1"]["status"] == "interrupted"
 
 
@@ -541,3 +541,17 @@ def test_read_generator_gives_the_moving_average_when_kept_and_says_when_missing
     assert not used and torch.equal(generate(best, noise), generate(written[("apple", "best")], noise))
     with pytest.raises(UserError, match="no banana generator"):
         folder.read_generator("banana")
+
+
+def test_reported_figures_take_the_held_out_tests_from_the_test_part_only():
+    best = {"epoch": 300, "recognizability": 0.9, "fid": 2.0, "val_two_sample_accuracy": 0.55,
+            "val_memorisation_ratio": 1.1}
+    test = {"epoch": 300, "part": "test", "two_sample_accuracy": 0.68, "two_sample_low": 0.63, "two_sample_high": 0.72,
+            "memorisation_ratio": 1.02}
+    shown = model_store.reported_figures({"best": best, "test": test, "latest": None})
+    assert shown["two_sample_accuracy"] == 0.68 and shown["two_sample_low"] == 0.63 and shown["recognizability"] == 0.9
+    assert not any(k.startswith("val_") for k in shown)          # the part that chose the checkpoint is not shown
+    no_split = {"best": {"recognizability": 0.8, "val_two_sample_accuracy": None,
+                         "val_two_sample_note": "not enough real drawings"}, "test": None}
+    shown = model_store.reported_figures(no_split)
+    assert "two_sample_accuracy" not in shown and shown["two_sample_note"] == "not enough real drawings"
