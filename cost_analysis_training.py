@@ -341,11 +341,12 @@ def make_section(
     return section
 
 
-def add_sections(previous: Optional[Mapping[str, Any]], new: Mapping[str, Any], fruit: str = "?") -> dict:
-    """Totals of an earlier run's section plus a new one (resume): times, epochs and costs add, peaks max.
-
-    ``cpus_charged`` is the latest run's; the RAM charged is the larger peak (both are what the latest
-    numbers were charged with, each run's cost having been computed with its own values).
+def add_sections(previous: Optional[Mapping[str, Any]], new: Mapping[str, Any], fruit: str = "?",
+                 pricing: Optional["PricingConfig"] = None) -> dict:
+    """Totals of an earlier section plus a new one (the next epoch, or a resume): times, epochs and compute
+    add, peaks max. Memory is charged as the formula says, one figure: the RAM price x the larger peak (the
+    "Peak memory" shown) x all the hours, so a run's peak, wherever it fell, is what it pays for. Without
+    ``pricing`` (older callers) the memory costs add as computed. ``cpus_charged`` is the latest section's.
     """
     if not previous:
         return dict(new)
@@ -359,7 +360,10 @@ def add_sections(previous: Optional[Mapping[str, Any]], new: Mapping[str, Any], 
     peak = max(int(_number(previous, "peak_memory_bytes", fruit)), new["peak_memory_bytes"])
     gpu = max(int(_number(previous, "peak_gpu_memory_bytes", fruit, 0)), new["peak_gpu_memory_bytes"])
     compute = _number(prev_cost, "compute", fruit) + new["cost"]["compute"]
-    memory = _number(prev_cost, "memory", fruit) + new["cost"]["memory"]
+    if pricing is not None:
+        memory = hourly_rates(pricing, 1.0, peak / BYTES_PER_GB)["memory"] * seconds / SECONDS_PER_HOUR
+    else:
+        memory = _number(prev_cost, "memory", fruit) + new["cost"]["memory"]
     segments = int(_number(previous, "segments", fruit, 1)) + new.get("segments", 1)
     return make_section(
         seconds, epochs, peak, gpu, new["cpus_charged"], compute, memory, new["cost"]["per_hour"], segments
@@ -480,7 +484,7 @@ class CostTracker:
                 rates["memory"] * hours,
                 rates["total"],
             )
-            sections[fruit] = add_sections(segment.previous.get(fruit), new, fruit)
+            sections[fruit] = add_sections(segment.previous.get(fruit), new, fruit, self.pricing)
         return sections
 
     def close(self) -> None:

@@ -121,3 +121,18 @@ def test_run_projection_scales_each_part_by_what_it_is_paid_per():
         bench_run.settings.MILESTONES.default, 400), 50)) + int(2000 // 300)
     assert written == 13 + 6
     assert bench_run.project(measured, "trainer", rb) == pytest.approx(3 + 2000 + 100 + 3 * marks + 0.5 * written)
+
+
+def test_bench_scale_converts_packs_and_trains_with_each_stage_s_memory():
+    r = run_script("benchmarks/bench_scale.py", "--drawings", "40", "--steps", "1", "--batch", "8", "--no-eval",
+                   timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "synthetic-from-real drawings" in r.stdout
+    rows = {ln.split("|")[1].strip(): ln.split("|") for ln in r.stdout.splitlines() if ln.startswith("| ")}
+    assert int(rows["convert (drawings)"][2]) == int(rows["pack (images)"][2]) == 7 * 40
+    assert int(rows["train (images stepped)"][2]) == 7 * 1 * 8
+    assert all(float(rows[k][6]) > 0 for k in ("convert (drawings)", "pack (images)", "train (images stepped)"))
+    data = next(ln for ln in r.stdout.splitlines() if ln.startswith("datasets as uint8"))
+    assert f"{7 * 40 * 64 * 64 / 1024 ** 3:.2f} GiB" in data      # N x 64 x 64 bytes per fruit, read from the files
+    assert "training peak" in r.stdout and "against the bound 1.5 x data" in r.stdout
+

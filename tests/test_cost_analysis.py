@@ -207,18 +207,35 @@ def test_resumed_run_adds_to_previous_totals(pricing):
     clock.advance(0.5 * 3600.0)
     new = second.end(["apple"], {"apple": 3})["apple"]
 
-    old_compute, old_memory = expected_costs(cpus=2, ram_gb=2, hours=1.0)  # half of 2 h shared with pear
-    new_compute, new_memory = expected_costs(cpus=2, ram_gb=1, hours=0.5)
+    old_compute, _ = expected_costs(cpus=2, ram_gb=2, hours=1.0)  # half of 2 h shared with pear
+    new_compute, _ = expected_costs(cpus=2, ram_gb=1, hours=0.5)
+    _, memory = expected_costs(cpus=2, ram_gb=2, hours=1.5)       # one figure: the peak shown, all the hours
     assert new["training_time_hours"] == 1.5
     assert new["epochs"] == 7
-    assert new["peak_memory_gb"] == 2.0  # the larger peak of the two runs
+    assert new["peak_memory_gb"] == new["ram_gb_charged"] == 2.0  # the larger peak of the two runs
     assert new["segments"] == 2
     assert new["cost"]["compute"] == pytest.approx(old_compute + new_compute, rel=1e-12)
-    assert new["cost"]["memory"] == pytest.approx(old_memory + new_memory, rel=1e-12)
-    total = old_compute + old_memory + new_compute + new_memory
+    assert new["cost"]["memory"] == pytest.approx(memory, rel=1e-12)
+    total = old_compute + new_compute + memory
     assert new["cost"]["total"] == pytest.approx(total, rel=1e-12)
     assert new["cost"]["per_epoch"] == pytest.approx(total / 7, rel=1e-12)
     assert new["cost"]["per_hour"] == pytest.approx(total / 1.5, rel=1e-12)
+
+
+def test_memory_is_charged_at_the_peak_it_shows_over_every_epoch(pricing):
+    """The trainer measures each epoch as a segment; a milestone epoch peaks higher. The record shows one peak
+    and charges that peak for all the hours (not each epoch's own, lower, peak)."""
+    clock = FakeClock()
+    section = None
+    for peak_gb in (1, 4, 1):                        # the middle epoch evaluates: a higher peak
+        tracker = make_tracker(pricing, clock, ScriptedReader([peak_gb * GIB]), cpus=2)
+        tracker.begin(["apple"], previous={"apple": section})
+        clock.advance(3600.0)
+        section = tracker.end(["apple"], {"apple": 1})["apple"]
+    compute, memory = expected_costs(cpus=2, ram_gb=4, hours=3.0)
+    assert section["peak_memory_gb"] == section["ram_gb_charged"] == 4.0
+    assert section["cost"]["memory"] == pytest.approx(memory, rel=1e-12)
+    assert section["cost"]["compute"] == pytest.approx(compute, rel=1e-12)
 
 
 def test_broken_previous_record_is_a_user_error(pricing):

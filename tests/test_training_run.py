@@ -315,3 +315,14 @@ def test_the_step_probe_times_2_to_30_steps_and_little_of_a_short_run(tiny_workd
     monkeypatch.setattr(type(trainer.models[0]), "train_step", lambda self, *a: calls.append(1) or step(self, *a))
     assert trainer.estimate.epoch_seconds(0, epochs) > 0
     assert len(calls) == 1 + timed                     # one warm-up step, not timed
+
+
+def test_description_says_the_device_and_arithmetic_the_run_resolved(tiny_workdir):
+    from training_config import resolve_precision
+
+    trainer = _trainer(tiny_workdir, "desc", epochs=1, device="auto", precision="auto")
+    trainer.train()
+    lines = (tiny_workdir / "models/model_desc/info/description.txt").read_text().splitlines()
+    used = resolve_precision("auto", torch.device("cpu"))
+    assert "Device: cpu" in lines and f"Precision: {used}" in lines          # what it trained on ...
+    assert "Requested device: auto" in lines and "Requested precision: auto" in lines   # ... and what was asked
