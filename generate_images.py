@@ -6,6 +6,7 @@
     python generate_images.py v1 apple --num-images 5000 --outdir fakes    5000 PNG files, written in batches
     python generate_images.py v1 apple --interpolate        walks through the latent space between random points
     python generate_images.py v1 apple --classify           ... and what the quality classifier makes of them
+    python generate_images.py v1 apple --beside-real        ... with as many real drawings above them
 
 The same --seed always gives the same images (and a byte-identical PNG). Without a display (or with --save)
 the grid is written to outputs/generated_<model>_<fruit>_seed<S>.png under the work folder and its path printed.
@@ -68,6 +69,7 @@ class GenerateConfig:
     outdir: Optional[Path]              # write one PNG per image here (instead of the grid, unless --save)
     classify: bool                      # report what the quality classifier sees in the images
     use_ema: bool                       # the moving-average generator weights when the model has them
+    beside_real: bool = False           # the grid shows as many real drawings above the fakes
 
 
 # --------------------------------------------------------------------------------------------- noise and images
@@ -398,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", type=Path, help="write the grid to this PNG file instead of showing it")
     p.add_argument("--outdir", type=Path, help="write one PNG per image into this folder (no grid unless --save)")
     p.add_argument("--classify", action="store_true", help="print what the quality classifier makes of the images")
+    p.add_argument("--beside-real", action="store_true",
+                   help="show as many real drawings above the fakes: the model's held-out test drawings where it has "
+                        "them, else its real training drawings (needs the model's dataset version in npzData/)")
     p.add_argument("--no-ema", action="store_true", help="use the raw generator weights even if a moving average was kept")
     p.add_argument("--workdir", type=Path, default=default_workdir(), help="folder holding models/ (default: the scripts' folder)")
     return p
@@ -425,9 +430,12 @@ def parse_config(argv: Optional[Sequence[str]]) -> GenerateConfig:
         raise UserError(f"--outdir: {args.outdir} is a file, not a folder")
     if not args.model and (args.fruit or args.classify or args.interpolate or args.save or args.outdir):
         raise UserError("give a model name first, e.g. generate_images.py v1 apple (run it alone to list the models)")
+    if args.beside_real and (args.interpolate or args.outdir is not None):
+        raise UserError("--beside-real goes with a grid of new images, not with --interpolate or --outdir")
     return GenerateConfig(workdir=args.workdir, model=args.model, fruit=args.fruit, num_images=args.num_images,
                           seed=args.seed, checkpoint=checkpoint, interpolate=args.interpolate, steps=args.steps,
-                          save=args.save, outdir=args.outdir, classify=args.classify, use_ema=not args.no_ema)
+                          save=args.save, outdir=args.outdir, classify=args.classify, use_ema=not args.no_ema,
+                          beside_real=args.beside_real)
 
 
 def output_tag(cfg: GenerateConfig, seed: int) -> str:
@@ -470,6 +478,10 @@ def draw(cfg: GenerateConfig) -> int:
     if cfg.outdir is not None:
         write_image_files([pixels], n, cfg.outdir, tag)
     grid = pictures.image_grid(pixels, columns, GRID_PAD, GRID_PAD_VALUE, MIN_TILE_PX)
+    if cfg.beside_real:
+        real, which = real_drawings_for(cfg.workdir, meta, cfg.fruit, n, seed)
+        grid = stacked_grids([(f"real ({which})", pictures.image_grid(real, columns, GRID_PAD, GRID_PAD_VALUE,
+                                                                      MIN_TILE_PX)), ("generated", grid)])
     if cfg.save is not None:
         print(f"saved {save_png(grid, cfg.save)}")
     elif cfg.outdir is None and not show_in_window(grid, f"{cfg.model} {cfg.fruit} seed {seed}"):
@@ -485,6 +497,34 @@ def draw(cfg: GenerateConfig) -> int:
               f"right on {_fmt(acc, '.0%')} of real drawings it never saw):")
         print("\n".join(classification_report(images, labels, cfg.fruit, classifier)))
     return 0
+
+
+def real_drawings_for(workdir: Path, meta: dict, fruit: str, n: int, seed: int):
+    """(n, R, R) uint8 real drawings of the model's dataset version, a seeded choice: its held-out test part
+    (never trained on, never used to choose) where it has one, else its real drawings; and which they are."""
+    import data_loader
+
+    version = meta.get("dataset_version")
+    if not version:
+        raise UserError(f"model {meta['model']!r} does not record its dataset version; --beside-real needs it")
+    ds = data_loader.load_fruit(workdir, str(version), fruit)     # a missing version: one line naming what exists
+    index, which = (ds.test_index, "held-out test drawings") if ds.has_split else (ds.real_index, "training drawings")
+    picked = index[torch.randperm(index.numel(), generator=torch.Generator().manual_seed(seed))[:n]]
+    return ds.pixels[picked].numpy(), which
+
+
+def stacked_grids(labelled: Sequence[tuple]):
+    """PIL grids one above another, each under its label (a strip of text), on the grids' grey."""
+    from PIL import Image, ImageDraw
+
+    label_h, width = 14, max(g.size[0] for _, g in labelled)
+    out = Image.new("L", (width, sum(g.size[1] + label_h for _, g in labelled)), GRID_PAD_VALUE)
+    draw, y = ImageDraw.Draw(out), 0
+    for label, g in labelled:
+        draw.text((2, y + 1), label, fill=255)
+        out.paste(g, (0, y + label_h))
+        y += g.size[1] + label_h
+    return out
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

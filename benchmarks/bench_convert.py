@@ -38,6 +38,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import quickdraw_formats as qf  # noqa: E402
+from bench_header import header  # noqa: E402
 import stroke_render as sr  # noqa: E402
 from image_conversion import ConvertOptions, convert  # noqa: E402
 
@@ -229,6 +230,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     cfg = BenchConfig(lines=args.lines, resolution=args.resolution, workers=args.workers, seed=args.seed,
                       keep=args.keep, tmp_dir=args.tmp_dir)
+    print(header("bench_convert.py", argv))
     print(format_table(run_benchmark(cfg)))
     return 0
 

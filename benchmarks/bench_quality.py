@@ -20,13 +20,10 @@ as the 1000-image dataset would (``--steps-per-epoch``), so they all get the sam
 from __future__ import annotations
 
 import argparse
-import platform
-import shlex
 import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -36,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import few_drawings  # noqa: E402
+from bench_header import header  # noqa: E402
 import image_conversion  # noqa: E402
 import npz_packing  # noqa: E402
 import settings as st  # noqa: E402
@@ -76,19 +74,6 @@ RECIPES = {
 }
 STROKE_RECIPES = ("few_strokes",)    # recipes whose name starts with one of these train on augmented copies
 FEW_COUNT = 1000                     # images of the few-drawings datasets with stroke augmentation
-
-
-def machine() -> str:
-    """One line naming the machine a table was measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                 if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {torch.get_num_threads()} torch thread(s), {gpu}; torch {torch.__version__}"
 
 
 def build_dataset(workdir: Path, source: Path, fruit: str, resolution: int, count: int = ALL_REAL) -> None:
@@ -164,7 +149,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     source = Path(args.workdir) if args.workdir else default_workdir()
     if not (source / "rawData").is_dir():
         raise UserError(f"no rawData/ in {source}; pass --workdir")
-    started = datetime.now(timezone.utc)
     with tempfile.TemporaryDirectory(prefix="bench_quality_") as tmp:
         work = Path(tmp)
         build_dataset(work, source, fruit, args.resolution, args.count)
@@ -182,8 +166,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     regime = (f"; trained on {args.train_drawings} real drawings ({versions.get('note', '')})"
               if args.train_drawings else "")
     print(f"{fruit}, {args.resolution} px, {args.epochs} epochs, held-out split of {drawings}{regime}")
-    print(f"measured {started:%Y-%m-%d} on {machine()}")
-    print(f"command: python benchmarks/bench_quality.py {shlex.join(argv if argv is not None else sys.argv[1:])}\n")
+    print(header("bench_quality.py", argv) + "\n")
     print(format_table(rows))
     return 0
 

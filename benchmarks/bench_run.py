@@ -38,6 +38,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 import bench_train as bt  # noqa: E402
+from bench_header import header  # noqa: E402
 import gan_model as gm  # noqa: E402
 import pictures  # noqa: E402
 import settings  # noqa: E402
@@ -214,6 +215,7 @@ def main(argv=None) -> int:
     if worker_method:
         return worker(rb, worker_method)
     child_argv = bt._drop_flag_value(argv, "--sizes")
+    print(header("bench_run.py", argv))
     print(f"device: {bt.device_name('cpu')} | torch {torch.__version__} | {NUM_FRUITS} fruits x {rb.images} "
           f"SYNTHETIC images, batch {rb.batch}, {rb.epochs} epochs, milestones "
           f"{sorted(milestone_epochs(rb.milestones, rb.epochs))}, best of {rb.rounds} rounds")

@@ -39,6 +39,7 @@ for path in (ROOT, ROOT / "benchmarks"):
         sys.path.insert(0, str(path))
 
 from bench_convert import RAM_DIR, PeakRss  # noqa: E402
+from bench_header import header  # noqa: E402
 import quickdraw_formats as qf  # noqa: E402
 from safe_files import FRUITS  # noqa: E402
 
@@ -213,6 +214,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     cfg = ScaleConfig(drawings=a.drawings, steps=a.steps, batch=a.batch, workers=a.workers, evaluate=not a.no_eval,
                       seed=a.seed, tmp_dir=a.tmp_dir, keep=a.keep)
+    print(header("bench_scale.py", argv))
     print(format_table(run_benchmark(cfg)))
     return 0
 

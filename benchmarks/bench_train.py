@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 import gan_model as gm  # noqa: E402
 import grouped_gan as gg  # noqa: E402
 import settings  # noqa: E402
+from bench_header import header  # noqa: E402
 from gan_trainer import MultiFruitGANTrainer  # noqa: E402
 from training_config import TrainConfig, resolve_precision  # noqa: E402
 from npz_format import PackedFruit, npz_path, write_npz  # noqa: E402
@@ -270,6 +271,7 @@ def main(argv=None) -> int:
         return worker(bc, worker_method)
     methods = ["reference", "trainer"] if only == "both" else [only]
     child_argv = _drop_flag_value(argv, "--sizes")
+    print(header("bench_train.py", argv))
     print(f"device: {device_name(bc.device)} | torch {torch.__version__} | {NUM_FRUITS} fruits x batch {bc.batch} | "
           f"{bc.steps} timed steps (+{bc.warmup} warm-up), best of {bc.rounds} rounds | SYNTHETIC data")
     print(f"trainer: precision={bc.precision} ({resolve_precision(bc.precision, torch.device(bc.device))} "

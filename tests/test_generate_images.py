@@ -295,3 +295,21 @@ def test_classify_on_a_read_only_models_folder_trains_without_caching(tiny_workd
     assert gi.cache_unwritable(models / "evaluators") == "read-only file system"
     monkeypatch.undo()
     assert gi.cache_unwritable(models / "evaluators") is None and list((models / "evaluators").iterdir()) == []
+
+
+def test_beside_real_puts_real_drawings_of_the_dataset_above_the_fakes(tiny_workdir, tmp_path, headless):
+    import data_loader
+
+    build_model(tiny_workdir, "t", fruits=("apple", "banana", "pear"), dataset_version=TINY_VERSION)
+    plain, beside = tmp_path / "plain.png", tmp_path / "beside.png"
+    assert run(tiny_workdir, "t", "pear", "--num-images", 4, "--seed", 3, "--save", plain) == 0
+    assert run(tiny_workdir, "t", "pear", "--num-images", 4, "--seed", 3, "--beside-real", "--save", beside) == 0
+    fakes, both = np.asarray(Image.open(plain)), np.asarray(Image.open(beside))
+    assert both.shape[1] == fakes.shape[1] and both.shape[0] > 2 * fakes.shape[0]   # two grids and their labels
+    assert np.array_equal(both[-fakes.shape[0]:], fakes)                             # the fakes, unchanged, below
+    real, which = gi.real_drawings_for(tiny_workdir, {"dataset_version": TINY_VERSION, "model": "t"}, "pear", 4, 3)
+    ds = data_loader.load_fruit(tiny_workdir, TINY_VERSION, "pear")
+    stored = {bytes(x) for x in ds.pixels[ds.real_index].numpy()}
+    assert which == "training drawings" and all(bytes(x) in stored for x in real)   # no split: its real drawings
+    with pytest.raises(UserError, match="--beside-real goes with a grid"):
+        run(tiny_workdir, "t", "pear", "--beside-real", "--interpolate")
