@@ -230,7 +230,9 @@ def heldout_figures_line(workdir: Path, model: str, fruit: str) -> str:
     q = _quality_of(model_store.describe_model(workdir, model)["quality"].get(fruit, {}))
     acc, memo = q.get("two_sample_accuracy"), q.get("memorisation_ratio")
     if isinstance(acc, (int, float)):
-        two = f"two-sample accuracy {acc:.2f} (95% interval {q['two_sample_low']:.2f}-{q['two_sample_high']:.2f})"
+        low, high = q.get("two_sample_low"), q.get("two_sample_high")
+        two = f"two-sample accuracy {acc:.2f}" + (f" (95% interval {low:.2f}-{high:.2f})"
+                                                  if isinstance(low, (int, float)) and isinstance(high, (int, float)) else "")
         if q.get("two_sample_note"):
             two += f": {q['two_sample_note']}"
     else:

@@ -270,7 +270,7 @@ def tool_workdir(folder):
 def reported(folder):
     # {fruit: (figures as reported, the entry they come from)}: the best checkpoint's figures, held-out tests
     # from the test part (model_store.reported_figures, as the model table and generate_images.py show them).
-    entries = model_store.describe_model(tool_workdir(folder), folder.name)["quality"]
+    entries = folder.quality()
     return {f: (model_store.reported_figures(e), e) for f, e in entries.items()}
 
 def heldout_kind(history, entry):

@@ -296,6 +296,11 @@ class ModelFolder:
                 return [str(f) for f in record["fruits"]]
         return []
 
+    def quality(self) -> dict:
+        """{fruit: {"latest", "best", "best_epoch", "test", "reference"}}: the summary's quality records (each
+        None when missing); reported_figures(entry) gives what a table shows of one."""
+        return _quality(self.read_summary())
+
     def kept_checkpoints(self) -> Dict[int, List[Path]]:
         """{epoch: its kept checkpoint files}: one epoch_NNNN.pt, or one per rank of a torchrun run."""
         if not self.checkpoints_dir.is_dir():
@@ -429,20 +434,27 @@ def _quality(summary: Optional[dict]) -> dict:
 
 HELDOUT_KEYS = ("two_sample", "memorisation")     # figures of the held-out tests (prefixes of their keys)
 VALIDATION_PREFIX = "val_"                        # the validation part's: they chose the best checkpoint
+OLD_RUN_NOTE = ("measured on the drawings that chose this checkpoint (a run from before validation and test "
+                "parts): optimistic, not shown; train again for a test-part figure")
 
 
 def reported_figures(quality: dict) -> dict:
     """A fruit's figures as reported (model table, generate_images.py, the report): the best checkpoint's (the
     latest's when there is none) with the held-out tests measured on the test part, never the validation part's
     figures, which chose that checkpoint. ``quality``: one fruit's entry of describe_model's "quality"."""
-    rec = {k: v for k, v in (quality.get("best") or quality.get("latest") or {}).items()
-           if not k.startswith(VALIDATION_PREFIX)}
+    src = quality.get("best") or quality.get("latest") or {}
+    rec = {k: v for k, v in src.items() if not k.startswith(VALIDATION_PREFIX)}
     test = quality.get("test") or {}
-    rec.update({k: v for k, v in test.items() if k.startswith(HELDOUT_KEYS)})
-    if not test and rec:   # no test part (no split, or the run has not ended): the validation's note says why
-        src = quality.get("best") or quality.get("latest") or {}
+    if test:
+        rec.update({k: v for k, v in test.items() if k.startswith(HELDOUT_KEYS)})
+    elif any(k.startswith(VALIDATION_PREFIX) for k in src):
+        # No test part yet (no split, or the run has not ended): the validation's note says why, if any.
         rec.update({k[len(VALIDATION_PREFIX):]: v for k, v in src.items()
                     if k.startswith(VALIDATION_PREFIX) and k.endswith("_note")})
+    elif isinstance(src.get("two_sample_accuracy"), (int, float)):
+        # A run from before the parts existed: its held-out figure chose the checkpoint it describes.
+        rec = {k: v for k, v in rec.items() if not k.startswith(HELDOUT_KEYS)}
+        rec["two_sample_note"] = OLD_RUN_NOTE
     return rec
 
 
@@ -478,7 +490,7 @@ def describe_model(workdir: Path, name: str) -> dict:
         "epochs_planned": _count(summary.get("epochs_planned", config.get("epochs"))),
         "status": _text(summary.get("status")) or ("unknown" if not summary else None),
         "description": _text(config.get("description")),
-        "quality": _quality(summary),
+        "quality": folder.quality(),
         "saved_epochs": folder.saved_epochs(),
         "problems": _record_problems(folder),
     }

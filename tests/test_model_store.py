@@ -398,7 +398,10 @@ def test_index_lists_every_model_with_its_best_figures(tmp_path):
     build_model(tmp_path, "b2", fruits=("pear",), dataset_version="7", summary=False, best=False, kept_epochs=())
     summary = tmp_path / "models" / "model_v1" / "info" / "training_summary_v1.json"
     doc = __import__("json").loads(summary.read_text())
-    doc["per_fruit"]["apple"]["best_quality"].update(two_sample_accuracy=0.61, memorisation_ratio=1.02)
+    doc["per_fruit"]["apple"]["best_quality"].update(val_two_sample_accuracy=0.58, val_memorisation_ratio=1.1)
+    doc["per_fruit"]["apple"]["test_quality"] = {"epoch": 2, "part": "test", "two_sample_accuracy": 0.61,
+                                                 "two_sample_low": 0.56, "two_sample_high": 0.66,
+                                                 "memorisation_ratio": 1.02}
     summary.write_text(__import__("json").dumps(doc))
     assert not model_store.index_path(tmp_path).exists()
     index = model_store.read_index(tmp_path)                   # missing: built and written
@@ -408,8 +411,9 @@ def test_index_lists_every_model_with_its_best_figures(tmp_path):
     assert (v1["dataset_version"], v1["resolution"], v1["fruits"]) == ("1", 28, ["apple", "banana"])
     assert (v1["epochs_done"], v1["epochs_planned"], v1["status"]) == (4, 10, "interrupted")
     assert v1["updated"] == "2025-01-02T03:04:05+00:00"
-    assert v1["best"]["apple"] == {"epoch": 2, "recognizability": 0.5, "fid": 3.0, "coverage": 0.4,
-                                   "two_sample_accuracy": 0.61, "memorisation_ratio": 1.02}
+    assert v1["best"]["apple"] == {"epoch": 2, "recognizability": 0.5, "fid": 3.0, "coverage": 0.4,   # the test part's
+                                   "two_sample_accuracy": 0.61, "two_sample_low": 0.56, "two_sample_high": 0.66,
+                                   "memorisation_ratio": 1.02}
     assert index["models"]["b2"]["best"] == {} and index["models"]["b2"]["status"] == "unknown"
 
 
@@ -555,3 +559,11 @@ def test_reported_figures_take_the_held_out_tests_from_the_test_part_only():
                          "val_two_sample_note": "not enough real drawings"}, "test": None}
     shown = model_store.reported_figures(no_split)
     assert "two_sample_accuracy" not in shown and shown["two_sample_note"] == "not enough real drawings"
+
+
+def test_an_old_runs_held_out_figure_is_not_reported_as_a_test_part_figure():
+    old = {"best": {"epoch": 400, "recognizability": 0.9, "two_sample_accuracy": 0.55, "memorisation_ratio": 1.05},
+           "test": None}
+    shown = model_store.reported_figures(old)
+    assert "two_sample_accuracy" not in shown and "memorisation_ratio" not in shown and shown["recognizability"] == 0.9
+    assert shown["two_sample_note"] == model_store.OLD_RUN_NOTE
