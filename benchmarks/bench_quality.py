@@ -35,6 +35,7 @@ import torch  # noqa: E402
 import few_drawings  # noqa: E402
 from bench_header import header  # noqa: E402
 import image_conversion  # noqa: E402
+import model_store  # noqa: E402
 import npz_packing  # noqa: E402
 import settings as st  # noqa: E402
 from gan_trainer import MultiFruitGANTrainer  # noqa: E402
@@ -100,6 +101,17 @@ def run_recipe(workdir: Path, name: str, fruit: str, epochs: int, version: str =
             **{k: v for k, v in test.items() if k != "epoch"}}
 
 
+def keep_model(workdir: Path, name: str, dest: Path) -> Path:
+    """Copy recipe ``name``'s model folder out of the temporary work folder; an existing copy is not overwritten."""
+    source = model_store.model_dir(workdir, f"bench_{name}")
+    target = dest / source.name
+    if target.exists():
+        raise UserError(f"{target} already exists; pass another --keep-models folder or remove it")
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, target)
+    return target
+
+
 def _cell(row: dict, key: str, spec: str) -> str:
     value = row.get(key)
     return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
@@ -138,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", default=None, type=cli_value(int_in_range(1, 256), "--threads"),
                    help="torch threads (default: torch's choice); two benchmarks side by side: 1 each")
     p.add_argument("--workdir", type=Path, default=None, help="folder holding rawData/ (default: the scripts' folder)")
+    p.add_argument("--keep-models", type=Path, default=None,
+                   help="copy each recipe's model folder (models/model_bench_<recipe>) here before the work folder "
+                        "is deleted, to look at or report on (default: keep nothing)")
     return p
 
 
@@ -161,6 +176,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for name in args.recipes:
             version = versions.get("strokes" if is_stroke_recipe(name) else "plain", BENCH_VERSION)
             rows.append(run_recipe(work, name, fruit, args.epochs, version, steps))
+            if args.keep_models:
+                keep_model(work, name, Path(args.keep_models))
             print(f"{name}: done in {rows[-1]['minutes']:.1f} min", file=sys.stderr, flush=True)
     drawings = "every real drawing" if args.count == ALL_REAL else f"the first {args.count} real drawings"
     regime = (f"; trained on {args.train_drawings} real drawings ({versions.get('note', '')})"
