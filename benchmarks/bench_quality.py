@@ -84,13 +84,18 @@ def build_dataset(workdir: Path, source: Path, fruit: str, resolution: int, coun
     npz_packing.pack(workdir, BENCH_VERSION, progress=False, log=lambda _: None)
 
 
+def recipe_model(name: str) -> str:
+    """The model a recipe trains: bench_<recipe>, its dots spelled '_' (model names take no dots)."""
+    return "bench_" + name.replace(".", "_")
+
+
 def is_stroke_recipe(name: str) -> bool:
     return name.startswith(STROKE_RECIPES)
 
 
 def run_recipe(workdir: Path, name: str, fruit: str, epochs: int, version: str = BENCH_VERSION,
                steps_per_epoch: Optional[int] = None) -> dict:
-    cfg = TrainConfig(dataset_version=version, model_name=f"bench_{name}", epochs=epochs, fruits=[fruit],
+    cfg = TrainConfig(dataset_version=version, model_name=recipe_model(name), epochs=epochs, fruits=[fruit],
                       device="auto", keep_checkpoint_every=0, steps_per_epoch=steps_per_epoch, **RECIPES[name])
     started = time.perf_counter()
     summary = MultiFruitGANTrainer(cfg, workdir, log=lambda _: None).train()[fruit]
@@ -103,7 +108,7 @@ def run_recipe(workdir: Path, name: str, fruit: str, epochs: int, version: str =
 
 def keep_model(workdir: Path, name: str, dest: Path) -> Path:
     """Copy recipe ``name``'s model folder out of the temporary work folder; an existing copy is not overwritten."""
-    source = model_store.model_dir(workdir, f"bench_{name}")
+    source = model_store.model_dir(workdir, recipe_model(name))
     target = dest / source.name
     if target.exists():
         raise UserError(f"{target} already exists; pass another --keep-models folder or remove it")
@@ -164,6 +169,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     source = Path(args.workdir) if args.workdir else default_workdir()
     if not (source / "rawData").is_dir():
         raise UserError(f"no rawData/ in {source}; pass --workdir")
+    kept = [Path(args.keep_models) / model_store.model_folder_name(recipe_model(n))
+            for n in args.recipes] if args.keep_models else []
+    taken = [k for k in kept if k.exists()]
+    if taken:      # said before hours of training, not after
+        raise UserError(f"{taken[0]} already exists; pass another "
+                        "--keep-models folder or remove it")
     with tempfile.TemporaryDirectory(prefix="bench_quality_") as tmp:
         work = Path(tmp)
         build_dataset(work, source, fruit, args.resolution, args.count)

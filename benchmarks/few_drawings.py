@@ -3,8 +3,8 @@
 Five of the seven fruits have only 23-40 real drawings, too few to hold any out, so how well a recipe does with
 so few cannot be measured on them. Apple can stand in: it has 1000 real bitmaps (its held-out split: 100
 validation, 200 test drawings) and 100 drawings with strokes. The datasets built here train on N of those
-stroke drawings (rendered by stroke_render, whose geometry matches Google's bitmaps: the two-sample test cannot
-tell them apart) and hold out exactly the bitmaps the full dataset holds out, in the same order, so their
+stroke drawings (rendered by stroke_render with Google's bitmap geometry; the two-sample test tells the two
+styles apart only a little: 0.63 for apple, 0.52 for banana, bench_two_sample.py) and hold out exactly the bitmaps the full dataset holds out, in the same order, so their
 validation and test parts are the full dataset's. A stroke drawing that looks like a held-out bitmap (pixel
 correlation above TWIN_CORRELATION: the same drawing in both files) is never trained on.
 

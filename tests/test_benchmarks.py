@@ -41,10 +41,14 @@ def test_bench_convert_times_both_methods_on_the_same_drawings():
     assert abs(printed - expected) < 0.05 * expected + 0.01   # rates are printed rounded to whole drawings/s
 
 
-def test_bench_quality_trains_each_recipe_and_prints_the_table():
-    r = run_script("benchmarks/bench_quality.py", "--fruit", "pear", "--count", "30", "--epochs", "1",
-                   "--recipes", "default,no_ema")
+def test_bench_quality_trains_each_recipe_and_prints_the_table(tmp_path):
+    args = ("benchmarks/bench_quality.py", "--fruit", "pear", "--count", "30", "--epochs", "1",
+            "--recipes", "default,no_ema", "--keep-models", str(tmp_path / "kept"))
+    r = run_script(*args)
     assert r.returncode == 0, r.stderr
+    assert all((tmp_path / "kept" / f"model_bench_{n}" / "generator_pear.pt").is_file() for n in ("default", "no_ema"))
+    again = run_script(*args)          # a kept folder is never overwritten: refused before any training
+    assert again.returncode != 0 and "already exists" in again.stderr and "Traceback" not in again.stderr
     assert "held-out split of the first 30 real drawings" in r.stdout
     assert "measured 20" in r.stdout and "command: python benchmarks/bench_quality.py --fruit pear" in r.stdout
     lines = r.stdout.splitlines()
@@ -136,3 +140,41 @@ def test_bench_scale_converts_packs_and_trains_with_each_stage_s_memory():
     assert f"{7 * 40 * 64 * 64 / 1024 ** 3:.2f} GiB" in data      # N x 64 x 64 bytes per fruit, read from the files
     assert "training peak" in r.stdout and "against the bound 1.5 x data" in r.stdout
 
+
+
+def test_bench_two_sample_prints_each_known_answer_case(monkeypatch, capsys):
+    """In process, with the test's CNN trained briefly: the table's rows, sizes and a clear noise verdict."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_two_sample
+    import gan_evaluation as ge
+
+    monkeypatch.setattr(ge, "TWO_SAMPLE_MIN_STEPS", 20)
+    monkeypatch.setattr(ge, "TWO_SAMPLE_MAX_STEPS", 20)
+    assert bench_two_sample.main(["--apple", "20", "--banana", "20", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = {ln.split("|")[1].strip(): ln.split("|") for ln in out.splitlines() if ln.startswith("| ") and "---" not in ln}
+    assert "command: python benchmarks/bench_two_sample.py --apple 20" in out
+    assert {"apple: real vs real (20 each)", "banana: real vs real (20 each)", "apple: real vs noise (20 each)",
+            "apple: real vs strokes 1 px thicker (20 each)", "apple: our renderer vs Google's bitmaps (100 each)",
+            "banana: our renderer vs Google's bitmaps (100 each)"} <= set(rows)
+    assert float(rows["apple: real vs noise (20 each)"][3]) >= 0.9     # noise is easy even for a brief CNN
+
+
+def test_bench_two_sample_thicker_strokes_only_add_ink():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_two_sample
+
+    apples = bench_two_sample.bitmaps("apple")[:10]
+    thick = bench_two_sample.thicker(apples)
+    assert thick.shape == apples.shape and bool((thick >= apples).all()) and float((thick - apples).sum()) > 0
+
+
+
+def test_every_recipe_trains_a_model_with_a_valid_name():
+    """A recipe name with a dot (ema_0.9999) once stopped a run of hours at its third recipe."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_quality
+    from safe_files import NAME_PATTERN
+
+    names = [bench_quality.recipe_model(n) for n in bench_quality.RECIPES]
+    assert all(NAME_PATTERN.match(n) for n in names) and len(set(names)) == len(names)
