@@ -99,9 +99,14 @@ def run_recipe(workdir: Path, name: str, fruit: str, epochs: int, version: str =
                       device="auto", keep_checkpoint_every=0, steps_per_epoch=steps_per_epoch, **RECIPES[name])
     started = time.perf_counter()
     summary = MultiFruitGANTrainer(cfg, workdir, log=lambda _: None).train()[fruit]
+    return table_row(name, summary, (time.perf_counter() - started) / 60)
+
+
+def table_row(name: str, summary: dict, minutes: float) -> dict:
+    """One recipe's row from its fruit's training summary (what train() returns, or the summary file holds)."""
     test = summary.get("test_quality") or {}
     best = summary.get("best_quality") or {}
-    return {"recipe": name, "minutes": (time.perf_counter() - started) / 60, "best_epoch": summary.get("best_epoch"),
+    return {"recipe": name, "minutes": minutes, "best_epoch": summary.get("best_epoch"),
             "recognizability": best.get("recognizability"), "two_sample_note": best.get("val_two_sample_note"),
             **{k: v for k, v in test.items() if k != "epoch"}}
 
@@ -115,6 +120,26 @@ def keep_model(workdir: Path, name: str, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(source, target)
     return target
+
+
+def rows_from_kept(kept: Path, fruit: str, recipes: Sequence[str]) -> tuple:
+    """The rows of recipes kept by an earlier --keep-models run, from their own records, and what each run was.
+
+    A run that stopped part way (a later recipe failed) still kept the recipes it finished: their table is
+    read back, never re-measured or edited."""
+    rows, dates = [], []
+    for name in recipes:
+        folder = model_store.ModelFolder.at(kept / model_store.model_folder_name(recipe_model(name)))
+        summary = folder.read_summary()
+        per_fruit = (summary or {}).get("per_fruit") or {}
+        if fruit not in per_fruit:
+            raise UserError(f"{folder.path} holds no finished {fruit} run of recipe {name}; "
+                            "pass the --keep-models folder of a run that trained it")
+        seconds = ((summary.get("time") or {}).get("total") or 0.0)
+        rows.append(table_row(name, per_fruit[fruit], seconds / 60))
+        dates.append(f"{summary.get('resolution', '?')} px, {summary.get('epochs_done', '?')} epochs, trained "
+                     f"{str(summary.get('updated', '?'))[:10]}")
+    return rows, sorted(set(dates))
 
 
 def _cell(row: dict, key: str, spec: str) -> str:
@@ -155,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", default=None, type=cli_value(int_in_range(1, 256), "--threads"),
                    help="torch threads (default: torch's choice); two benchmarks side by side: 1 each")
     p.add_argument("--workdir", type=Path, default=None, help="folder holding rawData/ (default: the scripts' folder)")
+    p.add_argument("--from-kept", type=Path, default=None,
+                   help="train nothing: print the table of --recipes from the model folders an earlier "
+                        "--keep-models run kept in this folder (their own records)")
     p.add_argument("--keep-models", type=Path, default=None,
                    help="copy each recipe's model folder (models/model_bench_<recipe>) here before the work folder "
                         "is deleted, to look at or report on (default: keep nothing)")
@@ -166,6 +194,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     fruit = args.fruit
+    if args.from_kept:
+        rows, dates = rows_from_kept(Path(args.from_kept), fruit, args.recipes)
+        print(f"{fruit}, {'; '.join(dates)}: read back from the recipes' kept model folders")
+        print(header("bench_quality.py", argv) + "\n")
+        print(format_table(rows))
+        return 0
     source = Path(args.workdir) if args.workdir else default_workdir()
     if not (source / "rawData").is_dir():
         raise UserError(f"no rawData/ in {source}; pass --workdir")

@@ -49,6 +49,15 @@ def test_bench_quality_trains_each_recipe_and_prints_the_table(tmp_path):
     assert all((tmp_path / "kept" / f"model_bench_{n}" / "generator_pear.pt").is_file() for n in ("default", "no_ema"))
     again = run_script(*args)          # a kept folder is never overwritten: refused before any training
     assert again.returncode != 0 and "already exists" in again.stderr and "Traceback" not in again.stderr
+    table = [ln.split("|")[1:-2] for ln in r.stdout.splitlines() if ln.startswith("| ")]   # all but minutes
+    back = run_script("benchmarks/bench_quality.py", "--fruit", "pear", "--recipes", "default,no_ema",
+                      "--from-kept", str(tmp_path / "kept"))
+    assert back.returncode == 0, back.stderr
+    assert [ln.split("|")[1:-2] for ln in back.stdout.splitlines() if ln.startswith("| ")] == table
+    assert "pear, 28 px, 1 epochs, trained 20" in back.stdout
+    missing = run_script("benchmarks/bench_quality.py", "--fruit", "apple", "--recipes", "default",
+                         "--from-kept", str(tmp_path / "kept"))
+    assert missing.returncode != 0 and "no finished apple run" in missing.stderr and "Traceback" not in missing.stderr
     assert "held-out split of the first 30 real drawings" in r.stdout
     assert "measured 20" in r.stdout and "command: python benchmarks/bench_quality.py --fruit pear" in r.stdout
     lines = r.stdout.splitlines()

@@ -13,6 +13,9 @@ import gan_model as gm
 import grouped_gan as gg
 
 SMALL = dict(g_channels=16, d_channels=8)   # narrow networks: same layer plan, fast tests
+# gan_model.train_step is the assignment's plain step: no DiffAugment, so the equivalence tests turn it off
+# (the default has it on) and dropout too; test_group_layouts_agree_with_diff_augment covers both.
+PLAIN = dict(dropout=0.0, diff_augment="none")
 FRUITS, BATCH, SIZE, STEPS = 3, 4, 28, 3
 
 
@@ -77,7 +80,7 @@ def _differences(gans, group):
                                                   ("loop", True)])
 def test_group_step_equals_each_fruit_stepped_alone(float64, layout, channels_last):
     # dropout 0: the masks are random and would differ; BN is in train mode as in real training.
-    cfg = gm.GANConfig(resolution=SIZE, dropout=0.0, ema_decay=0.9, **SMALL)
+    cfg = gm.GANConfig(resolution=SIZE, **PLAIN, ema_decay=0.9, **SMALL)
     gans, group = _reference_and_group(cfg, layout=layout, channels_last=channels_last)
     assert group.layout == layout
     for ref, out in _train_both(gans, group, STEPS):
@@ -93,7 +96,7 @@ def test_group_step_equals_each_fruit_stepped_alone(float64, layout, channels_la
 @pytest.mark.parametrize("slope", [0.0, 0.05])
 def test_group_step_equals_alone_for_any_leaky_slope(float64, slope):
     # LeakyReLU runs in place only where its backward can (slope > 0); slope 0 takes the copying path.
-    cfg = gm.GANConfig(resolution=SIZE, dropout=0.0, leaky_slope=slope, **SMALL)
+    cfg = gm.GANConfig(resolution=SIZE, **PLAIN, leaky_slope=slope, **SMALL)
     gans, group = _reference_and_group(cfg, layout="loop")
     _train_both(gans, group, 2)
     assert max(_differences(gans, group).values()) < 1e-9
@@ -103,7 +106,7 @@ def test_group_step_in_float32_matches_up_to_rounding():
     # In fp32 both paths round differently (the sub-pixel upsample-conv adds in another order).
     # Adam's first steps move a weight by about lr * sign(gradient), so the rare weight whose
     # gradient is ~0 can land up to 2*lr apart; everything else must agree to 1e-5.
-    cfg = gm.GANConfig(resolution=SIZE, dropout=0.0, **SMALL)
+    cfg = gm.GANConfig(resolution=SIZE, **PLAIN, **SMALL)
     gans, group = _reference_and_group(cfg, layout="loop")
     for ref, out in _train_both(gans, group, 2):
         for i in range(FRUITS):
@@ -121,8 +124,32 @@ def test_group_step_in_float32_matches_up_to_rounding():
     assert off / total < 1e-3, (off, total)
 
 
+def test_group_layouts_agree_with_diff_augment(float64):
+    # The trainer's default (DiffAugment and dropout on): both layouts use each fruit's own draws, so the
+    # grouped layout (CUDA) and the loop layout (CPU) must train every fruit alike, step for step.
+    cfg = gm.GANConfig(resolution=SIZE, dropout=0.25, diff_augment="translation,cutout", **SMALL)
+    unaugmented = gm.GANConfig(resolution=SIZE, dropout=0.25, diff_augment="none", **SMALL)
+    groups = {}
+    for name, c, layout in (("grouped", cfg, "grouped"), ("loop", cfg, "loop"), ("none", unaugmented, "loop")):
+        torch.manual_seed(0)                                   # the same starting weights for all three
+        groups[name] = gg.GroupedGAN.from_compiled([gm.compile_gan(c) for _ in range(FRUITS)], layout=layout)
+    for step, (real, noise) in enumerate(_batches(STEPS)):
+        gens = [torch.Generator().manual_seed(100 * step + i) for i in range(FRUITS)]
+        random = ga.stack_fruits([ga.draw_step_random(cfg, BATCH, g, "cpu") for g in gens])
+        assert set(random) == {"dropout", "shift", "cutout"}
+        out = {name: groups[name].train_step(real, noise, random) for name in ("grouped", "loop")}
+        groups["none"].train_step(real, noise, {"dropout": random["dropout"]})   # the same dropout masks
+        for key in out["loop"]:
+            torch.testing.assert_close(out["grouped"][key], out["loop"][key], atol=1e-9, rtol=0)
+    for i in range(FRUITS):
+        a, b, c = (groups[n].fruit_state_dicts(i)["generator"] for n in ("grouped", "loop", "none"))
+        for name in a:
+            torch.testing.assert_close(a[name], b[name], atol=1e-9, rtol=0)
+        assert (a["fc.weight"] - c["fc.weight"]).abs().max() > 1e-6     # the augmentation changed the training
+
+
 def test_adam_state_is_imported_from_trained_gans(float64):
-    cfg = gm.GANConfig(resolution=SIZE, dropout=0.0, **SMALL)
+    cfg = gm.GANConfig(resolution=SIZE, **PLAIN, **SMALL)
     torch.manual_seed(1)
     gans = [gm.compile_gan(cfg) for _ in range(FRUITS)]
     for real, noise in _batches(1, seed=7):                 # the fruits have trained before grouping
