@@ -69,9 +69,11 @@ AUTHOR_READING = {
         "grapes": ("does not look real", "Tangled loops and scribbles. Few show separate round grapes on a stem."),
         "blackberry": ("does not look real", "White blobs and broken fragments. None reads as a blackberry."),
     },
-    ("heldout", "heldout", "2026-12-01T09:40:12+00:00"): {
-        "apple": ("looks real", "Clean round apples with a stem. They pass for real doodles."),
-        "banana": ("looks real", "Mostly clean crescents. A few are blotchy shapes."),
+    ("heldout", "heldout", "2026-12-04T09:52:48+00:00"): {
+        "apple": ("partly real", "Round outlines with a stem, like the real ones. They are lumpier and wobblier, "
+                                 "and the stems are often smudged: side by side, most are easy to pick out."),
+        "banana": ("partly real", "Most are clean crescents. About one in eight is a blob, a broken stroke or "
+                                  "a hook."),
     },
 }
 
