@@ -36,8 +36,13 @@ NO_VALUE_NOTE = "no value recorded\n(e.g. too few real drawings)"
 LOSS_SERIES = (("d_loss", "D loss"), ("g_loss", "G loss"))
 D_SERIES = (("d_real", "D(x), real"), ("d_fake", "D(G(z)), generated"))
 # Quality metrics: key -> (panel title, y label, reference value and its label, or None).
+# Runs with a validation/test split record the milestones' held-out figures on the validation part (val_*);
+# runs from before the split recorded them without the prefix.
 QUALITY_METRICS = {
+    "val_two_sample_accuracy": ("Two-sample accuracy (validation part)", "accuracy",
+                                (0.5, "0.5 = indistinguishable")),
     "two_sample_accuracy": ("Two-sample accuracy", "accuracy", (0.5, "0.5 = indistinguishable")),
+    "val_memorisation_ratio": ("Memorisation ratio (validation part)", "ratio", (1.0, "reference 1")),
     "memorisation_ratio": ("Memorisation ratio", "ratio", (1.0, "reference 1")),
     "recognizability": ("Recognisability", "share recognised", None),
     "fid": ("FID (lower is better)", "FID", None),
