@@ -30,6 +30,7 @@ import cost_analysis_training as cost_mod
 import data_loader
 import pictures
 from grouped_gan import GroupedGAN, tune_cpu_allocator
+from heldout_split import validation_key
 from milestone_quality import MilestoneQuality
 from model_store import ModelFolder
 from run_estimate import RunEstimate, fmt_duration
@@ -70,9 +71,9 @@ def milestone_line(epoch: int, epochs: int, fruit: str, row: dict, metrics: Opti
             f"D(x) {row['d_real']:.2f} D(G(z)) {row['d_fake']:.2f}")
     if not metrics:
         return line
-    acc, half = metrics.get("val_two_sample_accuracy"), metrics.get("val_two_sample_half_width")
+    acc, half = metrics.get(validation_key("two_sample_accuracy")), metrics.get(validation_key("two_sample_half_width"))
     held = (f"validation 2-sample {acc:.2f}±{half:.2f}" if isinstance(acc, float) and isinstance(half, float)
-            else "held-out tests: no split" if metrics.get("val_two_sample_note") else "")
+            else "held-out tests: no split" if metrics.get(validation_key("two_sample_note")) else "")
     parts = [held, _figure(metrics, "recognizability", "recognised", ".0%"), _figure(metrics, "fid", "FID", ".2f")]
     return line + " | " + "  ".join(p for p in parts if p)
 

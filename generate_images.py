@@ -239,8 +239,8 @@ def heldout_figures_line(workdir: Path, model: str, fruit: str) -> str:
         two = f"two-sample accuracy: {q.get('two_sample_note') or 'not measured (the run has not ended)'}"
     memo_text = (f"memorisation ratio {memo:.2f}" if isinstance(memo, (int, float))
                  else f"memorisation ratio: {q.get('memorisation_note') or 'not measured'}")
-    return (f"held-out test of the best checkpoint, on drawings that chose nothing: {two}; {memo_text} "
-            "(0.5 = indistinguishable from real)")
+    gloss = " (two-sample accuracy 0.5 = indistinguishable from real)" if isinstance(acc, (int, float)) else ""
+    return f"held-out test of the best checkpoint, on drawings that chose nothing: {two}; {memo_text}{gloss}"
 
 
 def print_models(workdir: Path) -> int:
@@ -272,9 +272,9 @@ def print_models(workdir: Path) -> int:
 
 def _validation_as_plain(figures: dict) -> dict:
     """A milestone's figures with its validation-part held-out tests under the plain names (for the table)."""
-    out = {k: v for k, v in figures.items() if not k.startswith("val_")}
-    out.update({k[4:]: v for k, v in figures.items() if k.startswith("val_")})
-    return out
+    from heldout_split import validation_as_plain
+
+    return validation_as_plain(figures)
 
 
 def print_model(workdir: Path, name: str) -> int:

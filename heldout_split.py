@@ -19,6 +19,22 @@ import numpy as np
 
 import settings as st
 
+# Figures measured on the validation part are recorded under this prefix ("val_two_sample_accuracy"), beside
+# the test part's under the plain names: a reader never takes a figure that chose the checkpoint for the test's.
+VALIDATION_PREFIX = "val_"
+
+
+def validation_key(name: str) -> str:
+    """The record key of figure ``name`` measured on the validation part."""
+    return VALIDATION_PREFIX + name
+
+
+def validation_as_plain(figures: dict) -> dict:
+    """``figures`` with the validation part's figures under the plain names (replacing any plain ones)."""
+    out = {k: v for k, v in figures.items() if not k.startswith(VALIDATION_PREFIX)}
+    out.update({k[len(VALIDATION_PREFIX):]: v for k, v in figures.items() if k.startswith(VALIDATION_PREFIX)})
+    return out
+
 
 def heldout_size(real_count: int) -> int:
     """How many real drawings a split holds out (settings.HELDOUT_*); 0 when too few for one."""

@@ -25,11 +25,11 @@ import torch
 
 import gan_evaluation as ge
 import gan_model as gm
+from heldout_split import VALIDATION_PREFIX
 from training_config import SEED_STRIDE
 
 EVAL_SEED_OFFSET = 7919           # evaluation noise comes from its own stream, so it never shifts training RNG
 TEST_SEED_OFFSET = 104729         # ... and the test part's fakes from another: never the validation's
-VALIDATION_PREFIX = "val_"
 CLASSIFIER_MAX_IMAGES = 2000      # images per fruit the quality classifier trains on (a seeded choice)
 CLASSIFIER_SAMPLE_SEED = 0
 REFERENCE_MAX_REAL = 2000         # real drawings per fruit the classifier figures compare with

@@ -39,6 +39,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 
 from gan_model import GANConfig, Generator, network_from_payload
+from heldout_split import VALIDATION_PREFIX   # the validation part's figures: they chose the best checkpoint
 from safe_files import NAME_PATTERN, atomic_save_image, atomic_torch_save, atomic_write_json, atomic_write_text, check_name, inside
 from user_io import UserError
 
@@ -433,7 +434,6 @@ def _quality(summary: Optional[dict]) -> dict:
 
 
 HELDOUT_KEYS = ("two_sample", "memorisation")     # figures of the held-out tests (prefixes of their keys)
-VALIDATION_PREFIX = "val_"                        # the validation part's: they chose the best checkpoint
 OLD_RUN_NOTE = ("measured on the drawings that chose this checkpoint (a run from before validation and test "
                 "parts): optimistic, not shown; train again for a test-part figure")
 

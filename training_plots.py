@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from heldout_split import validation_key
 from safe_files import FRUITS, atomic_save_figure
 from user_io import UserError, run_main
 
@@ -39,10 +40,10 @@ D_SERIES = (("d_real", "D(x), real"), ("d_fake", "D(G(z)), generated"))
 # Runs with a validation/test split record the milestones' held-out figures on the validation part (val_*);
 # runs from before the split recorded them without the prefix.
 QUALITY_METRICS = {
-    "val_two_sample_accuracy": ("Two-sample accuracy (validation part)", "accuracy",
+    validation_key("two_sample_accuracy"): ("Two-sample accuracy (validation part)", "accuracy",
                                 (0.5, "0.5 = indistinguishable")),
     "two_sample_accuracy": ("Two-sample accuracy", "accuracy", (0.5, "0.5 = indistinguishable")),
-    "val_memorisation_ratio": ("Memorisation ratio (validation part)", "ratio", (1.0, "reference 1")),
+    validation_key("memorisation_ratio"): ("Memorisation ratio (validation part)", "ratio", (1.0, "reference 1")),
     "memorisation_ratio": ("Memorisation ratio", "ratio", (1.0, "reference 1")),
     "recognizability": ("Recognisability", "share recognised", None),
     "fid": ("FID (lower is better)", "FID", None),

@@ -313,3 +313,17 @@ def test_beside_real_puts_real_drawings_of_the_dataset_above_the_fakes(tiny_work
     assert which == "training drawings" and all(bytes(x) in stored for x in real)   # no split: its real drawings
     with pytest.raises(UserError, match="--beside-real goes with a grid"):
         run(tiny_workdir, "t", "pear", "--beside-real", "--interpolate")
+
+
+@pytest.mark.parametrize("test_part, says_scale", [
+    ({"two_sample_accuracy": 0.8, "two_sample_low": 0.75, "two_sample_high": 0.85, "memorisation_ratio": 1.0}, True),
+    ({"two_sample_accuracy": None, "two_sample_note": "not enough real drawings (12 held out, need 20)"}, False),
+])
+def test_heldout_line_explains_the_scale_only_beside_a_figure(monkeypatch, tmp_path, test_part, says_scale):
+    """The "0.5 = indistinguishable" gloss follows a figure, never a note that there is none."""
+    quality = {"apple": {"best": {"fid": 1.0}, "latest": None, "best_epoch": 1, "test": test_part, "reference": None}}
+    monkeypatch.setattr(model_store, "describe_model", lambda workdir, name: {"quality": quality})
+    line = gi.heldout_figures_line(tmp_path, "v1", "apple")
+    assert ("0.5 = indistinguishable" in line) is says_scale
+    assert ("0.80 (95% interval 0.75-0.85)" in line) is says_scale
+    assert ("not enough real drawings" in line) is not says_scale

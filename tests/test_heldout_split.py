@@ -196,3 +196,12 @@ def test_one_fruit_dataset_gets_no_one_class_recognisability(split_workdir, tmp_
     hist = json.loads((tmp_path / "models" / "model_one" / "info" / "training_history_apple.json").read_text())
     q = hist["quality"][-1]
     assert "recognizability" not in q and q["recognizability_note"].startswith("not enough fruits")
+
+
+def test_validation_figures_read_under_plain_names():
+    """The validation part's figures carry one prefix; read as plain, they replace the plain ones, nothing else."""
+    figures = {"fid": 3.0, "two_sample_accuracy": 0.9, hs.validation_key("two_sample_accuracy"): 0.7,
+               hs.validation_key("memorisation_ratio"): 1.1}
+    assert hs.validation_key("two_sample_accuracy") == "val_two_sample_accuracy"
+    assert hs.validation_as_plain(figures) == {"fid": 3.0, "two_sample_accuracy": 0.7, "memorisation_ratio": 1.1}
+    assert hs.validation_as_plain({"fid": 3.0}) == {"fid": 3.0}
