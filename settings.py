@@ -197,8 +197,12 @@ COUNT = _flag_setting("count", 1000, int, int_in_range(1, COUNT_MAX), "images pe
                       question="Images per fruit")
 IMAGE_VERSION = Setting("version", "--version", None, str, _name_parser("version"), "dataset version name",
                         question="Dataset version name", shown="the next free number")
-AUGMENT = _flag_setting("augment", False, bool, _bool,
-                        "fill up to --count with augmented copies of real drawings", shown="off")
+# On by default: a fruit with fewer real drawings than --count (five fruits have 23-40) is filled up with
+# stroke-level copies, which measured best for few drawings (docs/quality.md, section 4); a fruit with enough
+# real drawings gets none.
+AUGMENT = _flag_setting("augment", True, bool, _bool,
+                        "fill up to --count with augmented copies of real drawings (--no-augment: real only)",
+                        shown="on")
 FORMATS = _flag_setting("formats", qf.AUTO, str, parse_formats,
                         "auto (strokes, bitmaps only for fruits without strokes) or e.g. simplified,raw,bitmap")
 WORKERS = _flag_setting("workers", 2, int, int_in_range(1, WORKERS_MAX), "worker processes")

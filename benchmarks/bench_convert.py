@@ -169,7 +169,7 @@ def run_benchmark(cfg: BenchConfig) -> dict:
         started, cpu_before = time.perf_counter(), os.times()
         with PeakRss() as rss:
             summary = convert(ConvertOptions(workdir=tmp, fruits=[FRUIT], resolution=cfg.resolution, quality="all",
-                                             count=cfg.lines, version="bench", formats=[qf.SIMPLIFIED],
+                                             count=cfg.lines, version="bench", formats=[qf.SIMPLIFIED], augment=False,
                                              workers=cfg.workers, progress=False))
         project_s = time.perf_counter() - started
         project_cpu = cpu_seconds(cpu_before, os.times(), children=True)  # the pool is joined: counted

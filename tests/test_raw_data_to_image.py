@@ -28,7 +28,8 @@ def run_cli(workdir, *args, stdin=""):
 
 
 def options(workdir, **kw):
-    base = dict(workdir=workdir, fruits=["apple"], resolution=28, count=10, workers=1, progress=False)
+    # Real drawings only unless a test asks for copies: these tests count and compare the real ones.
+    base = dict(workdir=workdir, fruits=["apple"], resolution=28, count=10, workers=1, progress=False, augment=False)
     base.update(kw)
     return r2i.ConvertOptions(**base)
 
@@ -276,3 +277,14 @@ def test_next_free_version_counts_up(workdir):
     r2i.convert(options(workdir, count=1, version="5", fruits=["pear"]))
     r2i.convert(options(workdir, count=1, version="best", fruits=["pear"]))
     assert image_version.next_free_version(workdir) == "6"
+
+
+def test_small_fruit_is_filled_up_by_default_and_real_only_on_request(workdir):
+    """The default follows the few-drawings measurement (docs/quality.md): stroke-level copies fill a fruit with
+    fewer real drawings than --count; --no-augment keeps the real ones only."""
+    common = ["--yes", "--fruits", "pear", "--resolution", "28", "--count", "50", "--workers", "1"]
+    assert run_cli(workdir, *common, "--version", "d").returncode == 0
+    assert run_cli(workdir, *common, "--version", "r", "--no-augment").returncode == 0
+    filled, real_only = metadata(workdir, "pear", "d"), metadata(workdir, "pear", "r")
+    assert filled["count"] == 50 and filled["augmented_count"] == 50 - filled["real_count"] > 0
+    assert real_only["augmented_count"] == 0 and real_only["count"] == real_only["real_count"] < 50
