@@ -3,8 +3,10 @@ import re
 import sys
 
 import pytest
+import torch
 
 from conftest import ROOT, run_script
+from user_io import UserError
 
 
 def _floats(line: str) -> list:
@@ -187,3 +189,48 @@ def test_every_recipe_trains_a_model_with_a_valid_name():
 
     names = [bench_quality.recipe_model(n) for n in bench_quality.RECIPES]
     assert all(NAME_PATTERN.match(n) for n in names) and len(set(names)) == len(names)
+
+
+def test_bench_giveaway_removes_one_detail_from_both_sets():
+    """Each change is applied alike to real and fake: faint ink only loses faint pixels, black and white leaves
+    two levels, half size halves the side."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_giveaway as bg
+
+    x = torch.linspace(-1, 1, 2 * 28 * 28).reshape(2, 1, 28, 28)
+    px, faint = bg.levels(x), bg.levels(bg.faint_off(x))
+    assert bool((faint[px < bg.FAINT_LEVEL] == 0).all()) and torch.equal(faint[px >= bg.FAINT_LEVEL],
+                                                                           px[px >= bg.FAINT_LEVEL])
+    assert set(bg.black_and_white(x).unique().tolist()) == {-1.0, 1.0}
+    assert bg.half_size(x).shape == (2, 1, 14, 14)
+    shares = bg.pixel_shares(x)
+    assert abs(sum(shares.values()) - 1.0) < 1e-6 and shares["faint"] > 0
+
+
+def test_bench_giveaway_runs_on_a_model_and_its_test_part(monkeypatch, tmp_path, capsys):
+    """In process, on a real apple dataset with a split and a model written like the trainer's (random weights,
+    so the fakes are easy to tell apart as drawn); a fruit without a test part is one clear line."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import shutil
+
+    import bench_giveaway
+    import gan_evaluation as ge
+    import image_conversion
+    import npz_packing
+    from test_model_store import build_model
+
+    shutil.copytree(ROOT / "rawData" / "sample", tmp_path / "rawData" / "sample")
+    image_conversion.convert(dict(workdir=tmp_path, fruits=["apple", "pear"], resolution=28, count=1000,
+                                  version="g", augment=False, workers=1, progress=False))
+    npz_packing.pack(tmp_path, "g", progress=False, log=lambda _: None)
+    build_model(tmp_path, "m", fruits=("apple", "pear"), dataset_version="g")
+    monkeypatch.setattr(ge, "TWO_SAMPLE_MIN_STEPS", 20)
+    monkeypatch.setattr(ge, "TWO_SAMPLE_MAX_STEPS", 20)
+    assert bench_giveaway.main(["--workdir", str(tmp_path), "--model", "m", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = {ln.split("|")[1].strip(): ln.split("|") for ln in out.splitlines() if ln.startswith("| ")}
+    assert set(bench_giveaway.CHANGES) <= set(rows) and {"real (test part)", "fakes"} <= set(rows)
+    assert float(rows["as drawn"][2]) > 0.8          # untrained fakes: told apart even by a brief CNN
+    assert "command: python benchmarks/bench_giveaway.py --workdir" in out
+    with pytest.raises(UserError, match="no held-out test part"):
+        bench_giveaway.main(["--workdir", str(tmp_path), "--model", "m", "--fruit", "pear"])
