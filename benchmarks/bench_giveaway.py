@@ -27,12 +27,12 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from bench_header import header  # noqa: E402
+from bench_header import add_threads_flag, header, use_threads  # noqa: E402
 import data_loader  # noqa: E402
 import gan_evaluation as ge  # noqa: E402
 import model_store  # noqa: E402
 from safe_files import FRUITS, default_workdir  # noqa: E402
-from user_io import UserError, choice_of, cli_value, int_in_range, run_main  # noqa: E402
+from user_io import UserError, choice_of, cli_value, run_main  # noqa: E402
 
 FAINT_LEVEL = 16          # of 255: darker pixels count as faint ink (real strokes' anti-aliased rims are brighter)
 FULL_LEVEL = 240          # of 255: brighter pixels count as full ink
@@ -114,15 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="a trained model's name (models/model_<name>)")
     p.add_argument("--fruit", default="apple", type=cli_value(choice_of(list(FRUITS)), "--fruit"),
                    help="a fruit with a held-out test part (default: apple)")
-    p.add_argument("--threads", default=None, type=cli_value(int_in_range(1, 256), "--threads"),
-                   help="torch threads (default: torch's choice)")
+    add_threads_flag(p)
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     workdir = Path(args.workdir) if args.workdir else default_workdir()
     real, fakes, version = test_part_and_fakes(workdir, args.model, args.fruit)
     rows = ["| both sets | two-sample accuracy | 95% interval |", "| --- | ---: | ---: |"]

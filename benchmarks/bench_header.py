@@ -30,3 +30,19 @@ def header(script: str, argv: Optional[Sequence[str]]) -> str:
     args = list(sys.argv[1:] if argv is None else argv)
     return (f"measured {datetime.now(timezone.utc):%Y-%m-%d} on {machine()}\n"
             f"command: python benchmarks/{script} {shlex.join(args)}".rstrip())
+
+
+def add_threads_flag(parser, extra: str = "") -> None:
+    """--threads N: torch's CPU threads for the benchmark (two benchmarks side by side: 1 each)."""
+    from user_io import cli_value, int_in_range
+
+    parser.add_argument("--threads", default=None, type=cli_value(int_in_range(1, 256), "--threads"),
+                        help="torch threads (default: torch's choice)" + extra)
+
+
+def use_threads(threads) -> None:
+    """Apply --threads (None: leave torch's own choice)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)

@@ -30,10 +30,9 @@ from typing import Optional, Sequence
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
 
 import few_drawings  # noqa: E402
-from bench_header import header  # noqa: E402
+from bench_header import add_threads_flag, header, use_threads  # noqa: E402
 import image_conversion  # noqa: E402
 import model_store  # noqa: E402
 import npz_packing  # noqa: E402
@@ -181,8 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"epochs per recipe (default: {st.EPOCHS.default})")
     p.add_argument("--recipes", default="default", type=cli_value(list_of(list(RECIPES), "recipe"), "--recipes"),
                    help=f"comma-separated recipes (default: default; known: {','.join(RECIPES)})")
-    p.add_argument("--threads", default=None, type=cli_value(int_in_range(1, 256), "--threads"),
-                   help="torch threads (default: torch's choice); two benchmarks side by side: 1 each")
+    add_threads_flag(p, "; two benchmarks side by side: 1 each")
     p.add_argument("--workdir", type=Path, default=None, help="folder holding rawData/ (default: the scripts' folder)")
     p.add_argument("--from-kept", type=Path, default=None,
                    help="train nothing: print the table of --recipes from the model folders an earlier "
@@ -195,8 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     fruit = args.fruit
     if args.from_kept:
         rows, dates = rows_from_kept(Path(args.from_kept), fruit, args.recipes)

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from bench_header import header  # noqa: E402
+from bench_header import add_threads_flag, header, use_threads  # noqa: E402
 import gan_evaluation as ge  # noqa: E402
 import quickdraw_formats as qf  # noqa: E402
 import stroke_render as sr  # noqa: E402
@@ -92,15 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="real apples per side (default: 200, apple's test part)")
     p.add_argument("--banana", default=667, type=cli_value(int_in_range(20, 2000), "--banana"),
                    help="real bananas per side (default: 667, banana's test part)")
-    p.add_argument("--threads", default=None, type=cli_value(int_in_range(1, 256), "--threads"),
-                   help="torch threads (default: torch's choice)")
+    add_threads_flag(p)
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     rows = ["| case | expected | two-sample accuracy | 95% interval | verdict |", "| --- | --- | ---: | ---: | --- |"]
     for name, expected, real, other in cases(args.apple, args.banana):
         rows.append(format_row(name, expected, ge.two_sample_test(real, other)))
