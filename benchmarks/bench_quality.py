@@ -30,7 +30,6 @@ from typing import Optional, Sequence
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
 import few_drawings  # noqa: E402
 from bench_header import add_threads_flag, header, use_threads  # noqa: E402
 import image_conversion  # noqa: E402
