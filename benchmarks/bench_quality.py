@@ -8,6 +8,7 @@ no choice, and recognisability by the all-fruit recogniser.
 
     python benchmarks/bench_quality.py --fruit apple --epochs 400 --recipes default,diffaug    # hours on a CPU
     python benchmarks/bench_quality.py --fruit banana --epochs 400                             # all 4000 bitmaps
+    python benchmarks/bench_quality.py --fruit banana --steps-per-epoch 11 --recipes r1        # apple's budget
     python benchmarks/bench_quality.py --fruit apple --train-drawings 30 --recipes few_strokes,few_diffaug
     python benchmarks/bench_quality.py --epochs 2 --recipes default,no_ema                     # a smoke run
 
@@ -56,6 +57,7 @@ RECIPES = {
     "translation": {"diff_augment": "translation"},
     "wide": WIDE,
     "r1": {"r1_gamma": 0.1},
+    "r1_1": {"r1_gamma": 1.0},           # a ten times stronger R1 penalty
     "betas_0.99": {"beta2": 0.99},
     "ema_0.9999": {"ema_decay": 0.9999},
     "lr_1e-4": {"lr": 1e-4},
@@ -179,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"epochs per recipe (default: {st.EPOCHS.default})")
     p.add_argument("--recipes", default="default", type=cli_value(list_of(list(RECIPES), "recipe"), "--recipes"),
                    help=f"comma-separated recipes (default: default; known: {','.join(RECIPES)})")
+    p.add_argument("--steps-per-epoch", default=None,
+                   type=cli_value(int_in_range(1, st.STEPS_PER_EPOCH_MAX), "--steps-per-epoch"),
+                   help="steps per epoch of every recipe, e.g. 11 to give banana apple's budget (default: one pass "
+                        "over the training part; the few-drawings regime sets its own)")
     add_threads_flag(p, "; two benchmarks side by side: 1 each")
     p.add_argument("--workdir", type=Path, default=None, help="folder holding rawData/ (default: the scripts' folder)")
     p.add_argument("--from-kept", type=Path, default=None,
@@ -192,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.train_drawings and args.steps_per_epoch:
+        raise UserError("--steps-per-epoch does not go with --train-drawings: the few-drawings regime gives every "
+                        "recipe the steps of its 1000-image dataset")
     use_threads(args.threads)
     fruit = args.fruit
     if args.from_kept:
@@ -212,7 +221,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_quality_") as tmp:
         work = Path(tmp)
         build_dataset(work, source, fruit, args.resolution, args.count)
-        steps, versions = None, {}
+        steps, versions = args.steps_per_epoch, {}
         if args.train_drawings:
             versions = few_drawings.build(work, fruit, BENCH_VERSION, args.train_drawings, FEW_COUNT,
                                           needs_strokes=any(is_stroke_recipe(n) for n in args.recipes))
@@ -227,7 +236,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     drawings = "every real drawing" if args.count == ALL_REAL else f"the first {args.count} real drawings"
     regime = (f"; trained on {args.train_drawings} real drawings ({versions.get('note', '')})"
               if args.train_drawings else "")
-    print(f"{fruit}, {args.resolution} px, {args.epochs} epochs, held-out split of {drawings}{regime}")
+    budget = f", {args.steps_per_epoch} steps per epoch" if args.steps_per_epoch else ""
+    print(f"{fruit}, {args.resolution} px, {args.epochs} epochs{budget}, held-out split of {drawings}{regime}")
     print(header("bench_quality.py", argv) + "\n")
     print(format_table(rows))
     return 0

@@ -1,4 +1,5 @@
 """The benchmarks run end to end at tiny sizes and print consistent figures (no timing is asserted)."""
+import json
 import re
 import sys
 
@@ -45,9 +46,15 @@ def test_bench_convert_times_both_methods_on_the_same_drawings():
 
 def test_bench_quality_trains_each_recipe_and_prints_the_table(tmp_path):
     args = ("benchmarks/bench_quality.py", "--fruit", "pear", "--count", "30", "--epochs", "1",
-            "--recipes", "default,no_ema", "--keep-models", str(tmp_path / "kept"))
+            "--recipes", "default,no_ema", "--keep-models", str(tmp_path / "kept"), "--steps-per-epoch", "2")
     r = run_script(*args)
     assert r.returncode == 0, r.stderr
+    assert "pear, 28 px, 1 epochs, 2 steps per epoch" in r.stdout
+    config = json.loads((tmp_path / "kept" / "model_bench_default" / "info" /
+                         "training_config_bench_default.json").read_text())
+    assert config["steps_per_epoch"] == 2
+    both = run_script("benchmarks/bench_quality.py", "--train-drawings", "30", "--steps-per-epoch", "2")
+    assert both.returncode != 0 and "does not go with --train-drawings" in both.stderr
     assert all((tmp_path / "kept" / f"model_bench_{n}" / "generator_pear.pt").is_file() for n in ("default", "no_ema"))
     again = run_script(*args)          # a kept folder is never overwritten: refused before any training
     assert again.returncode != 0 and "already exists" in again.stderr and "Traceback" not in again.stderr
