@@ -31,6 +31,7 @@ import torch
 
 import gan_model
 import pictures
+from heldout_split import validation_as_plain
 from safe_files import atomic_save_image, default_workdir, owner_tag
 from settings import SEED, SEED_MAX
 from user_io import UserError, cli_value, int_in_range, run_main
@@ -270,13 +271,6 @@ def print_models(workdir: Path) -> int:
     return 0
 
 
-def _validation_as_plain(figures: dict) -> dict:
-    """A milestone's figures with its validation-part held-out tests under the plain names (for the table)."""
-    from heldout_split import validation_as_plain
-
-    return validation_as_plain(figures)
-
-
 def print_model(workdir: Path, name: str) -> int:
     """A model's fruits with their latest and best quality figures."""
     import gan_evaluation
@@ -291,7 +285,7 @@ def print_model(workdir: Path, name: str) -> int:
         latest = dict(q.get("latest") or {})
         best = dict(q.get("best") or {})
         rows.append({"fruit": fruit, "checkpoint": f"latest (epoch {latest.get('epoch', '-')}, validation)",
-                     **_validation_as_plain(latest)})
+                     **validation_as_plain(latest)})
         if best:
             rows.append({"fruit": fruit, "checkpoint": f"best (epoch {q.get('best_epoch', best.get('epoch', '-'))}, "
                          "test part)", **_quality_of(q)})

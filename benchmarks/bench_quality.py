@@ -67,7 +67,6 @@ RECIPES = {
     "diffaug_wide_ema_0.9999": {**DIFFAUG, **WIDE, "ema_decay": 0.9999},
     "d_64": {"d_channels": 64},          # a stronger discriminator only (the generator keeps its width)
     "batch_32": {"batch_size": 32},      # twice the steps in the same 400 epochs
-    "batch_32_d_64": {"batch_size": 32, "d_channels": 64},
     "batch_16": {"batch_size": 16},      # four times the steps
     "fp32": {"precision": "fp32"},
     "bf16": {"precision": "bf16"},
