@@ -400,7 +400,7 @@ def _excluded_pixel_keys(exclude_images: Optional[torch.Tensor]) -> set:
     if exclude_images.dtype == torch.uint8 and exclude_images.dim() == 3:
         return {_pixel_key(img.numpy()) for img in exclude_images.cpu()}
     _check_images("exclude_images", exclude_images)
-    return {_pixel_key(img.to(torch.uint8).numpy()) for img in _pixel_levels(exclude_images)[:, 0]}
+    return {_pixel_key(img.to(torch.uint8).numpy()) for img in pixel_levels(exclude_images)[:, 0]}
 
 
 def _rendered_drawings(info, fruit: str, resolution: int):
@@ -476,7 +476,7 @@ def render_rawdata_fruits(workdir: Path, resolution: int, exclude_key_ids: Seque
                 if len(kept) >= max_per_fruit:
                     break
         if kept:
-            images[fruit] = torch.stack(kept).unsqueeze(1).float() / (PIXEL_LEVELS / 2.0) - 1.0
+            images[fruit] = from_pixel_levels(torch.stack(kept).unsqueeze(1))
         details[fruit] = {"count": len(kept), "excluded": skipped, "files": files}
     return images, details
 
@@ -796,12 +796,17 @@ def quantise_pixels(images: torch.Tensor) -> torch.Tensor:
     Generated images are floats; without this a two-sample test could tell them apart by their in-between
     values alone instead of by the drawing.
     """
-    return _pixel_levels(images) / (PIXEL_LEVELS / 2.0) - 1.0
+    return from_pixel_levels(pixel_levels(images))
 
 
-def _pixel_levels(images: torch.Tensor) -> torch.Tensor:
+def pixel_levels(images: torch.Tensor) -> torch.Tensor:
     """[-1,1] floats -> 0..255 whole numbers (as float), on CPU."""
     return ((images.detach().float().cpu() + 1.0) * (PIXEL_LEVELS / 2.0)).round().clamp(0, PIXEL_LEVELS)
+
+
+def from_pixel_levels(pixels: torch.Tensor) -> torch.Tensor:
+    """0..255 pixel values (any number type) -> floats in [-1,1], as the networks see them."""
+    return pixels.float() / (PIXEL_LEVELS / 2.0) - 1.0
 
 
 def _not_enough_real(n_real: int, needed: int) -> str:

@@ -30,6 +30,7 @@ import torch.nn.functional as F  # noqa: E402
 from bench_header import add_threads_flag, header, use_threads  # noqa: E402
 import data_loader  # noqa: E402
 import gan_evaluation as ge  # noqa: E402
+import gan_model  # noqa: E402
 import model_store  # noqa: E402
 from safe_files import FRUITS, default_workdir  # noqa: E402
 from user_io import UserError, choice_of, cli_value, run_main  # noqa: E402
@@ -39,22 +40,13 @@ FULL_LEVEL = 240          # of 255: brighter pixels count as full ink
 NOISE_SEED = 2024         # the fakes' noise: its own stream, not the trainer's evaluation noise
 
 
-def levels(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> 0..255 whole numbers (float), as an 8-bit PNG stores them."""
-    return (ge.quantise_pixels(images) + 1.0) * (ge.PIXEL_LEVELS / 2.0)
-
-
-def from_levels(pixels: torch.Tensor) -> torch.Tensor:
-    return pixels / (ge.PIXEL_LEVELS / 2.0) - 1.0
-
-
 def faint_off(images: torch.Tensor) -> torch.Tensor:
-    px = levels(images)
-    return from_levels(torch.where(px < FAINT_LEVEL, torch.zeros_like(px), px))
+    px = ge.pixel_levels(images)
+    return ge.from_pixel_levels(torch.where(px < FAINT_LEVEL, torch.zeros_like(px), px))
 
 
 def black_and_white(images: torch.Tensor) -> torch.Tensor:
-    return torch.where(levels(images) >= ge.PIXEL_LEVELS / 2.0, 1.0, -1.0)
+    return torch.where(ge.pixel_levels(images) >= ge.PIXEL_LEVELS / 2.0, 1.0, -1.0)
 
 
 def half_size(images: torch.Tensor) -> torch.Tensor:
@@ -69,7 +61,7 @@ CHANGES: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 def pixel_shares(images: torch.Tensor) -> dict:
     """Share of pixels that are black, faint, grey and full ink."""
-    px = levels(images)
+    px = ge.pixel_levels(images)
     return {"black": float((px == 0).float().mean()),
             "faint": float(((px > 0) & (px < FAINT_LEVEL)).float().mean()),
             "grey": float(((px >= FAINT_LEVEL) & (px < FULL_LEVEL)).float().mean()),
@@ -89,9 +81,7 @@ def test_part_and_fakes(workdir: Path, model: str, fruit: str) -> tuple:
     real = ds.images_at(ds.sample_index(ds.test_index, ge.TWO_SAMPLE_MAX_REAL))
     net, _ = folder.read_generator(fruit, best=True)
     noise = torch.randn(real.shape[0], net.config.noise_dim, generator=torch.Generator().manual_seed(NOISE_SEED))
-    with torch.no_grad():
-        fakes = torch.cat([net(noise[s:s + ge.EVAL_BATCH]) for s in range(0, noise.shape[0], ge.EVAL_BATCH)])
-    return real, fakes.float(), version
+    return real, gan_model.generate(net, noise, ge.EVAL_BATCH).float(), version
 
 
 def format_pixels(real: torch.Tensor, fakes: torch.Tensor) -> str:

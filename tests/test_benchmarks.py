@@ -203,9 +203,10 @@ def test_bench_giveaway_removes_one_detail_from_both_sets():
     two levels, half size halves the side."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_giveaway as bg
+    import gan_evaluation as ge
 
     x = torch.linspace(-1, 1, 2 * 28 * 28).reshape(2, 1, 28, 28)
-    px, faint = bg.levels(x), bg.levels(bg.faint_off(x))
+    px, faint = ge.pixel_levels(x), ge.pixel_levels(bg.faint_off(x))
     assert bool((faint[px < bg.FAINT_LEVEL] == 0).all()) and torch.equal(faint[px >= bg.FAINT_LEVEL],
                                                                            px[px >= bg.FAINT_LEVEL])
     assert set(bg.black_and_white(x).unique().tolist()) == {-1.0, 1.0}
