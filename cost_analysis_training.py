@@ -37,8 +37,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
-from safe_files import FRUITS
-from user_io import UserError, run_main
+from fruitgan.util.safe_files import FRUITS
+from fruitgan.util.user_io import UserError, run_main
 
 HOURS_PER_MONTH = 720.0  # 30 days x 24 h: the course's convention for a "month" of a monthly price
 SECONDS_PER_HOUR = 3600.0

@@ -17,11 +17,11 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from npz_format import NPZ_DIR, list_versions, npz_path, read_npz
-from heldout_split import validation_mask
-from pictures import unit_range
-from safe_files import check_name
-from user_io import UserError
+from fruitgan.data.npz_format import NPZ_DIR, list_versions, npz_path, read_npz
+from fruitgan.data.heldout_split import validation_mask
+from fruitgan.util.pictures import unit_range
+from fruitgan.util.safe_files import check_name
+from fruitgan.util.user_io import UserError
 
 
 @dataclass

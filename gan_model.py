@@ -16,8 +16,8 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
-import settings
-from user_io import UserError
+from fruitgan.util import settings
+from fruitgan.util.user_io import UserError
 
 NOISE_DIM = 100
 PAYLOAD_FORMAT = "fruitgan/1"
@@ -371,6 +371,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from user_io import run_main
+    from fruitgan.util.user_io import run_main
 
     sys.exit(run_main(main))

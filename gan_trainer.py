@@ -28,23 +28,22 @@ import torch
 
 import cost_analysis_training as cost_mod
 import data_loader
-import pictures
-from grouped_gan import GroupedGAN, tune_cpu_allocator
-from heldout_split import validation_key
-from milestone_quality import MilestoneQuality
-from model_store import ModelFolder
-from run_estimate import RunEstimate, fmt_duration
-from run_lock import RunLock, refuse_if_held
-from run_records import RunRecords, new_history, now
-from safe_files import check_name, clean_stale_temp
-from training_checkpoints import TrainingCheckpoints
-from training_config import (DistInfo, TrainConfig, check_bounds, checkpoint_epochs, fruit_seed,  # noqa: F401
+from fruitgan.util import pictures
+from fruitgan.learn.grouped import GroupedGAN, tune_cpu_allocator
+from fruitgan.data.heldout_split import validation_key
+from fruitgan.learn.milestones import MilestoneQuality
+from fruitgan.models.store import ModelFolder
+from fruitgan.learn.estimate import RunEstimate, fmt_duration
+from fruitgan.util.run_lock import RunLock, refuse_if_held
+from fruitgan.learn.records import RunRecords, new_history, now
+from fruitgan.util.safe_files import check_name, clean_stale_temp
+from fruitgan.learn.checkpoints import TrainingCheckpoints
+from fruitgan.learn.config import (DistInfo, TrainConfig, check_bounds, checkpoint_epochs, fruit_seed,  # noqa: F401
                              milestone_epochs, precision_hint, resolve_precision, resumed_config)
-from training_data import FruitStream, draw_step_inputs, steps_per_epoch
-from training_run import Cadence, FruitProgress, RunClock, StopRequest, continue_hint, stop_message
-from user_io import Interrupted, UserError
-import gan_augment
-
+from fruitgan.learn.batches import FruitStream, draw_step_inputs, steps_per_epoch
+from fruitgan.learn.run_control import Cadence, FruitProgress, RunClock, StopRequest, continue_hint, stop_message
+from fruitgan.util.user_io import Interrupted, UserError
+from fruitgan.learn import augment as gan_augment
 GRID_SIDE = 8                     # fixed-noise progress grids are 8 x 8 images
 GRID_PAD = 2                      # pixels between grid cells
 GRID_GUTTER = 128                 # grey between the black cells
@@ -347,8 +346,7 @@ class MultiFruitGANTrainer:
     def _plot_histories(self, every_fruit: bool = False) -> None:
         """info/training_history_<fruit>.png for this rank's fruits (and, ``every_fruit``, the all-fruit figure
         on the main rank, other ranks' fruits read from their files), redrawn atomically from memory."""
-        import training_plots
-
+        from fruitgan.learn import plots as training_plots
         with self.clock.part("milestone_images"):
             for f, s in self.states.items():
                 training_plots.plot_fruit_history(s.history, self.store.history_plot_path(f))

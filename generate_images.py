@@ -30,11 +30,11 @@ import numpy as np
 import torch
 
 import gan_model
-import pictures
-from heldout_split import validation_as_plain
-from safe_files import atomic_save_image, default_workdir, owner_tag
-from settings import SEED, SEED_MAX
-from user_io import UserError, cli_value, int_in_range, run_main
+from fruitgan.util import pictures
+from fruitgan.data.heldout_split import validation_as_plain
+from fruitgan.util.safe_files import atomic_save_image, default_workdir, owner_tag
+from fruitgan.util.settings import SEED, SEED_MAX
+from fruitgan.util.user_io import UserError, cli_value, int_in_range, run_main
 
 MAX_IMAGES = 1024            # a grid bigger than this is no longer something to look at
 MAX_FILE_IMAGES = 100_000    # --outdir alone: enough for a dataset, not enough to fill a disk by a typo
@@ -192,8 +192,7 @@ def _fmt(value, spec: str) -> str:
 
 def _quality_of(q: dict) -> dict:
     """The best checkpoint's figures (the latest's when there is none), held-out tests from the test part."""
-    import model_store
-
+    from fruitgan.models import store as model_store
     return model_store.reported_figures(q or {})
 
 
@@ -226,8 +225,7 @@ def listing_notes(index: dict) -> List[str]:
 
 def heldout_figures_line(workdir: Path, model: str, fruit: str) -> str:
     """The fruit's best (else latest) two-sample accuracy and memorisation ratio, or why they are missing."""
-    import model_store
-
+    from fruitgan.models import store as model_store
     q = _quality_of(model_store.describe_model(workdir, model)["quality"].get(fruit, {}))
     acc, memo = q.get("two_sample_accuracy"), q.get("memorisation_ratio")
     if isinstance(acc, (int, float)):
@@ -246,8 +244,7 @@ def heldout_figures_line(workdir: Path, model: str, fruit: str) -> str:
 
 def print_models(workdir: Path) -> int:
     """The table of models/models_index.json (rebuilt first when missing or stale)."""
-    import model_store
-
+    from fruitgan.models import store as model_store
     index = model_store.read_index(workdir)
     models = list(index["models"].values())
     notes = listing_notes(index)
@@ -273,9 +270,8 @@ def print_models(workdir: Path) -> int:
 
 def print_model(workdir: Path, name: str) -> int:
     """A model's fruits with their latest and best quality figures."""
-    import gan_evaluation
-    import model_store
-
+    from fruitgan.metrics import evaluation as gan_evaluation
+    from fruitgan.models import store as model_store
     info = model_store.describe_model(workdir, name)
     print(f"model {name}: dataset version {info['dataset_version'] or '-'}, {_fmt(info['resolution'], 'd')} px, "
           f"epochs {_fmt(info['epochs_done'], 'd')}/{_fmt(info['epochs_planned'], 'd')}, status {info['status'] or '-'}")
@@ -306,8 +302,8 @@ def print_model(workdir: Path, name: str) -> int:
 def load_classifier_for(workdir: Path, meta: dict, fruits: Sequence[str], log=print):
     """The quality classifier of the model's dataset version (trained and cached if needed)."""
     import data_loader
-    import gan_evaluation
-    from milestone_quality import classifier_inputs
+    from fruitgan.metrics import evaluation as gan_evaluation
+    from fruitgan.learn.milestones import classifier_inputs
 
     version = meta.get("dataset_version")
     if not version:
@@ -356,8 +352,7 @@ def cache_unwritable(folder: Path) -> Optional[str]:
 
 def classification_report(images: torch.Tensor, labels: Sequence[str], fruit: str, classifier) -> List[str]:
     """Lines: one per image (predicted fruit and its probability), then how many were taken for ``fruit``."""
-    import gan_evaluation
-
+    from fruitgan.metrics import evaluation as gan_evaluation
     pred, probs = gan_evaluation.predict(classifier, images)
     names = list(classifier.fruits)
     lines = [f"  {label}: {names[int(p)]:<11} {float(probs[i, int(p)]):.0%}" for i, (label, p) in enumerate(zip(labels, pred))]
@@ -405,8 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_config(argv: Optional[Sequence[str]]) -> GenerateConfig:
-    import model_store
-
+    from fruitgan.models import store as model_store
     args = build_parser().parse_args(argv)
     try:
         checkpoint = model_store.parse_checkpoint(args.checkpoint)
@@ -443,8 +437,7 @@ def output_tag(cfg: GenerateConfig, seed: int) -> str:
 
 
 def draw(cfg: GenerateConfig) -> int:
-    import model_store
-
+    from fruitgan.models import store as model_store
     generator, meta = model_store.load_generator(cfg.workdir, cfg.model, cfg.fruit, cfg.checkpoint,
                                                  use_ema=cfg.use_ema)
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(SEED_MAX + 1)
@@ -484,8 +477,7 @@ def draw(cfg: GenerateConfig) -> int:
         path = save_png(grid, Path(cfg.workdir) / OUTPUTS_DIR / f"{tag}.png")
         print(f"saved {path}")
     if cfg.classify:
-        import model_store as ms
-
+        from fruitgan.models import store as ms
         fruits = ms.open_model(cfg.workdir, cfg.model).fruits()
         classifier, info = load_classifier_for(cfg.workdir, meta, fruits)
         acc = info.get("heldout_accuracy")
@@ -528,8 +520,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if cfg.model is None:
         return print_models(cfg.workdir)
     if cfg.fruit is None:
-        import model_store
-
+        from fruitgan.models import store as model_store
         model_store.model_dir(cfg.workdir, cfg.model)         # unknown model: one line listing the models
         return print_model(cfg.workdir, cfg.model)
     return draw(cfg)

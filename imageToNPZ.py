@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from image_version import IMAGE_DIR, FruitVersion, relative_path, scan_image_versions
-from npz_format import NPZ_DIR, npz_path
-from npz_packing import (BYTES_PER_MB, describe_versions, default_fruits, fruits_of, newest_complete_version,
+from fruitgan.data.image_version import IMAGE_DIR, FruitVersion, relative_path, scan_image_versions
+from fruitgan.data.npz_format import NPZ_DIR, npz_path
+from fruitgan.data.npz_packing import (BYTES_PER_MB, describe_versions, default_fruits, fruits_of, newest_complete_version,
                          pack_fruits, resolve_fruits, resolve_version, version_table)
-from safe_files import default_workdir
-from user_io import Prompter, UserError, run_main
+from fruitgan.util.safe_files import default_workdir
+from fruitgan.util.user_io import Prompter, UserError, run_main
 
 
 @dataclass

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from user_io import UserError, run_main
+from fruitgan.util.user_io import UserError, run_main
 
 HERE = Path(__file__).resolve().parent
 NOTEBOOK = HERE / "report.ipynb"
@@ -181,7 +181,11 @@ from PIL import Image
 
 ROOT = Path.cwd()
 sys.path.insert(0, str(ROOT))
-import gan_evaluation, gan_model, gan_trainer, model_store, pictures, settings
+import gan_model, gan_trainer
+from fruitgan.metrics import evaluation as gan_evaluation
+from fruitgan.models import store as model_store
+from fruitgan.util import pictures
+from fruitgan.util import settings
 from gan_model import GANConfig, Generator, Discriminator, compile_gan
 
 # The run of steps 4.x (default: the committed 64 px run), read through the module that writes its files.
@@ -779,9 +783,9 @@ checkpoint, once, at the end: its figure is the one reported, because it took pa
 needs enough real drawings; the first cell counts what the bundled sample allows."""),
         code(r"""
 # What the bundled sample can hold out per fruit, by heldout_split.py's rule and settings.py's shares.
-import heldout_split, image_conversion
-import quickdraw_formats as qf
-
+from fruitgan.data import heldout_split
+from fruitgan.data import image_conversion
+from fruitgan.data import quickdraw_formats as qf
 print(f"rule: hold out {settings.HELDOUT_SHARE:.0%} of a fruit's real drawings, at least {settings.HELDOUT_MIN} where "
       f"it has them, at most {settings.HELDOUT_MAX_SHARE:.0%}; no split below {settings.SPLIT_MIN_HELDOUT}. "
       f"Validation part: {settings.VALIDATION_SHARE:.0%} of them, the rest is the test part.")
@@ -957,7 +961,7 @@ if held is not None:
 # short (a student reads the report in 15 minutes).
 ANALYSIS_CELL = r'''
 # The analysis, written from the figures above: every number in it is computed here from the runs' files.
-from gan_evaluation import HEALTHY_MEMORISATION
+from fruitgan.metrics.evaluation import HEALTHY_MEMORISATION
 
 def mean(values):
     vals = [v for v in values if number(v)]
@@ -1162,8 +1166,7 @@ def collect(model_dir: Path, dest: Path = ASSETS, generators: Sequence[str] = ()
     generator_<fruit>.pt of each fruit in ``generators`` (step 3 draws from one trained generator)."""
     import torch
 
-    import model_store
-
+    from fruitgan.models import store as model_store
     source = model_store.ModelFolder.at(model_dir)         # UserError when it is not a model folder
     if Path(dest).resolve() == source.path.resolve():
         raise UserError(f"{model_dir} is already the report's copy: nothing to collect (the notebook reads it as it is)")
@@ -1191,8 +1194,7 @@ def collect(model_dir: Path, dest: Path = ASSETS, generators: Sequence[str] = ()
 def main(argv: Optional[Sequence[str]] = None) -> int:
     import nbformat
 
-    import model_store
-
+    from fruitgan.models import store as model_store
     p = argparse.ArgumentParser(description="Rebuild (and execute) report.ipynb.")
     p.add_argument("--collect", type=Path, help="copy this model folder's small artefacts first, to "
                    "report_assets/model_report beside the --out notebook (and read the run from there)")
@@ -1216,7 +1218,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     nb = build()
     if args.execute:
         execute(nb, args.run, heldout_run=heldout_run)
-    from safe_files import atomic_write_text
+    from fruitgan.util.safe_files import atomic_write_text
 
     atomic_write_text(args.out, nbformat.writes(nb))
     print("wrote", args.out)

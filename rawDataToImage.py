@@ -19,13 +19,13 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
-import quickdraw_formats as qf
-import settings as st
-from image_conversion import ConvertOptions, convert, format_summary, scan_workdir
-from image_version import existing_version_fruits, next_free_version, version_lock
-from run_lock import refuse_if_held
-from safe_files import default_workdir
-from user_io import Prompter, UserError, list_of, run_main
+from fruitgan.data import quickdraw_formats as qf
+from fruitgan.util import settings as st
+from fruitgan.data.image_conversion import ConvertOptions, convert, format_summary, scan_workdir
+from fruitgan.data.image_version import existing_version_fruits, next_free_version, version_lock
+from fruitgan.util.run_lock import refuse_if_held
+from fruitgan.util.safe_files import default_workdir
+from fruitgan.util.user_io import Prompter, UserError, list_of, run_main
 
 
 # ----------------------------------------------------------------------------------------- command line

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-import settings as st
-from safe_files import FRUITS, check_name, default_workdir
-from user_io import UserError, cli_value, run_main
+from fruitgan.util import settings as st
+from fruitgan.util.safe_files import FRUITS, check_name, default_workdir
+from fruitgan.util.user_io import UserError, cli_value, run_main
 
 HERE = Path(__file__).resolve().parent
 
@@ -91,7 +91,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"\n$ {shown}", flush=True)
         if subprocess.run(cmd).returncode != 0:
             raise UserError(f"step failed: {Path(cmd[1]).name} (its message is above); fix it and rerun")
-    from model_store import ModelFolder
+    from fruitgan.models.store import ModelFolder
 
     print(f"\npipeline done in {(time.perf_counter() - t0) / 60:.1f} min: model in "
           f"{ModelFolder.in_workdir(cfg.workdir, cfg.name).path}, images in {cfg.workdir / 'outputs'}")

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-import settings as st
-from run_lock import refuse_if_held
-from safe_files import default_workdir
-from user_io import Prompter, UserError, run_main
+from fruitgan.util import settings as st
+from fruitgan.util.run_lock import refuse_if_held
+from fruitgan.util.safe_files import default_workdir
+from fruitgan.util.user_io import Prompter, UserError, run_main
 
 # The setting flags in the order --help lists them (--no-eval between the two groups); each one's
 # default, bounds and help is declared in settings.py.
@@ -67,8 +67,8 @@ def newest_version(workdir: Path, versions: dict) -> str:
 
 def resume_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path):
     """The saved run's settings, with what the flags given may change (or a one-line refusal)."""
-    from training_config import TrainConfig
-    from model_store import ModelFolder
+    from fruitgan.learn.config import TrainConfig
+    from fruitgan.models.store import ModelFolder
 
     name = args.model_name or prompter.ask("Model name to resume", st.MODEL_NAME.default, st.MODEL_NAME.parse,
                                            flag="--model-name NAME")
@@ -92,8 +92,8 @@ def resume_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path)
 def ask_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path):
     """Fill every setting from its flag, else from a prompt (or its default with --yes)."""
     import data_loader
-    from training_config import TrainConfig
-    from model_store import ModelFolder
+    from fruitgan.learn.config import TrainConfig
+    from fruitgan.models.store import ModelFolder
 
     if args.resume:  # everything comes from the saved configuration
         return resume_settings(args, prompter, workdir)
@@ -147,7 +147,7 @@ def parse_device(text: str) -> str:
 
 def init_distributed():
     """Under torchrun: join the process group (gloo on CPU, nccl on GPUs) and return DistInfo."""
-    from training_config import DistInfo
+    from fruitgan.learn.config import DistInfo
 
     info = DistInfo.from_env()
     if info.world > 1:
@@ -170,7 +170,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.yes = True
     prompter = Prompter(assume_yes=args.yes)
     from gan_trainer import MultiFruitGANTrainer
-    from model_store import ModelFolder
+    from fruitgan.models.store import ModelFolder
 
     try:
         config = ask_settings(args, prompter, workdir)

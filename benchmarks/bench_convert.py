@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
 import quickdraw_formats as qf  # noqa: E402
 from bench_header import header  # noqa: E402
 import stroke_render as sr  # noqa: E402
-from image_conversion import ConvertOptions, convert  # noqa: E402
+from fruitgan.data.image_conversion import ConvertOptions, convert  # noqa: E402
 
 SAMPLE = ROOT / "rawData" / "sample"
 FRUIT = "apple"

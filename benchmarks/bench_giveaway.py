@@ -32,8 +32,8 @@ import data_loader  # noqa: E402
 import gan_evaluation as ge  # noqa: E402
 import gan_model  # noqa: E402
 import model_store  # noqa: E402
-from safe_files import FRUITS, default_workdir  # noqa: E402
-from user_io import UserError, choice_of, cli_value, run_main  # noqa: E402
+from fruitgan.util.safe_files import FRUITS, default_workdir  # noqa: E402
+from fruitgan.util.user_io import UserError, choice_of, cli_value, run_main  # noqa: E402
 
 FAINT_LEVEL = 16          # of 255: darker pixels count as faint ink (real strokes' anti-aliased rims are brighter)
 FULL_LEVEL = 240          # of 255: brighter pixels count as full ink

@@ -34,7 +34,7 @@ def header(script: str, argv: Optional[Sequence[str]]) -> str:
 
 def add_threads_flag(parser, extra: str = "") -> None:
     """--threads N: torch's CPU threads for the benchmark (two benchmarks side by side: 1 each)."""
-    from user_io import cli_value, int_in_range
+    from fruitgan.util.user_io import cli_value, int_in_range
 
     parser.add_argument("--threads", default=None, type=cli_value(int_in_range(1, 256), "--threads"),
                         help="torch threads (default: torch's choice)" + extra)

@@ -38,9 +38,9 @@ import model_store  # noqa: E402
 import npz_packing  # noqa: E402
 import settings as st  # noqa: E402
 from gan_trainer import MultiFruitGANTrainer  # noqa: E402
-from safe_files import FRUITS, default_workdir  # noqa: E402
-from training_config import TrainConfig  # noqa: E402
-from user_io import UserError, choice_of, cli_value, int_in_range, list_of, run_main  # noqa: E402
+from fruitgan.util.safe_files import FRUITS, default_workdir  # noqa: E402
+from fruitgan.learn.config import TrainConfig  # noqa: E402
+from fruitgan.util.user_io import UserError, choice_of, cli_value, int_in_range, list_of, run_main  # noqa: E402
 
 BENCH_VERSION = "quality"
 ALL_REAL = st.COUNT_MAX      # convert every real drawing the fruit has (no augmentation)

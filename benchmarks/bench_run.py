@@ -43,9 +43,9 @@ import gan_model as gm  # noqa: E402
 import pictures  # noqa: E402
 import settings  # noqa: E402
 from gan_trainer import GRID_GUTTER, GRID_PAD, GRID_SIDE, MultiFruitGANTrainer  # noqa: E402
-from training_config import TrainConfig, checkpoint_epochs, milestone_epochs, resolve_precision  # noqa: E402
-from training_run import RunClock  # noqa: E402
-from user_io import cli_value, int_in_range, run_main  # noqa: E402
+from fruitgan.learn.config import TrainConfig, checkpoint_epochs, milestone_epochs, resolve_precision  # noqa: E402
+from fruitgan.learn.run_control import RunClock  # noqa: E402
+from fruitgan.util.user_io import cli_value, int_in_range, run_main  # noqa: E402
 
 NUM_FRUITS = bt.NUM_FRUITS
 SHOWN_PARTS = ("steps", "checkpoints", "evaluation", "milestone_images", "other", "set-up")   # columns per method

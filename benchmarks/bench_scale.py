@@ -41,7 +41,7 @@ for path in (ROOT, ROOT / "benchmarks"):
 from bench_convert import RAM_DIR, PeakRss  # noqa: E402
 from bench_header import header  # noqa: E402
 import quickdraw_formats as qf  # noqa: E402
-from safe_files import FRUITS  # noqa: E402
+from fruitgan.util.safe_files import FRUITS  # noqa: E402
 
 SAMPLE = ROOT / "rawData" / "sample"
 VERSION = "scale"
@@ -113,14 +113,14 @@ def run_stage(name: str, script: str, args: List[str]) -> dict:
 
 def uint8_bytes(workdir: Path) -> int:
     """The datasets' pixels as the loader keeps them: N x R x R bytes per fruit (from the NPZ headers)."""
-    from npz_format import image_shape, list_versions, npz_path
+    from fruitgan.data.npz_format import image_shape, list_versions, npz_path
 
     return sum(math.prod(image_shape(npz_path(workdir, f, VERSION))) for f in list_versions(workdir)[VERSION])
 
 
 def run_parts(workdir: Path) -> dict:
     """Where the training stage's time went (the run's summary: steps, evaluation, ...)."""
-    from model_store import ModelFolder
+    from fruitgan.models.store import ModelFolder
 
     return (ModelFolder.in_workdir(workdir, VERSION).read_summary() or {}).get("time", {})
 
@@ -136,7 +136,7 @@ def network_bytes() -> int:
 
 def baseline_bytes() -> int:
     """A process that imported what train_gan.py imports, before it read any data."""
-    code = ("import resource, gan_trainer, gan_evaluation, training_plots, torchmetrics.image.fid; "
+    code = ("import resource, gan_trainer, fruitgan.metrics.evaluation, fruitgan.learn.plots, torchmetrics.image.fid; "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     return int(out.stdout.strip())

@@ -43,11 +43,11 @@ import grouped_gan as gg  # noqa: E402
 import settings  # noqa: E402
 from bench_header import header  # noqa: E402
 from gan_trainer import MultiFruitGANTrainer  # noqa: E402
-from training_config import TrainConfig, resolve_precision  # noqa: E402
-from npz_format import PackedFruit, npz_path, write_npz  # noqa: E402
-from pictures import to_pixels  # noqa: E402
-from safe_files import FRUITS  # noqa: E402
-from user_io import UserError, cli_value, choice_of, int_in_range, run_main  # noqa: E402
+from fruitgan.learn.config import TrainConfig, resolve_precision  # noqa: E402
+from fruitgan.data.npz_format import PackedFruit, npz_path, write_npz  # noqa: E402
+from fruitgan.util.pictures import to_pixels  # noqa: E402
+from fruitgan.util.safe_files import FRUITS  # noqa: E402
+from fruitgan.util.user_io import UserError, cli_value, choice_of, int_in_range, run_main  # noqa: E402
 
 NUM_FRUITS = 7
 BENCH_VERSION = "bench"   # dataset version name of the synthetic data in a temporary workdir

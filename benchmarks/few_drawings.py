@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 import data_loader
-import quickdraw_formats as qf
-import settings as st
-import stroke_render as sr
-from npz_format import PackedFruit, npz_path, write_npz
+from fruitgan.data import quickdraw_formats as qf
+from fruitgan.util import settings as st
+from fruitgan.data import stroke_render as sr
+from fruitgan.data.npz_format import PackedFruit, npz_path, write_npz
 
 TWIN_CORRELATION = 0.85     # measured: the same drawing rendered by us and by Google correlates 0.96-0.98
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import ROOT, run_script
-from user_io import UserError
+from fruitgan.util.user_io import UserError
 
 
 def _floats(line: str) -> list:
@@ -164,8 +164,7 @@ def test_bench_two_sample_prints_each_known_answer_case(monkeypatch, capsys):
     """In process, with the test's CNN trained briefly: the table's rows, sizes and a clear noise verdict."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_two_sample
-    import gan_evaluation as ge
-
+    from fruitgan.metrics import evaluation as ge
     monkeypatch.setattr(ge, "TWO_SAMPLE_MIN_STEPS", 20)
     monkeypatch.setattr(ge, "TWO_SAMPLE_MAX_STEPS", 20)
     assert bench_two_sample.main(["--apple", "20", "--banana", "20", "--threads", "1"]) == 0
@@ -192,7 +191,7 @@ def test_every_recipe_trains_a_model_with_a_valid_name():
     """A recipe name with a dot (ema_0.9999) once stopped a run of hours at its third recipe."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_quality
-    from safe_files import NAME_PATTERN
+    from fruitgan.util.safe_files import NAME_PATTERN
 
     names = [bench_quality.recipe_model(n) for n in bench_quality.RECIPES]
     assert all(NAME_PATTERN.match(n) for n in names) and len(set(names)) == len(names)
@@ -203,8 +202,7 @@ def test_bench_giveaway_removes_one_detail_from_both_sets():
     two levels, half size halves the side."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_giveaway as bg
-    import gan_evaluation as ge
-
+    from fruitgan.metrics import evaluation as ge
     x = torch.linspace(-1, 1, 2 * 28 * 28).reshape(2, 1, 28, 28)
     px, faint = ge.pixel_levels(x), ge.pixel_levels(bg.faint_off(x))
     assert bool((faint[px < bg.FAINT_LEVEL] == 0).all()) and torch.equal(faint[px >= bg.FAINT_LEVEL],
@@ -222,9 +220,9 @@ def test_bench_giveaway_runs_on_a_model_and_its_test_part(monkeypatch, tmp_path,
     import shutil
 
     import bench_giveaway
-    import gan_evaluation as ge
-    import image_conversion
-    import npz_packing
+    from fruitgan.metrics import evaluation as ge
+    from fruitgan.data import image_conversion
+    from fruitgan.data import npz_packing
     from test_model_store import build_model
 
     shutil.copytree(ROOT / "rawData" / "sample", tmp_path / "rawData" / "sample")

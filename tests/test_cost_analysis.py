@@ -8,8 +8,8 @@ import threading
 import pytest
 
 import cost_analysis_training as cat
-from model_store import ModelFolder
-from user_io import UserError
+from fruitgan.models.store import ModelFolder
+from fruitgan.util.user_io import UserError
 
 GIB = 1024 ** 3
 # The shipped prices, as the mission states them (independent of the module's loader).

@@ -15,10 +15,10 @@ import torch
 from PIL import Image
 
 import data_loader
-import npz_packing
-import npz_format
-import pictures
-from user_io import UserError
+from fruitgan.data import npz_packing
+from fruitgan.data import npz_format
+from fruitgan.util import pictures
+from fruitgan.util.user_io import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 BITMAP = ROOT / "rawData" / "sample" / "bitmap" / "apple.npy"

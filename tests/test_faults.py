@@ -63,7 +63,9 @@ def wrap(owner, name, path_of):
         return original(*args, **kwargs)
     setattr(owner, name, wrapped)
 
-import safe_files, image_version
+from fruitgan.util import safe_files
+
+from fruitgan.data import image_version
 wrap(safe_files, "_atomic_write", lambda path, *rest: path)
 wrap(image_version.FruitWriter, "write", lambda self, name, *rest: self.partial / name)
 wrap(os, "replace", lambda src, dst, *rest: dst)
@@ -145,8 +147,7 @@ def version_files(workdir, version):
 
 
 def all_versions_load(workdir):
-    import image_version
-
+    from fruitgan.data import image_version
     for found in image_version.scan_image_versions(workdir):
         if found.complete:
             image_version.read_version(workdir, found.fruit, found.version, progress=False)
@@ -199,14 +200,14 @@ def test_kill_between_the_publish_renames_keeps_the_old_version(converted, tmp_p
 
 
 def test_a_writer_restores_the_old_version_a_killed_publish_moved_aside(converted, tmp_path):
-    import image_version
-    from safe_files import owner_tag
+    from fruitgan.data import image_version
+    from fruitgan.util.safe_files import owner_tag
 
     base, _ = converted
     work = tmp_path / "w"
     shutil.copytree(base / "imageData", work / "imageData")
     folder = work / "imageData/apple/versionref"
-    dead = subprocess.run([sys.executable, "-c", "import safe_files; print(safe_files.owner_tag())"],
+    dead = subprocess.run([sys.executable, "-c", "from fruitgan.util import safe_files; print(safe_files.owner_tag())"],
                           capture_output=True, text=True).stdout.strip()    # a process that has exited
     assert dead != owner_tag()
     old = folder.with_name(f".versionref.old-{dead}")
@@ -217,7 +218,7 @@ def test_a_writer_restores_the_old_version_a_killed_publish_moved_aside(converte
 
 
 def npz_arrays(workdir, version):
-    from npz_format import npz_path, read_npz
+    from fruitgan.data.npz_format import npz_path, read_npz
 
     out = {}
     for fruit in ("apple", "banana"):
@@ -238,7 +239,7 @@ def test_kill_during_packing_then_rerun_gives_the_uninterrupted_npz(converted):
             p.unlink()
         r = hooked("imageToNPZ.py", base, "--yes", "--version", "ref", kill_at=kill_at)
         assert r.returncode == -signal.SIGKILL
-        from npz_format import list_versions, npz_path, read_npz
+        from fruitgan.data.npz_format import list_versions, npz_path, read_npz
         for version, fruits in list_versions(base).items():   # what exists is whole
             for fruit in fruits:
                 read_npz(npz_path(base, fruit, version), fruit, version)
@@ -327,7 +328,7 @@ def test_two_conversions_of_one_version_one_wins_the_other_is_refused(converted,
 
 def test_a_second_run_or_overwrite_of_a_training_model_is_refused(tiny_workdir, tmp_path, capsys):
     import train_gan
-    from user_io import run_main
+    from fruitgan.util.user_io import run_main
 
     go = tmp_path / "go"
     first = hooked("train_gan.py", tiny_workdir, *TRAIN, "--model-name", "busy", pause=go, wait=False)
@@ -377,7 +378,7 @@ class FullDisk(io.RawIOBase):
 
 def test_no_space_left_while_packing_is_one_line_and_keeps_the_old_npz(converted, tmp_path, monkeypatch, capsys):
     import imageToNPZ
-    from user_io import run_main
+    from fruitgan.util.user_io import run_main
 
     base, _ = converted
     work = tmp_path / "w"
@@ -396,7 +397,7 @@ def test_no_space_left_while_packing_is_one_line_and_keeps_the_old_npz(converted
 
 def test_a_full_disk_during_training_is_one_line(tiny_workdir, monkeypatch, capsys, one_thread):
     import train_gan
-    from user_io import run_main
+    from fruitgan.util.user_io import run_main
 
     real_save = torch.save
 
@@ -452,8 +453,8 @@ def image_version_with(work, png=None, metadata=None):
 
 
 def saved_model(work, name="h", **config):
-    from training_config import TrainConfig
-    from model_store import ModelFolder
+    from fruitgan.learn.config import TrainConfig
+    from fruitgan.models.store import ModelFolder
 
     cfg = TrainConfig(dataset_version=TINY_VERSION, model_name=name, epochs=2, batch_size=8, evaluate=False,
                       device="cpu")
@@ -528,7 +529,7 @@ DATA_SCRIPTS = ("rawDataToImage.py", "imageToNPZ.py")
 def run_in_process(script, argv, capsys):
     import importlib
 
-    from user_io import run_main
+    from fruitgan.util.user_io import run_main
 
     module = importlib.import_module(script[:-3])
     capsys.readouterr()
@@ -595,7 +596,7 @@ def test_seed_beyond_range_is_refused(tiny_workdir):
 
 
 def test_degenerate_raw_drawing_is_skipped_without_warnings(tmp_path):
-    from quickdraw_formats import SKIP_RAW_RANGE
+    from fruitgan.data.quickdraw_formats import SKIP_RAW_RANGE
 
     raw = tmp_path / "rawData"
     raw.mkdir()
@@ -617,7 +618,7 @@ def test_degenerate_raw_drawing_is_skipped_without_warnings(tmp_path):
 def test_prompts_refuse_an_existing_default_name_and_an_absent_gpu_at_once(tiny_workdir, monkeypatch, capsys,
                                                                           one_thread):
     import train_gan
-    from user_io import run_main
+    from fruitgan.util.user_io import run_main
 
     saved_model(tiny_workdir, "v1")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -5,10 +5,9 @@ Images here are synthetic test patterns (a single lit pixel, a ramp): the operat
 import pytest
 import torch
 
-import gan_augment as ga
+from fruitgan.learn import augment as ga
 import gan_model as gm
-import settings as st
-
+from fruitgan.util import settings as st
 R = 28
 
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-import gan_evaluation as ge
+from fruitgan.metrics import evaluation as ge
 from conftest import SAMPLE
-from user_io import UserError
+from fruitgan.util.user_io import UserError
 
 RES = 28
 FRUITS = ("apple", "banana", "grapes", "watermelon")

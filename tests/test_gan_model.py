@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import gan_model as gm
-from user_io import UserError
+from fruitgan.util.user_io import UserError
 
 SMALL = dict(g_channels=16, d_channels=8)   # narrow networks keep the tests fast; layout is unchanged
 

@@ -12,11 +12,11 @@ from PIL import Image
 
 import gan_model
 import generate_images as gi
-import model_store
-import pictures
+from fruitgan.models import store as model_store
+from fruitgan.util import pictures
 from conftest import TINY_VERSION, run_script
 from test_model_store import build_model
-from user_io import UserError
+from fruitgan.util.user_io import UserError
 
 
 @pytest.fixture
@@ -259,8 +259,7 @@ def test_num_images_beyond_a_grid_writes_files_in_batches(modeldir, tmp_path):
 
 @pytest.mark.parametrize("code, message", [(28, "no space left"), (30, "read-only file system")])
 def test_full_or_read_only_disk_is_one_line(modeldir, tmp_path, monkeypatch, code, message):
-    import safe_files
-
+    from fruitgan.util import safe_files
     def fault(*args, **kwargs):
         raise OSError(code, "fault")
 

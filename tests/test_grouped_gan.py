@@ -8,10 +8,9 @@ import warnings
 import pytest
 import torch
 
-import gan_augment as ga
+from fruitgan.learn import augment as ga
 import gan_model as gm
-import grouped_gan as gg
-
+from fruitgan.learn import grouped as gg
 SMALL = dict(g_channels=16, d_channels=8)   # narrow networks: same layer plan, fast tests
 # gan_model.train_step is the assignment's plain step: no DiffAugment, so the equivalence tests turn it off
 # (the default has it on) and dropout too; test_group_layouts_agree_with_diff_augment covers both.

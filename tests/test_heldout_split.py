@@ -10,14 +10,14 @@ import pytest
 import torch
 
 import data_loader
-import gan_evaluation as ge
-import heldout_split as hs
-import image_conversion as ic
-import npz_packing
-import quickdraw_formats as qf
-import settings as st
+from fruitgan.metrics import evaluation as ge
+from fruitgan.data import heldout_split as hs
+from fruitgan.data import image_conversion as ic
+from fruitgan.data import npz_packing
+from fruitgan.data import quickdraw_formats as qf
+from fruitgan.util import settings as st
 from gan_trainer import MultiFruitGANTrainer
-from training_config import TrainConfig
+from fruitgan.learn.config import TrainConfig
 
 RES = 28
 APPLE_COUNT = 1100      # 1000 real apple bitmaps + 100 augmented copies
@@ -104,8 +104,7 @@ def test_too_few_real_drawings_get_no_split_and_say_so(split_workdir):
 
 
 def test_old_npz_without_split_reads_as_no_split(split_workdir, tmp_path):
-    import npz_format
-
+    from fruitgan.data import npz_format
     base, _ = split_workdir
     packed = npz_format.read_npz(npz_format.npz_path(base, "apple", "s"), "apple", "s")
     assert packed.heldout is not None and packed.heldout.sum() == 300
@@ -116,8 +115,8 @@ def test_old_npz_without_split_reads_as_no_split(split_workdir, tmp_path):
 
 
 def test_npz_refuses_a_leaking_split(split_workdir, tmp_path):
-    import npz_format
-    from user_io import UserError
+    from fruitgan.data import npz_format
+    from fruitgan.util.user_io import UserError
 
     base, _ = split_workdir
     packed = npz_format.read_npz(npz_format.npz_path(base, "apple", "s"), "apple", "s")

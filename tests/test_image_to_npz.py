@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 import imageToNPZ
-import npz_packing
-from user_io import UserError, run_main
+from fruitgan.data import npz_packing
+from fruitgan.util.user_io import UserError, run_main
 
 ROOT = Path(__file__).resolve().parent.parent
 BITMAP = ROOT / "rawData" / "sample" / "bitmap" / "apple.npy"

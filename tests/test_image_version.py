@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import image_version as iv
-import stroke_render as sr
-from user_io import UserError
+from fruitgan.data import image_version as iv
+from fruitgan.data import stroke_render as sr
+from fruitgan.util.user_io import UserError
 
 BITMAP = Path(__file__).resolve().parent.parent / "rawData" / "sample" / "bitmap" / "apple.npy"
 

@@ -9,10 +9,10 @@ from fractions import Fraction
 import pytest
 import torch
 
-import model_store
+from fruitgan.models import store as model_store
 from gan_model import Discriminator, GANConfig, Generator, generate, network_payload
-from safe_files import atomic_torch_save, atomic_write_json
-from user_io import UserError
+from fruitgan.util.safe_files import atomic_torch_save, atomic_write_json
+from fruitgan.util.user_io import UserError
 
 TINY_CFG = GANConfig(resolution=28, g_channels=16, d_channels=8)
 
@@ -457,8 +457,7 @@ def test_update_index_redescribes_one_model_and_adds_missing_ones(tmp_path):
 
 def test_a_read_only_models_folder_still_lists(tmp_path, monkeypatch):
     import errno
-    import safe_files
-
+    from fruitgan.util import safe_files
     build_model(tmp_path, "v1")
 
     def read_only(*args, **kwargs):
@@ -474,7 +473,7 @@ def test_a_read_only_models_folder_still_lists(tmp_path, monkeypatch):
 UPDATER = """
 import json, sys
 sys.path.insert(0, {root!r})
-import model_store
+from fruitgan.models import store as model_store
 workdir, name, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
 summary = model_store.ModelFolder.in_workdir(workdir, name).summary_path()
 for k in range(1, rounds + 1):

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import data_loader
-import npz_format
-import pictures
-from user_io import UserError
+from fruitgan.data import npz_format
+from fruitgan.util import pictures
+from fruitgan.util.user_io import UserError
 
 BITMAP = Path(__file__).resolve().parent.parent / "rawData" / "sample" / "bitmap" / "apple.npy"
 

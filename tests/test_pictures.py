@@ -2,9 +2,7 @@
 import numpy as np
 import torch
 
-import pictures
-
-
+from fruitgan.util import pictures
 def every_pixel_value() -> np.ndarray:
     return np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
 

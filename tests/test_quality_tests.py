@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import gan_evaluation as ge
-import quickdraw_formats as qf
+from fruitgan.metrics import evaluation as ge
+from fruitgan.data import quickdraw_formats as qf
 from conftest import SAMPLE
-from user_io import UserError
+from fruitgan.util.user_io import UserError
 
 RES = 28
 HALF_LEVEL = 1.0 / 255          # half of one 8-bit step in [-1,1] units (a step is 2/255)
@@ -59,8 +59,7 @@ def test_an_epoch_10_generator_is_clearly_told_apart(apples):
     """A GAN trained 10 epochs on 700 real apples (the trainer's grouped step) draws apple-ish blobs: the
     test must reject them clearly (the old one-split test on 100 drawings passed such fakes at 0.78)."""
     import gan_model as gm
-    import grouped_gan as gg
-
+    from fruitgan.learn import grouped as gg
     cfg = gm.GANConfig(resolution=RES)
     torch.manual_seed(0)
     gan = gg.GroupedGAN(cfg, 1)

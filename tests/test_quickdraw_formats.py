@@ -7,8 +7,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-import quickdraw_formats as qf
-
+from fruitgan.data import quickdraw_formats as qf
 SIMPLE_APPLE = "sample/simplified/apple.ndjson"
 RAW_APPLE = "sample/raw/apple.ndjson"
 BITMAP_APPLE = "sample/bitmap/apple.npy"

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import image_version
-import quickdraw_formats as qf
+from fruitgan.data import image_version
+from fruitgan.data import quickdraw_formats as qf
 import rawDataToImage as r2i
-import stroke_render as sr
-from safe_files import FRUITS
-from user_io import UserError
+from fruitgan.data import stroke_render as sr
+from fruitgan.util.safe_files import FRUITS
+from fruitgan.util.user_io import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "rawDataToImage.py"

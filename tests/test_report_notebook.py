@@ -48,7 +48,7 @@ def with_test_part(source, dest, figures):
     """A copy of run ``source`` in which each fruit of ``figures`` ({fruit: (right, n)}) has a held-out split in
     the trainer's format of today: validation figures (val_ keys) at every milestone, and test_quality, the best
     checkpoint measured once on n test drawings (and n fakes), ``right`` of the 2n labelled right."""
-    from gan_evaluation import TWO_SAMPLE_MAX_HALF_WIDTH, wilson_interval
+    from fruitgan.metrics.evaluation import TWO_SAMPLE_MAX_HALF_WIDTH, wilson_interval
 
     shutil.copytree(source, dest, ignore=shutil.ignore_patterns("checkpoints"))
     summary_path = next((dest / "info").glob("training_summary_*.json"))
@@ -86,7 +86,7 @@ def test_report_notebook_executes_against_a_tiny_run(tiny_workdir):
     from nbclient import NotebookClient
 
     import make_report
-    from gan_evaluation import wilson_interval
+    from fruitgan.metrics.evaluation import wilson_interval
 
     # rawData/ beside it: the trainer's all-fruit recogniser learns from the bundled drawings, as in a real run.
     (tiny_workdir / "rawData").symlink_to(ROOT / "rawData")
@@ -201,7 +201,7 @@ def test_collect_for_another_notebook_leaves_the_committed_assets_alone(tmp_path
     held = tmp_path / "nb" / "report_assets" / "model_heldout"
     assert sorted(p.name for p in held.rglob("*.pt")) == ["generator_apple.pt"]
     # ... holding only the moving average it is drawn from: the same images, about half the bytes.
-    import model_store
+    from fruitgan.models import store as model_store
     import torch
     from gan_model import generate
 

@@ -8,17 +8,17 @@ import sys
 
 import pytest
 
-import run_lock
+from fruitgan.util import run_lock
 from conftest import ROOT
-from run_lock import RunLock, current_holder, lock_path
-from user_io import UserError
+from fruitgan.util.run_lock import RunLock, current_holder, lock_path
+from fruitgan.util.user_io import UserError
 
 # A child that takes the lock, says so on stdout, then holds it until its stdin closes.
 HOLDER = """
 import sys
 sys.path.insert(0, {root!r})
-from run_lock import RunLock
-from user_io import UserError
+from fruitgan.util.run_lock import RunLock
+from fruitgan.util.user_io import UserError
 try:
     lock = RunLock({folder!r}, what="model v1").acquire()
 except UserError as exc:

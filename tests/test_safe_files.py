@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-import safe_files
-from safe_files import (atomic_save_npz, atomic_torch_save, atomic_write_text, checked_size,
+from fruitgan.util import safe_files
+from fruitgan.util.safe_files import (atomic_save_npz, atomic_torch_save, atomic_write_text, checked_size,
                         clean_stale_temp, owner_of, owner_tag, partial_folder)
-from user_io import UserError
+from fruitgan.util.user_io import UserError
 
 
 def dead_pid():

@@ -9,10 +9,10 @@ import pytest
 import gan_model
 import rawDataToImage as r2i
 import run_pipeline
-import settings as st
+from fruitgan.util import settings as st
 import train_gan
-from training_config import TrainConfig
-from user_io import Prompter, UserError
+from fruitgan.learn.config import TrainConfig
+from fruitgan.util.user_io import Prompter, UserError
 
 ALL = [v for v in vars(st).values() if isinstance(v, st.Setting)]
 PROMPTED = [s for s in ALL if s.question]

@@ -5,10 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import quickdraw_formats as qf
-import stroke_render as sr
-
-
+from fruitgan.data import quickdraw_formats as qf
+from fruitgan.data import stroke_render as sr
 def stroke(*points):
     return np.array(points, dtype=np.float64)  # (n, 2) x, y
 

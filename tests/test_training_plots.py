@@ -8,10 +8,10 @@ import sys
 import pytest
 from PIL import Image
 
-import training_plots as tp
+from fruitgan.learn import plots as tp
 from conftest import ROOT, run_script
-from safe_files import FRUITS
-from user_io import UserError
+from fruitgan.util.safe_files import FRUITS
+from fruitgan.util.user_io import UserError
 
 REPORT = ROOT / "report_assets" / "model_report"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -122,7 +122,7 @@ def test_write_is_atomic_and_keeps_the_old_png_when_drawing_fails(tmp_path, monk
 
 def test_drawing_leaves_the_callers_matplotlib_alone(tmp_path):
     """No pyplot (whose figures would pile up over 400 redraws) and no change to the chosen backend."""
-    code = ("import matplotlib, sys, json, training_plots as tp; matplotlib.use('svg'); "
+    code = ("import matplotlib, sys, json; from fruitgan.learn import plots as tp; matplotlib.use('svg'); "
             f"h = json.load(open({str(REPORT / 'info' / 'training_history_apple.json')!r})); "
             f"tp.plot_fruit_history(h, {str(tmp_path / 'a.png')!r}); "
             f"tp.plot_all_fruits({{'apple': h}}, {str(tmp_path / 'b.png')!r}); "

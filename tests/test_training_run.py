@@ -12,9 +12,9 @@ import torch
 
 from conftest import ROOT, TINY_VERSION, run_script
 from gan_trainer import MultiFruitGANTrainer
-from training_config import TrainConfig, fruit_seed
-from training_run import Cadence, CheckpointWriter, RunClock, StopRequest
-from user_io import EXIT_INTERRUPTED
+from fruitgan.learn.config import TrainConfig, fruit_seed
+from fruitgan.learn.run_control import Cadence, CheckpointWriter, RunClock, StopRequest
+from fruitgan.util.user_io import EXIT_INTERRUPTED
 
 
 def _trainer(workdir, name, **kw):
@@ -41,7 +41,7 @@ def test_two_cpu_runs_with_the_same_seed_end_with_identical_weights(tiny_workdir
                                                    (True, "fp32", "fp32"), (False, "bf16", "bf16")])
 def test_auto_precision_is_bf16_only_where_the_cpu_multiplies_bf16_and_is_saved_resolved(
         tiny_workdir, monkeypatch, has_bf16, asked, used):
-    import training_config
+    from fruitgan.learn import config as training_config
     monkeypatch.setattr(training_config, "cpu_has_bf16", lambda: has_bf16)
     trainer = _trainer(tiny_workdir, "p", precision=asked, epochs=1)
     assert trainer.cfg.precision == used
@@ -61,7 +61,7 @@ def test_auto_precision_is_bf16_only_where_the_cpu_multiplies_bf16_and_is_saved_
 
 @pytest.mark.parametrize("gpu_has_bf16", [True, False])
 def test_auto_precision_on_a_gpu_follows_its_bf16_support(monkeypatch, gpu_has_bf16):
-    import training_config
+    from fruitgan.learn import config as training_config
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: gpu_has_bf16)
     monkeypatch.setattr(training_config, "cpu_has_bf16", lambda: not gpu_has_bf16)   # the CPU's answer must not leak in
     assert training_config.resolve_precision("auto", torch.device("cuda")) == ("bf16" if gpu_has_bf16 else "fp32")
@@ -71,7 +71,7 @@ def test_auto_precision_on_a_gpu_follows_its_bf16_support(monkeypatch, gpu_has_b
 @pytest.mark.parametrize("has_bf16, precision, hinted", [(True, "fp32", True), (True, "bf16", False),
                                                          (False, "fp32", False)])
 def test_a_cpu_with_bf16_arithmetic_gets_a_hint_to_use_it(tiny_workdir, monkeypatch, has_bf16, precision, hinted):
-    import training_config
+    from fruitgan.learn import config as training_config
     monkeypatch.setattr(training_config, "cpu_has_bf16", lambda: has_bf16)
     logs = []
     cfg = TrainConfig(dataset_version=TINY_VERSION, model_name="hint", epochs=1, batch_size=8, device="cpu",
@@ -81,8 +81,8 @@ def test_a_cpu_with_bf16_arithmetic_gets_a_hint_to_use_it(tiny_workdir, monkeypa
 
 
 def test_each_fruit_s_batches_and_noise_are_its_own_seeded_streams(tiny_workdir):
-    from pictures import unit_range
-    from training_data import pass_seed
+    from fruitgan.util.pictures import unit_range
+    from fruitgan.learn.batches import pass_seed
 
     trainer = _trainer(tiny_workdir, "n")
     group = trainer.groups[0]
@@ -101,8 +101,7 @@ def test_a_fruit_trains_alike_alone_and_with_fruits_of_other_sizes(tiny_dataset_
     trains exactly as it would alone with those steps per epoch."""
     import shutil
 
-    import npz_format
-
+    from fruitgan.data import npz_format
     shutil.copytree(tiny_dataset_dir / "npzData", tmp_path / "npzData")
     # Make pear smaller: its first 6 images, real drawings (the tiny version holds 12 of its 40).
     path = npz_format.npz_path(tmp_path, "pear", TINY_VERSION)
@@ -122,14 +121,14 @@ def test_a_fruit_trains_alike_alone_and_with_fruits_of_other_sizes(tiny_dataset_
 
 
 def test_steps_per_epoch_default_to_one_pass_over_the_largest_fruit():
-    from training_data import steps_per_epoch
+    from fruitgan.learn.batches import steps_per_epoch
 
     assert steps_per_epoch(None, [700, 3000, 25], 64) == 47 and steps_per_epoch(5, [700], 64) == 5
     assert steps_per_epoch(None, [10], 64) == 1
 
 
 def test_a_stream_walks_seeded_passes_whatever_the_batch_boundaries():
-    from training_data import FruitStream
+    from fruitgan.learn.batches import FruitStream
 
     pixels = torch.arange(10, dtype=torch.uint8).reshape(10, 1, 1).expand(10, 2, 2).contiguous()
     train = torch.tensor([0, 2, 3, 5, 7, 9])
@@ -287,8 +286,7 @@ def test_stop_request_handles_sigterm_only_while_active():
 
 def test_the_estimate_times_a_plot_with_the_run_s_rows_and_figures(tiny_workdir, monkeypatch):
     # A plot with quality panels takes several times as long as the empty one a new run starts with.
-    import training_plots
-
+    from fruitgan.learn import plots as training_plots
     trainer = _trainer(tiny_workdir, "p", epochs=10, milestones=[1, 5])
     trainer._build_models()
     figures = {"fid": 3.0, "recognizability": 0.5, "coverage": 0.9}
@@ -305,8 +303,7 @@ def test_the_estimate_times_a_plot_with_the_run_s_rows_and_figures(tiny_workdir,
 @pytest.mark.parametrize("seconds, epochs, timed", [(0.0, 10**9, 2), (1e9, 10**9, 30), (1e9, 1, 2)])
 def test_the_step_probe_times_2_to_30_steps_and_little_of_a_short_run(tiny_workdir, monkeypatch, seconds, epochs,
                                                                         timed):
-    import run_estimate
-
+    from fruitgan.learn import estimate as run_estimate
     trainer = _trainer(tiny_workdir, "q")
     trainer._build_models()
     monkeypatch.setattr(run_estimate, "ETA_PROBE_SECONDS", seconds)
@@ -318,7 +315,7 @@ def test_the_step_probe_times_2_to_30_steps_and_little_of_a_short_run(tiny_workd
 
 
 def test_description_says_the_device_and_arithmetic_the_run_resolved(tiny_workdir):
-    from training_config import resolve_precision
+    from fruitgan.learn.config import resolve_precision
 
     trainer = _trainer(tiny_workdir, "desc", epochs=1, device="auto", precision="auto")
     trainer.train()

@@ -3,7 +3,7 @@ import io
 
 import pytest
 
-from user_io import (EXIT_INTERRUPTED, EndOfInput, Interrupted, Prompter, UserError, 
+from fruitgan.util.user_io import (EXIT_INTERRUPTED, EndOfInput, Interrupted, Prompter, UserError, 
                      int_in_range, run_main)
 
 

@@ -46,10 +46,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import model_store
-import pictures
-from safe_files import atomic_torch_save
-from user_io import UserError
+from fruitgan.models import store as model_store
+from fruitgan.util import pictures
+from fruitgan.util.safe_files import atomic_torch_save
+from fruitgan.util.user_io import UserError
 
 CLASSIFIER_FORMAT = "fruitgan-classifier/1"
 FEATURE_DIM = 64           # penultimate width: small, because a fruit may have only 25-40 real drawings
@@ -405,9 +405,8 @@ def _excluded_pixel_keys(exclude_images: Optional[torch.Tensor]) -> set:
 
 def _rendered_drawings(info, fruit: str, resolution: int):
     """Yield (key_id or None, (R,R) uint8) for each usable drawing of one rawData file, in file order."""
-    import quickdraw_formats as qf
-    import stroke_render as sr
-
+    from fruitgan.data import quickdraw_formats as qf
+    from fruitgan.data import stroke_render as sr
     if info.format == qf.BITMAP:
         for row in qf.iter_bitmaps(info.path):
             if not qf.is_blank_bitmap(row):
@@ -437,8 +436,7 @@ def render_rawdata_fruits(workdir: Path, resolution: int, exclude_key_ids: Seque
     Returns ({fruit: (N,1,R,R) in [-1,1]}, {fruit: {"count", "excluded", "files"}}); fruits without any
     drawing are absent.
     """
-    import quickdraw_formats as qf
-
+    from fruitgan.data import quickdraw_formats as qf
     raw_dir = Path(workdir) / "rawData"
     if not raw_dir.is_dir():
         return {}, {}
@@ -447,7 +445,7 @@ def render_rawdata_fruits(workdir: Path, resolution: int, exclude_key_ids: Seque
     excluded_pixels = _excluded_pixel_keys(exclude_images)
     images: Dict[str, torch.Tensor] = {}
     details: Dict[str, dict] = {}
-    from image_conversion import choose_files
+    from fruitgan.data.image_conversion import choose_files
 
     for fruit in scan.fruits_with_data(qf.AUTO):
         files_there = scan.files_for(fruit)
@@ -886,7 +884,7 @@ def _fold_steps(train_items: int) -> int:
 def _autocast():
     """bf16 where this CPU multiplies it in hardware (2.2x faster steps for this small CNN, measured), else fp32:
     the test's verdicts need no more precision, its run time matters at every milestone."""
-    from grouped_gan import cpu_has_bf16
+    from fruitgan.learn.grouped import cpu_has_bf16
 
     return torch.autocast("cpu", dtype=torch.bfloat16) if cpu_has_bf16() else contextlib.nullcontext()
 

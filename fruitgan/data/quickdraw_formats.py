@@ -36,8 +36,8 @@ except ImportError:  # pragma: no cover - depends on the environment
     _loads = _std_json.loads
     _JSON_ERRORS = (ValueError, TypeError, RecursionError)
 
-from safe_files import FRUITS, read_npy_header
-from user_io import UserError
+from fruitgan.util.safe_files import FRUITS, read_npy_header
+from fruitgan.util.user_io import UserError
 
 SIMPLIFIED = "simplified"
 RAW = "raw"

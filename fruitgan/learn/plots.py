@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from heldout_split import validation_key
-from safe_files import FRUITS, atomic_save_figure
-from user_io import UserError, run_main
+from fruitgan.data.heldout_split import validation_key
+from fruitgan.util.safe_files import FRUITS, atomic_save_figure
+from fruitgan.util.user_io import UserError, run_main
 
 HISTORY_FILE = re.compile(r"^training_history_([A-Za-z0-9_][A-Za-z0-9_-]*)\.json$")
 ALL_FRUITS_PNG = "training_history_all.png"

@@ -21,8 +21,7 @@ from typing import Dict, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-import settings
-
+from fruitgan.util import settings
 BACKGROUND = -1.0            # black: the value a shifted-in or cut-out pixel takes
 TRANSLATION_RATIO = 0.125    # shift up to 1/8 of the side each way (DiffAugment's default)
 CUTOUT_RATIO = 0.5           # a square of half the side (DiffAugment's default)

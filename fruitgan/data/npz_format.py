@@ -26,9 +26,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from run_lock import RunLock
-from safe_files import atomic_save_npz, check_name, checked_size, inside, read_npy_header
-from user_io import UserError
+from fruitgan.util.run_lock import RunLock
+from fruitgan.util.safe_files import atomic_save_npz, check_name, checked_size, inside, read_npy_header
+from fruitgan.util.user_io import UserError
 
 NPZ_DIR = "npzData"
 VERSION_PREFIX = "version"

@@ -22,8 +22,8 @@ from typing import Dict, Iterable
 
 import torch
 
-import gan_augment
-from pictures import unit_range
+from fruitgan.learn import augment as gan_augment
+from fruitgan.util.pictures import unit_range
 
 PASSES_CACHED = 2          # a batch spans at most two passes (when batch <= pass), so two are kept
 

@@ -15,11 +15,11 @@ from typing import Collection, List, Optional, Sequence
 
 import torch
 
-import settings
+from fruitgan.util import settings
 from gan_model import GANConfig
-from grouped_gan import cpu_has_bf16
-from safe_files import FRUITS
-from user_io import UserError
+from fruitgan.learn.grouped import cpu_has_bf16
+from fruitgan.util.safe_files import FRUITS
+from fruitgan.util.user_io import UserError
 
 MILESTONE_EVERY_AFTER = 100       # past the listed milestones, one image grid every 100 epochs
 SEED_STRIDE = 1009                # per-fruit seeds: seed * SEED_STRIDE + fruit index (a prime, so no overlap)

@@ -17,9 +17,9 @@ from typing import Dict, List
 import torch
 
 from gan_model import Discriminator, GANConfig, Generator, network_payload
-from model_store import CHECKPOINT_FORMAT, ModelFolder
-from training_run import CheckpointWriter
-from user_io import UserError
+from fruitgan.models.store import CHECKPOINT_FORMAT, ModelFolder
+from fruitgan.learn.run_control import CheckpointWriter
+from fruitgan.util.user_io import UserError
 
 
 class TrainingCheckpoints:

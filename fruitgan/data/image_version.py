@@ -35,10 +35,10 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from run_lock import RunLock
-from safe_files import (FRUITS, NAME_PATTERN, atomic_write_json, check_name, checked_size, clean_stale_temp, inside, owner_dead,
+from fruitgan.util.run_lock import RunLock
+from fruitgan.util.safe_files import (FRUITS, NAME_PATTERN, atomic_write_json, check_name, checked_size, clean_stale_temp, inside, owner_dead,
                         owner_tag, parse_owner, partial_folder, write_error)
-from user_io import UserError
+from fruitgan.util.user_io import UserError
 
 IMAGE_DIR = "imageData"
 VERSION_PREFIX = "version"

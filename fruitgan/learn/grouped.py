@@ -43,7 +43,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import gan_augment as ga
+from fruitgan.learn import augment as ga
 import gan_model as gm
 
 PRECISIONS = ("fp32", "bf16")

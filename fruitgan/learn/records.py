@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import List, Optional
 
 import cost_analysis_training as cost_mod
-from model_store import ModelFolder, update_index
+from fruitgan.models.store import ModelFolder, update_index
 
 
 def now() -> str:

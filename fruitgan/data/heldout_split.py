@@ -17,8 +17,7 @@ import zlib
 
 import numpy as np
 
-import settings as st
-
+from fruitgan.util import settings as st
 # Figures measured on the validation part are recorded under this prefix ("val_two_sample_accuracy"), beside
 # the test part's under the plain names: a reader never takes a figure that chose the checkpoint for the test's.
 VALIDATION_PREFIX = "val_"

@@ -28,14 +28,14 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
-import quickdraw_formats as qf
-import stroke_render as sr
-from image_version import (IMAGE_DIR, FruitWriter, existing_version_fruits, heldout_record, next_free_version,
+from fruitgan.data import quickdraw_formats as qf
+from fruitgan.data import stroke_render as sr
+from fruitgan.data.image_version import (IMAGE_DIR, FruitWriter, existing_version_fruits, heldout_record, next_free_version,
                            recover_fruit_folder, version_lock, version_metadata)
-from heldout_split import choose_heldout, split_note, split_seed_key
-import settings as st
-from safe_files import FRUITS, check_name, default_workdir, write_error
-from user_io import UserError
+from fruitgan.data.heldout_split import choose_heldout, split_note, split_seed_key
+from fruitgan.util import settings as st
+from fruitgan.util.safe_files import FRUITS, check_name, default_workdir, write_error
+from fruitgan.util.user_io import UserError
 
 IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: keeps them busy while bounding memory
 AUGMENT_CHUNK = 64  # augmented images per worker task

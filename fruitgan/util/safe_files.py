@@ -37,7 +37,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Tuple
 
-from user_io import UserError
+from fruitgan.util.user_io import UserError
 
 # Names the user gives (dataset versions, model names) become folder and file names:
 # letters, digits, '_' and '-' only, so they can never hold '/', '..' or a leading dot.
@@ -269,8 +269,9 @@ def inside(base: Path, *parts: str) -> Path:
 
 
 def default_workdir() -> Path:
-    """The folder holding rawData/ imageData/ npzData/ models/: by default the scripts' folder."""
-    return Path(__file__).resolve().parent
+    """The folder holding rawData/ imageData/ npzData/ models/: by default the scripts' folder, which holds
+    this package (fruitgan/util/safe_files.py -> three levels up)."""
+    return Path(__file__).resolve().parents[2]
 
 
 def checked_size(value: Any, what: str, lo: int, hi: int, path: Path) -> int:

@@ -2,7 +2,7 @@
 
 Public API::
 
-    from run_lock import RunLock
+    from fruitgan.util.run_lock import RunLock
 
     with RunLock(folder, what="model v1", advice="wait for it to finish or choose another name") as lock:
         if lock.previous is not None:   # a run that died (kill -9, power cut) held it before us
@@ -56,8 +56,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Dict, Optional
 
-from safe_files import process_alive
-from user_io import UserError
+from fruitgan.util.safe_files import process_alive
+from fruitgan.util.user_io import UserError
 
 LOCK_SUFFIX = ".lock"
 DEFAULT_ADVICE = "wait for it to finish or choose another name"

@@ -23,10 +23,10 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-import gan_evaluation as ge
+from fruitgan.metrics import evaluation as ge
 import gan_model as gm
-from heldout_split import VALIDATION_PREFIX
-from training_config import SEED_STRIDE
+from fruitgan.data.heldout_split import VALIDATION_PREFIX
+from fruitgan.learn.config import SEED_STRIDE
 
 EVAL_SEED_OFFSET = 7919           # evaluation noise comes from its own stream, so it never shifts training RNG
 TEST_SEED_OFFSET = 104729         # ... and the test part's fakes from another: never the validation's

@@ -15,14 +15,14 @@ import sys
 from pathlib import Path
 from typing import Callable, Collection, Optional, Sequence
 
-from image_version import (IMAGE_DIR, METADATA_FILE, VERSION_PREFIX, FruitVersion, VersionImages, check_folder,
+from fruitgan.data.image_version import (IMAGE_DIR, METADATA_FILE, VERSION_PREFIX, FruitVersion, VersionImages, check_folder,
                            fruit_order, read_version, relative_path, scan_image_versions)
-from image_version import version_lock as image_version_lock
-from npz_format import NPZ_DIR, PackedFruit, npz_path, packed_metadata, write_npz
-from npz_format import version_lock as npz_version_lock
-from run_lock import refuse_if_held
-from safe_files import check_name, clean_stale_temp
-from user_io import UserError
+from fruitgan.data.image_version import version_lock as image_version_lock
+from fruitgan.data.npz_format import NPZ_DIR, PackedFruit, npz_path, packed_metadata, write_npz
+from fruitgan.data.npz_format import version_lock as npz_version_lock
+from fruitgan.util.run_lock import refuse_if_held
+from fruitgan.util.safe_files import check_name, clean_stale_temp
+from fruitgan.util.user_io import UserError
 
 BYTES_PER_MB = 1024 * 1024
 

@@ -11,9 +11,9 @@ import argparse
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-import quickdraw_formats as qf
-from safe_files import FRUITS, check_name
-from user_io import Prompter, UserError, choice_of, cli_value, float_in_range, int_in_range, list_of
+from fruitgan.data import quickdraw_formats as qf
+from fruitgan.util.safe_files import FRUITS, check_name
+from fruitgan.util.user_io import Prompter, UserError, choice_of, cli_value, float_in_range, int_in_range, list_of
 
 # The networks' image rule (gan_model.py builds on it): two x2 upsamplings from a whole-pixel start size.
 RESOLUTION_MIN = 16        # below this the discriminator's features shrink to 2x2

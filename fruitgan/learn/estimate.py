@@ -17,8 +17,8 @@ from typing import Dict
 
 import torch
 
-import gan_augment
-from training_config import checkpoint_epochs, sync
+from fruitgan.learn import augment as gan_augment
+from fruitgan.learn.config import checkpoint_epochs, sync
 
 ETA_PROBE_STEPS = 2               # timed steps (on a throw-away copy) for the ETA before training: at least
 ETA_PROBE_SECONDS = 2.0           # ... and more until this long has passed (a short burst misjudges a busy CPU)
@@ -89,8 +89,7 @@ class RunEstimate:
         """One history plot as the run will draw it, into a throw-away folder: a stand-in history with a row
         per epoch up to ``last`` and ``figures`` (one fruit's quality figures) at each milestone, since a plot
         with quality panels takes several times as long as the empty one a new run starts with."""
-        import training_plots
-
+        from fruitgan.learn import plots as training_plots
         t = self.t
         f = t.fruits[0]
         row = {"d_loss": 0.7, "g_loss": 1.0, "d_real": 0.6, "d_fake": 0.4, "seconds": 1.0}

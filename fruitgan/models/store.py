@@ -39,9 +39,9 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 
 from gan_model import GANConfig, Generator, network_from_payload
-from heldout_split import VALIDATION_PREFIX   # the validation part's figures: they chose the best checkpoint
-from safe_files import NAME_PATTERN, atomic_save_image, atomic_torch_save, atomic_write_json, atomic_write_text, check_name, inside
-from user_io import UserError
+from fruitgan.data.heldout_split import VALIDATION_PREFIX   # the validation part's figures: they chose the best checkpoint
+from fruitgan.util.safe_files import NAME_PATTERN, atomic_save_image, atomic_torch_save, atomic_write_json, atomic_write_text, check_name, inside
+from fruitgan.util.user_io import UserError
 
 MODELS_DIR = "models"
 MODEL_PREFIX = "model_"

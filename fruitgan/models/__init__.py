@@ -1,0 +1,1 @@
+"""Stage 4: the models/ tree: paths, files, the index, which figures are reported."""

@@ -1,0 +1,1 @@
+"""Beneath every stage: settings, prompts and errors, safe files, locks, pixels."""
