@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import quickdraw_formats as qf  # noqa: E402
+from fruitgan.data import quickdraw_formats as qf  # noqa: E402
 from bench_header import header  # noqa: E402
-import stroke_render as sr  # noqa: E402
+from fruitgan.data import stroke_render as sr  # noqa: E402
 from fruitgan.data.image_conversion import ConvertOptions, convert  # noqa: E402
 
 SAMPLE = ROOT / "rawData" / "sample"

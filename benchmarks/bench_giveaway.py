@@ -29,9 +29,9 @@ import torch.nn.functional as F  # noqa: E402
 
 from bench_header import add_threads_flag, header, use_threads  # noqa: E402
 import data_loader  # noqa: E402
-import gan_evaluation as ge  # noqa: E402
+from fruitgan.metrics import evaluation as ge  # noqa: E402
 import gan_model  # noqa: E402
-import model_store  # noqa: E402
+from fruitgan.models import store as model_store  # noqa: E402
 from fruitgan.util.safe_files import FRUITS, default_workdir  # noqa: E402
 from fruitgan.util.user_io import UserError, choice_of, cli_value, run_main  # noqa: E402
 

@@ -40,8 +40,8 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 import bench_train as bt  # noqa: E402
 from bench_header import header  # noqa: E402
 import gan_model as gm  # noqa: E402
-import pictures  # noqa: E402
-import settings  # noqa: E402
+from fruitgan.util import pictures  # noqa: E402
+from fruitgan.util import settings  # noqa: E402
 from gan_trainer import GRID_GUTTER, GRID_PAD, GRID_SIDE, MultiFruitGANTrainer  # noqa: E402
 from fruitgan.learn.config import TrainConfig, checkpoint_epochs, milestone_epochs, resolve_precision  # noqa: E402
 from fruitgan.learn.run_control import RunClock  # noqa: E402

@@ -40,7 +40,7 @@ for path in (ROOT, ROOT / "benchmarks"):
 
 from bench_convert import RAM_DIR, PeakRss  # noqa: E402
 from bench_header import header  # noqa: E402
-import quickdraw_formats as qf  # noqa: E402
+from fruitgan.data import quickdraw_formats as qf  # noqa: E402
 from fruitgan.util.safe_files import FRUITS  # noqa: E402
 
 SAMPLE = ROOT / "rawData" / "sample"

@@ -39,8 +39,8 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 import gan_model as gm  # noqa: E402
-import grouped_gan as gg  # noqa: E402
-import settings  # noqa: E402
+from fruitgan.learn import grouped as gg  # noqa: E402
+from fruitgan.util import settings  # noqa: E402
 from bench_header import header  # noqa: E402
 from gan_trainer import MultiFruitGANTrainer  # noqa: E402
 from fruitgan.learn.config import TrainConfig, resolve_precision  # noqa: E402

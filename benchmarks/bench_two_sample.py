@@ -29,9 +29,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from bench_header import add_threads_flag, header, use_threads  # noqa: E402
-import gan_evaluation as ge  # noqa: E402
-import quickdraw_formats as qf  # noqa: E402
-import stroke_render as sr  # noqa: E402
+from fruitgan.metrics import evaluation as ge  # noqa: E402
+from fruitgan.data import quickdraw_formats as qf  # noqa: E402
+from fruitgan.data import stroke_render as sr  # noqa: E402
 from fruitgan.util.user_io import int_in_range, cli_value, run_main  # noqa: E402
 
 RES = 28
