@@ -10,7 +10,13 @@ no choice, and recognisability by the all-fruit recogniser.
     python benchmarks/bench_quality.py --fruit banana --epochs 400                             # all 4000 bitmaps
     python benchmarks/bench_quality.py --fruit banana --steps-per-epoch 11 --recipes r1        # apple's budget
     python benchmarks/bench_quality.py --fruit apple --train-drawings 30 --recipes few_strokes,few_diffaug
-    python benchmarks/bench_quality.py --epochs 2 --recipes default,no_ema                     # a smoke run
+    python benchmarks/bench_quality.py --fruit apple --epochs 400 --recipes no_diffaug,default --seeds 3
+    python benchmarks/bench_quality.py --epochs 2 --recipes default,no_ema --seeds 1           # a smoke run
+
+Each recipe trains with ``--seeds`` seeds (default 3). The table gives every seed's row, then each recipe's mean
+and spread (lowest to highest) of the test-part figure. A recipe is called better or worse than the first one
+listed only where the difference of the means exceeds the larger of the two spreads: one seed's luck is not
+a finding.
 
 ``--train-drawings N`` is the few-drawings regime (the five fruits with 23-40 real drawings): the fruit trains
 on N real drawings only, whose strokes are known, and is tested on its full held-out test part. Recipes named
@@ -26,7 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -55,6 +61,8 @@ RECIPES = {
     "previous": {"diff_augment": "none", "g_channels": 128, "d_channels": 32, "ema_decay": 0.999},
     "diffaug": DIFFAUG,
     "translation": {"diff_augment": "translation"},
+    "cutout": {"diff_augment": "cutout"},
+    "no_diffaug": {"diff_augment": "none"},  # today's recipe without DiffAugment (the moving average kept)
     "wide": WIDE,
     "r1": {"r1_gamma": 0.1},
     "r1_1": {"r1_gamma": 1.0},           # a ten times stronger R1 penalty
@@ -87,9 +95,9 @@ def build_dataset(workdir: Path, source: Path, fruit: str, resolution: int, coun
     npz_packing.pack(workdir, BENCH_VERSION, progress=False, log=lambda _: None)
 
 
-def recipe_model(name: str) -> str:
-    """The model a recipe trains: bench_<recipe>, its dots spelled '_' (model names take no dots)."""
-    return "bench_" + name.replace(".", "_")
+def recipe_model(name: str, seed: int = 0) -> str:
+    """The model a recipe trains: bench_<recipe> (seed 0) or bench_<recipe>_s<seed>, its dots spelled '_'."""
+    return "bench_" + name.replace(".", "_") + (f"_s{seed}" if seed else "")
 
 
 def is_stroke_recipe(name: str) -> bool:
@@ -97,26 +105,27 @@ def is_stroke_recipe(name: str) -> bool:
 
 
 def run_recipe(workdir: Path, name: str, fruit: str, epochs: int, version: str = BENCH_VERSION,
-               steps_per_epoch: Optional[int] = None) -> dict:
-    cfg = TrainConfig(dataset_version=version, model_name=recipe_model(name), epochs=epochs, fruits=[fruit],
-                      device="auto", keep_checkpoint_every=0, steps_per_epoch=steps_per_epoch, **RECIPES[name])
+               steps_per_epoch: Optional[int] = None, seed: int = 0) -> dict:
+    cfg = TrainConfig(dataset_version=version, model_name=recipe_model(name, seed), epochs=epochs, fruits=[fruit],
+                      device="auto", keep_checkpoint_every=0, steps_per_epoch=steps_per_epoch, seed=seed,
+                      **RECIPES[name])
     started = time.perf_counter()
     summary = MultiFruitGANTrainer(cfg, workdir, log=lambda _: None).train()[fruit]
-    return table_row(name, summary, (time.perf_counter() - started) / 60)
+    return table_row(name, summary, (time.perf_counter() - started) / 60, seed)
 
 
-def table_row(name: str, summary: dict, minutes: float) -> dict:
+def table_row(name: str, summary: dict, minutes: float, seed: int = 0) -> dict:
     """One recipe's row from its fruit's training summary (what train() returns, or the summary file holds)."""
     test = summary.get("test_quality") or {}
     best = summary.get("best_quality") or {}
-    return {"recipe": name, "minutes": minutes, "best_epoch": summary.get("best_epoch"),
+    return {"recipe": name, "seed": seed, "minutes": minutes, "best_epoch": summary.get("best_epoch"),
             "recognizability": best.get("recognizability"), "two_sample_note": best.get("val_two_sample_note"),
             **{k: v for k, v in test.items() if k != "epoch"}}
 
 
-def keep_model(workdir: Path, name: str, dest: Path) -> Path:
+def keep_model(workdir: Path, name: str, dest: Path, seed: int = 0) -> Path:
     """Copy recipe ``name``'s model folder out of the temporary work folder; an existing copy is not overwritten."""
-    source = model_store.model_dir(workdir, recipe_model(name))
+    source = model_store.model_dir(workdir, recipe_model(name, seed))
     target = dest / source.name
     if target.exists():
         raise UserError(f"{target} already exists; pass another --keep-models folder or remove it")
@@ -125,21 +134,21 @@ def keep_model(workdir: Path, name: str, dest: Path) -> Path:
     return target
 
 
-def rows_from_kept(kept: Path, fruit: str, recipes: Sequence[str]) -> tuple:
+def rows_from_kept(kept: Path, fruit: str, recipes: Sequence[str], seeds: int = 1) -> tuple:
     """The rows of recipes kept by an earlier --keep-models run, from their own records, and what each run was.
 
     A run that stopped part way (a later recipe failed) still kept the recipes it finished: their table is
     read back, never re-measured or edited."""
     rows, dates = [], []
-    for name in recipes:
-        folder = model_store.ModelFolder.at(kept / model_store.model_folder_name(recipe_model(name)))
+    for name, seed in ((n, s) for n in recipes for s in range(seeds)):
+        folder = model_store.ModelFolder.at(kept / model_store.model_folder_name(recipe_model(name, seed)))
         summary = folder.read_summary()
         per_fruit = (summary or {}).get("per_fruit") or {}
         if fruit not in per_fruit:
             raise UserError(f"{folder.path} holds no finished {fruit} run of recipe {name}; "
                             "pass the --keep-models folder of a run that trained it")
         seconds = ((summary.get("time") or {}).get("total") or 0.0)
-        rows.append(table_row(name, per_fruit[fruit], seconds / 60))
+        rows.append(table_row(name, per_fruit[fruit], seconds / 60, seed))
         dates.append(f"{summary.get('resolution', '?')} px, {summary.get('epochs_done', '?')} epochs, trained "
                      f"{str(summary.get('updated', '?'))[:10]}")
     return rows, sorted(set(dates))
@@ -150,18 +159,53 @@ def _cell(row: dict, key: str, spec: str) -> str:
     return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
 
 
+def spreads(rows: Sequence[dict]) -> dict:
+    """recipe -> (mean, lowest, highest) of the test part's two-sample accuracy over its seeds (measured ones)."""
+    out = {}
+    for name in dict.fromkeys(r["recipe"] for r in rows):
+        vals = [r["two_sample_accuracy"] for r in rows if r["recipe"] == name
+                and isinstance(r.get("two_sample_accuracy"), float)]
+        if vals:
+            out[name] = (sum(vals) / len(vals), min(vals), max(vals))
+    return out
+
+
+def verdicts(rows: Sequence[dict]) -> List[str]:
+    """Each recipe against the first: better (lower) or worse only where the means differ by more than the
+    larger spread of the two; one seed has no spread, so it is never called either."""
+    stats = spreads(rows)
+    if len(stats) < 2:
+        return []
+    ref, (ref_mean, ref_lo, ref_hi) = next(iter(stats.items()))
+    out = []
+    for name, (mean, lo, hi) in list(stats.items())[1:]:
+        spread, diff = max(ref_hi - ref_lo, hi - lo), mean - ref_mean
+        one_seed = sum(r["recipe"] in (ref, name) for r in rows) <= 2
+        word = ("not called (one seed each: no spread)" if one_seed else
+                "better" if -diff > spread else "worse" if diff > spread else "no difference beyond the spread")
+        out.append(f"{name} against {ref}: {diff:+.3f} (spread {spread:.3f}): {word}")
+    return out
+
+
 def format_table(rows: Sequence[dict]) -> str:
-    """A markdown table: each recipe's best checkpoint (chosen on validation) measured on the test part."""
-    lines = ["| recipe | two-sample accuracy (test part) | 95% interval | memorisation | recognised | best epoch "
-             "| minutes |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    """A markdown table: each recipe's best checkpoint (chosen on validation) measured on the test part, one row
+    per seed; then each recipe's mean and spread over its seeds, and the verdicts."""
+    lines = ["| recipe | seed | two-sample accuracy (test part) | 95% interval | memorisation | recognised "
+             "| best epoch | minutes |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         interval = (f"{r['two_sample_low']:.2f}-{r['two_sample_high']:.2f}"
                     if isinstance(r.get("two_sample_low"), float) else "n/a")
-        lines.append(f"| {r['recipe']} | {_cell(r, 'two_sample_accuracy', '.3f')} | {interval} | "
+        lines.append(f"| {r['recipe']} | {r.get('seed', 0)} | {_cell(r, 'two_sample_accuracy', '.3f')} | "
+                     f"{interval} | "
                      f"{_cell(r, 'memorisation_ratio', '.2f')} | {_cell(r, 'recognizability', '.0%')} | "
                      f"{r.get('best_epoch') or 'n/a'} | {r['minutes']:.1f} |")
     notes = {r.get("two_sample_note") or r.get("recognizability_note") for r in rows} - {None}
     lines += [f"\n* {n}" for n in sorted(notes)]
+    stats = spreads(rows)
+    if stats:
+        lines += ["", "| recipe | mean over seeds | spread (lowest-highest) |", "| --- | ---: | ---: |"]
+        lines += [f"| {n} | {m:.3f} | {lo:.3f}-{hi:.3f} |" for n, (m, lo, hi) in stats.items()]
+    lines += [f"\n* {v}" for v in verdicts(rows)]
     return "\n".join(lines)
 
 
@@ -184,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
                    type=cli_value(int_in_range(1, st.STEPS_PER_EPOCH_MAX), "--steps-per-epoch"),
                    help="steps per epoch of every recipe, e.g. 11 to give banana apple's budget (default: one pass "
                         "over the training part; the few-drawings regime sets its own)")
+    p.add_argument("--seeds", default=3, type=cli_value(int_in_range(1, 20), "--seeds"),
+                   help="seeds per recipe (0, 1, ...): the spread over seeds decides what is called better "
+                        "(default: 3)")
     add_threads_flag(p, "; two benchmarks side by side: 1 each")
     p.add_argument("--workdir", type=Path, default=None, help="folder holding rawData/ (default: the scripts' folder)")
     p.add_argument("--from-kept", type=Path, default=None,
@@ -203,7 +250,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     use_threads(args.threads)
     fruit = args.fruit
     if args.from_kept:
-        rows, dates = rows_from_kept(Path(args.from_kept), fruit, args.recipes)
+        rows, dates = rows_from_kept(Path(args.from_kept), fruit, args.recipes, args.seeds)
         print(f"{fruit}, {'; '.join(dates)}: read back from the recipes' kept model folders")
         print(header("bench_quality.py", argv) + "\n")
         print(format_table(rows))
@@ -211,8 +258,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     source = Path(args.workdir) if args.workdir else default_workdir()
     if not (source / "rawData").is_dir():
         raise UserError(f"no rawData/ in {source}; pass --workdir")
-    kept = [Path(args.keep_models) / model_store.model_folder_name(recipe_model(n))
-            for n in args.recipes] if args.keep_models else []
+    runs = [(n, s) for n in args.recipes for s in range(args.seeds)]
+    kept = [Path(args.keep_models) / model_store.model_folder_name(recipe_model(n, s))
+            for n, s in runs] if args.keep_models else []
     taken = [k for k in kept if k.exists()]
     if taken:      # said before hours of training, not after
         raise UserError(f"{taken[0]} already exists; pass another "
@@ -226,12 +274,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                           needs_strokes=any(is_stroke_recipe(n) for n in args.recipes))
             steps = versions["steps_per_epoch"]
         rows = []
-        for name in args.recipes:
+        for name, seed in runs:
             version = versions.get("strokes" if is_stroke_recipe(name) else "plain", BENCH_VERSION)
-            rows.append(run_recipe(work, name, fruit, args.epochs, version, steps))
+            rows.append(run_recipe(work, name, fruit, args.epochs, version, steps, seed))
             if args.keep_models:
-                keep_model(work, name, Path(args.keep_models))
-            print(f"{name}: done in {rows[-1]['minutes']:.1f} min", file=sys.stderr, flush=True)
+                keep_model(work, name, Path(args.keep_models), seed)
+            print(f"{name} (seed {seed}): done in {rows[-1]['minutes']:.1f} min", file=sys.stderr, flush=True)
     drawings = "every real drawing" if args.count == ALL_REAL else f"the first {args.count} real drawings"
     regime = (f"; trained on {args.train_drawings} real drawings ({versions.get('note', '')})"
               if args.train_drawings else "")

@@ -46,7 +46,8 @@ def test_bench_convert_times_both_methods_on_the_same_drawings():
 
 def test_bench_quality_trains_each_recipe_and_prints_the_table(tmp_path):
     args = ("benchmarks/bench_quality.py", "--fruit", "pear", "--count", "30", "--epochs", "1",
-            "--recipes", "default,no_ema", "--keep-models", str(tmp_path / "kept"), "--steps-per-epoch", "2")
+            "--recipes", "default,no_ema", "--keep-models", str(tmp_path / "kept"), "--steps-per-epoch", "2",
+            "--seeds", "1")
     r = run_script(*args)
     assert r.returncode == 0, r.stderr
     assert "pear, 28 px, 1 epochs, 2 steps per epoch" in r.stdout
@@ -60,12 +61,12 @@ def test_bench_quality_trains_each_recipe_and_prints_the_table(tmp_path):
     assert again.returncode != 0 and "already exists" in again.stderr and "Traceback" not in again.stderr
     table = [ln.split("|")[1:-2] for ln in r.stdout.splitlines() if ln.startswith("| ")]   # all but minutes
     back = run_script("benchmarks/bench_quality.py", "--fruit", "pear", "--recipes", "default,no_ema",
-                      "--from-kept", str(tmp_path / "kept"))
+                      "--from-kept", str(tmp_path / "kept"), "--seeds", "1")
     assert back.returncode == 0, back.stderr
     assert [ln.split("|")[1:-2] for ln in back.stdout.splitlines() if ln.startswith("| ")] == table
     assert "pear, 28 px, 1 epochs, trained 20" in back.stdout
     missing = run_script("benchmarks/bench_quality.py", "--fruit", "apple", "--recipes", "default",
-                         "--from-kept", str(tmp_path / "kept"))
+                         "--from-kept", str(tmp_path / "kept"), "--seeds", "1")
     assert missing.returncode != 0 and "no finished apple run" in missing.stderr and "Traceback" not in missing.stderr
     assert "held-out split of the first 30 real drawings" in r.stdout
     assert "measured 20" in r.stdout and "command: python benchmarks/bench_quality.py --fruit pear" in r.stdout
@@ -75,6 +76,24 @@ def test_bench_quality_trains_each_recipe_and_prints_the_table(tmp_path):
                                                                "95% interval"]
     assert [line.split("|")[1].strip() for line in lines[top + 2:top + 4]] == ["default", "no_ema"]
     assert "not enough real drawings" in r.stdout        # pear's 40 drawings allow no held-out split
+
+
+def test_bench_quality_calls_a_recipe_better_only_beyond_the_spread_over_seeds():
+    """Hand-computed cases: means 0.90 vs 0.80 with spreads 0.02 and 0.04 -> better; 0.90 vs 0.88 with a spread
+    of 0.06 -> no difference; one seed each -> never called."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_quality as bq
+
+    def rows(name, values):
+        return [{"recipe": name, "seed": s, "two_sample_accuracy": v} for s, v in enumerate(values)]
+
+    ref = rows("default", [0.89, 0.90, 0.91])
+    assert bq.spreads(ref + rows("x", [0.78, 0.80, 0.82]))["x"] == pytest.approx((0.80, 0.78, 0.82))
+    assert bq.verdicts(ref + rows("x", [0.78, 0.80, 0.82]))[0].endswith(": better")
+    assert bq.verdicts(ref + rows("x", [0.96, 0.98, 1.0]))[0].endswith(": worse")
+    assert "no difference" in bq.verdicts(ref + rows("x", [0.85, 0.88, 0.91]))[0]
+    assert "one seed" in bq.verdicts(rows("default", [0.9]) + rows("x", [0.5]))[0]
+    assert bq.recipe_model("ema_0.9999", 2) == "bench_ema_0_9999_s2" and bq.recipe_model("default") == "bench_default"
 
 
 def test_bench_quality_few_drawings_regime_trains_on_n_and_tests_on_the_full_part(monkeypatch, tmp_path):
@@ -164,9 +183,9 @@ def test_bench_two_sample_prints_each_known_answer_case(monkeypatch, capsys):
     """In process, with the test's CNN trained briefly: the table's rows, sizes and a clear noise verdict."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_two_sample
-    from fruitgan.metrics import evaluation as ge
-    monkeypatch.setattr(ge, "TWO_SAMPLE_MIN_STEPS", 20)
-    monkeypatch.setattr(ge, "TWO_SAMPLE_MAX_STEPS", 20)
+    from fruitgan.metrics import two_sample as ts
+    monkeypatch.setattr(ts, "TWO_SAMPLE_MIN_STEPS", 20)
+    monkeypatch.setattr(ts, "TWO_SAMPLE_MAX_STEPS", 20)
     assert bench_two_sample.main(["--apple", "20", "--banana", "20", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     rows = {ln.split("|")[1].strip(): ln.split("|") for ln in out.splitlines() if ln.startswith("| ") and "---" not in ln}
@@ -202,7 +221,7 @@ def test_bench_giveaway_removes_one_detail_from_both_sets():
     two levels, half size halves the side."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_giveaway as bg
-    from fruitgan.metrics import evaluation as ge
+    from fruitgan.metrics import images as ge
     x = torch.linspace(-1, 1, 2 * 28 * 28).reshape(2, 1, 28, 28)
     px, faint = ge.pixel_levels(x), ge.pixel_levels(bg.faint_off(x))
     assert bool((faint[px < bg.FAINT_LEVEL] == 0).all()) and torch.equal(faint[px >= bg.FAINT_LEVEL],
@@ -220,7 +239,7 @@ def test_bench_giveaway_runs_on_a_model_and_its_test_part(monkeypatch, tmp_path,
     import shutil
 
     import bench_giveaway
-    from fruitgan.metrics import evaluation as ge
+    from fruitgan.metrics import two_sample as ts
     from fruitgan.data import image_conversion
     from fruitgan.data import npz_packing
     from test_model_store import build_model
@@ -230,8 +249,8 @@ def test_bench_giveaway_runs_on_a_model_and_its_test_part(monkeypatch, tmp_path,
                                   version="g", augment=False, workers=1, progress=False))
     npz_packing.pack(tmp_path, "g", progress=False, log=lambda _: None)
     build_model(tmp_path, "m", fruits=("apple", "pear"), dataset_version="g")
-    monkeypatch.setattr(ge, "TWO_SAMPLE_MIN_STEPS", 20)
-    monkeypatch.setattr(ge, "TWO_SAMPLE_MAX_STEPS", 20)
+    monkeypatch.setattr(ts, "TWO_SAMPLE_MIN_STEPS", 20)
+    monkeypatch.setattr(ts, "TWO_SAMPLE_MAX_STEPS", 20)
     assert bench_giveaway.main(["--workdir", str(tmp_path), "--model", "m", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     rows = {ln.split("|")[1].strip(): ln.split("|") for ln in out.splitlines() if ln.startswith("| ")}
