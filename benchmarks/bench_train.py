@@ -188,9 +188,8 @@ def device_name(device: str) -> str:
     return f"{model} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> tuple:
-    """(BenchConfig, which methods to run, worker method or None)."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench_train.py", description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="28,64", help="comma-separated image sides (default 28,64)")
     p.add_argument("--steps", type=cli_value(int_in_range(1, 100000), "--steps"), default=BenchConfig.steps)
     p.add_argument("--warmup", type=cli_value(int_in_range(0, 1000), "--warmup"), default=BenchConfig.warmup)
@@ -206,7 +205,12 @@ def parse_args(argv: Optional[Sequence[str]]) -> tuple:
     p.add_argument("--threads", type=cli_value(int_in_range(0, 512), "--threads"), default=0)
     p.add_argument("--only", type=cli_value(choice_of(("both", "reference", "trainer")), "--only"), default="both")
     p.add_argument("--worker", choices=("reference", "trainer"), help=argparse.SUPPRESS)   # one timing, JSON out
-    a = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> tuple:
+    """(BenchConfig, which methods to run, worker method or None)."""
+    a = build_parser().parse_args(argv)
     sizes = parse_sizes(a.sizes)
     if a.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")

@@ -259,3 +259,38 @@ def test_bench_giveaway_runs_on_a_model_and_its_test_part(monkeypatch, tmp_path,
     assert "command: python benchmarks/bench_giveaway.py --workdir" in out
     with pytest.raises(UserError, match="no held-out test part"):
         bench_giveaway.main(["--workdir", str(tmp_path), "--model", "m", "--fruit", "pear"])
+
+
+def test_gpu_check_stages_are_commands_the_scripts_accept(monkeypatch, capsys):
+    """benchmarks/gpu_check.py cannot rot: every stage of the full (GPU) and tiny runs names test files that exist
+    and flags and recipes its benchmark accepts (parsed by the benchmark's own parser). The stages themselves at
+    tiny budgets are the bench_train/bench_quality tests above and tests/test_device_paths.py."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_quality
+    import bench_train
+    import gpu_check
+
+    parsers = {"bench_train.py": bench_train.build_parser(), "bench_quality.py": bench_quality.build_parser()}
+    for device, tiny in (("cuda", False), ("cpu", True)):
+        for name, cmd, env in gpu_check.stages(device, tiny):
+            script = next((c for c in cmd if c.endswith(".py") and "benchmarks" in c), None)
+            if script is None:       # the pytest stage
+                assert env == {"FRUITGAN_TEST_DEVICE": device}
+                assert all((ROOT / c).is_file() for c in cmd if c.startswith("tests/"))
+                continue
+            args = cmd[cmd.index(script) + 1:]
+            parsed = parsers[script.rsplit("/", 1)[1]].parse_args(args)    # argparse exits on an unknown flag
+            assert not tiny or "--tiny" not in args
+            if hasattr(parsed, "recipes"):
+                assert set(parsed.recipes) <= set(bench_quality.RECIPES)
+    ran = []
+    monkeypatch.setattr(gpu_check, "run_stage", lambda cmd, env: ran.append(cmd) or (1 if len(ran) == 2 else 0))
+    assert gpu_check.main(["--tiny", "--device", "cpu"]) == 1        # a failed stage fails the check
+    out = capsys.readouterr().out
+    assert len(ran) == len(gpu_check.stages("cpu", True)) and "bench_train: FAILED (exit 1)" in out
+    ran.clear()
+    import itertools
+    clock = itertools.chain([0, 0, 0, 0], itertools.count(600, 600))  # the first stage ends at once, then 10 min
+    monkeypatch.setattr(gpu_check.time, "perf_counter", lambda: next(clock))
+    gpu_check.main(["--tiny", "--device", "cpu", "--budget-minutes", "5"])
+    assert len(ran) == 1 and "not run (past --budget-minutes 5)" in capsys.readouterr().out
