@@ -10,6 +10,8 @@ wrong shape or dtype, unreadable file) is a UserError that says what exists and 
 """
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -132,7 +134,7 @@ def _missing_message(workdir: Path, version: str, fruit: Optional[str] = None) -
 def load_fruit(workdir: Path, version: str, fruit: str) -> FruitDataset:
     """One fruit's dataset; UserError naming what exists when the file is missing or malformed."""
     path = npz_path(workdir, fruit, version)
-    if not path.is_file():
+    if not os.path.lexists(path):   # a FIFO or folder there is refused by read_npz, in one line
         raise UserError(_missing_message(workdir, version, fruit))
     packed = read_npz(path, fruit, version)
     return FruitDataset(

@@ -19,7 +19,7 @@ import torch.nn as nn
 from fruitgan.util import settings
 from fruitgan.util.user_io import UserError
 
-NOISE_DIM = 100
+NOISE_DIM = settings.NOISE_DIM.default
 PAYLOAD_FORMAT = "fruitgan/1"
 KINDS = ("generator", "discriminator")
 
@@ -38,11 +38,11 @@ class GANConfig:
     """Everything that defines one fruit's GAN (saved with every model file)."""
 
     resolution: int = settings.RESOLUTION.default  # image side R; settings.parse_resolution's rule
-    noise_dim: int = NOISE_DIM    # length of the normal noise vector fed to the generator
+    noise_dim: int = settings.NOISE_DIM.default    # length of the normal noise vector fed to the generator
     g_channels: int = settings.G_CHANNELS.default  # generator width C: C at S and 2S, C/2 at 2S and R
     d_channels: int = settings.D_CHANNELS.default  # discriminator width D: D, 2D, 4D feature maps
-    dropout: float = 0.25         # Dropout2d probability after each discriminator block
-    leaky_slope: float = 0.2      # LeakyReLU negative slope (both networks)
+    dropout: float = settings.DROPOUT.default          # Dropout2d probability after each discriminator block
+    leaky_slope: float = settings.LEAKY_SLOPE.default  # LeakyReLU negative slope (both networks)
     lr: float = settings.LR.default  # Adam learning rate (both networks)
     beta1: float = settings.BETA1.default  # Adam beta1 (0.5 as in DCGAN: less momentum, steadier GANs)
     beta2: float = settings.BETA2.default  # Adam beta2
@@ -52,38 +52,9 @@ class GANConfig:
     r1_gamma: float = settings.R1_GAMMA.default      # R1 penalty weight on D's gradient at real images; 0: off
 
     def __post_init__(self) -> None:
-        r = self.resolution
-        try:
-            if isinstance(r, bool) or not isinstance(r, int):
-                raise ValueError("not a whole number")
-            settings.parse_resolution(str(r))
-        except ValueError:
-            raise UserError(f"resolution {r!r} is not supported: use a multiple of "
-                            f"{settings.RESOLUTION_STEP} between {settings.RESOLUTION_MIN} and "
-                            f"{settings.RESOLUTION_MAX} (e.g. 28, 32, 64, 128)") from None
-        for name in ("noise_dim", "g_channels", "d_channels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 2:
-                raise UserError(f"{name} must be a whole number >= 2, got {value!r}")
-        if self.g_channels % 2:
-            raise UserError(f"g_channels must be even (the generator halves it), got {self.g_channels}")
-        checks = (
-            ("dropout", 0.0 <= self.dropout < 1.0, "in [0, 1)"),
-            ("leaky_slope", 0.0 <= self.leaky_slope < 1.0, "in [0, 1)"),
-            ("lr", 0.0 < self.lr < 1.0, "in (0, 1)"),
-            ("beta1", 0.0 <= self.beta1 < 1.0, "in [0, 1)"),
-            ("beta2", 0.0 <= self.beta2 < 1.0, "in [0, 1)"),
-            ("real_label", 0.5 < self.real_label <= 1.0, "in (0.5, 1]"),
-            ("ema_decay", 0.0 <= self.ema_decay < 1.0, "in [0, 1)"),
-            ("r1_gamma", 0.0 <= self.r1_gamma <= settings.R1_GAMMA_MAX, f"in [0, {settings.R1_GAMMA_MAX:g}]"),
-        )
-        for name, ok, rule in checks:
-            if not ok:
-                raise UserError(f"{name} must be {rule}, got {getattr(self, name)!r}")
-        try:
-            settings.parse_diff_augment(self.diff_augment)
-        except ValueError as exc:
-            raise UserError(f"diff_augment {self.diff_augment!r}: {exc}") from None
+        # Every field against its one declaration in settings.py (type, bounds, rules), named by its flag.
+        settings.check_values(asdict(self), settings.GAN_SETTINGS, "GAN settings", "choose a value within its bounds",
+                              by_flag=True)
 
     @property
     def start_size(self) -> int:
@@ -94,14 +65,20 @@ class GANConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GANConfig":
+    def from_dict(cls, d: Any, source: str = "saved GAN config") -> "GANConfig":
+        """A config read from a file (model, checkpoint, milestone file, kept epoch): every field checked
+        against the settings' bounds BEFORE any network is built from it; a one-line UserError naming
+        ``source`` (the file) otherwise."""
+        hint = "the file is damaged or not one this suite wrote: recreate it (or train the model again)"
         if not isinstance(d, dict):
-            raise UserError("GAN config must be a mapping of settings")
+            raise UserError(f"{source}: the GAN config is not a mapping of settings (it is of type "
+                            f"{type(d).__name__}); {hint}")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(map(str, set(d) - known))
         if unknown:
-            raise UserError(f"unknown GAN config setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**d)
+            raise UserError(f"{source}: unknown GAN config setting(s) {', '.join(unknown)} "
+                            f"(known: {', '.join(sorted(known))}); {hint}")
+        return cls(**settings.check_values(d, settings.GAN_SETTINGS, source, hint))
 
 
 def conv_out_size(size: int, stride: int = 2) -> int:
@@ -338,14 +315,15 @@ def network_payload(net: nn.Module, cfg: GANConfig, kind: str, **meta: Any) -> d
     return {"format": PAYLOAD_FORMAT, "kind": kind, "config": cfg.to_dict(), "state_dict": state, **meta}
 
 
-def network_from_payload(payload: Any) -> nn.Module:
-    """Rebuild a Generator or Discriminator from ``network_payload`` output (UserError if it is not one)."""
+def network_from_payload(payload: Any, source: str = "model file") -> nn.Module:
+    """Rebuild a Generator or Discriminator from ``network_payload`` output (UserError if it is not one);
+    ``source`` (the file) is named when its config is out of bounds."""
     if not isinstance(payload, dict) or payload.get("format") != PAYLOAD_FORMAT:
         raise UserError(f"not a {PAYLOAD_FORMAT} model file; train a model with train_gan.py first")
     kind = payload.get("kind")
     if kind not in KINDS:
         raise UserError(f"model file holds an unknown network kind {kind!r}; expected one of {', '.join(KINDS)}")
-    cfg = GANConfig.from_dict(payload.get("config"))
+    cfg = GANConfig.from_dict(payload.get("config"), source)
     net = Generator(cfg) if kind == "generator" else Discriminator(cfg)
     try:
         net.load_state_dict(payload["state_dict"])

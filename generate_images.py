@@ -4,27 +4,29 @@
     python generate_images.py v1                            model v1's fruits and their quality figures
     python generate_images.py v1 apple --num-images 16      a grid of new apples (window, or a PNG when headless)
     python generate_images.py v1 apple --num-images 5000 --outdir fakes    5000 PNG files, written in batches
-    python generate_images.py v1 apple --interpolate        walks through the latent space between random points
+    python generate_images.py v1 apple --num-images 10 --interpolate    10 frames of one smooth transition
     python generate_images.py v1 apple --classify           ... and what the quality classifier makes of them
     python generate_images.py v1 apple --beside-real        ... with as many real drawings above them
 
-The same --seed always gives the same images (and a byte-identical PNG). Without a display (or with --save)
-the grid is written to outputs/generated_<model>_<fruit>_seed<S>.png under the work folder and its path printed.
---checkpoint latest (default) draws with the last finished epoch's weights (checkpoints/latest.pt), milestone
-with generator_<fruit>.pt (the last milestone's or the run's end), best with best/generator_<fruit>.pt.
-Every file is written through safe_files (atomic; a full disk or read-only folder is a one-line error).
+The same --seed always gives the same images (and a byte-identical PNG). Without a display the grid is written
+to outputs/generated_<model>_<fruit>_seed<S>.png under the work folder. The quality figures printed are those
+measured on the checkpoint drawn.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":   # first of all: Ctrl+C while the imports below (torch) load exits 130 too
+    from fruitgan.util.user_io import interrupt_exits_130
+    interrupt_exits_130()
+
 import argparse
+import contextlib
 import math
 import os
 import secrets
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -32,18 +34,17 @@ import torch
 import gan_model
 from fruitgan.util import pictures
 from fruitgan.data.heldout_split import validation_as_plain
-from fruitgan.util.safe_files import atomic_save_image, default_workdir, owner_tag
+from fruitgan.models import folder as model_folder, index as model_index
+from fruitgan.models import loading as model_loading, reported as model_reported
+from fruitgan.util.safe_files import atomic_save_image, clean_stale_temp, default_workdir, owner_tag
 from fruitgan.util.settings import SEED, SEED_MAX
-from fruitgan.util.user_io import UserError, cli_value, int_in_range, run_main
+from fruitgan.util.user_io import ArgumentParser, UserError, cli_value, int_in_range, run_main
 
 MAX_IMAGES = 1024            # a grid bigger than this is no longer something to look at
 MAX_FILE_IMAGES = 100_000    # --outdir alone: enough for a dataset, not enough to fill a disk by a typo
 FILE_BATCH = 256             # images generated and written per step with --outdir (bounded memory)
-MAX_ROWS = 64                # interpolation rows
-MIN_STEPS, MAX_STEPS = 2, 64
 DEFAULT_GRID_IMAGES = 16
-DEFAULT_INTERP_ROWS = 4
-DEFAULT_STEPS = 8
+TRANSITION_COLUMNS = 16      # frames per grid row of an --interpolate transition (read left to right, top to bottom)
 GENERATE_BATCH = 64          # images per generator pass (bounded memory at 128 px)
 MIN_TILE_PX = 64             # small images are enlarged (nearest neighbour, whole factor) to at least this
 GRID_PAD = 1                 # pixels between tiles, before enlarging
@@ -54,25 +55,6 @@ OUTPUTS_DIR = "outputs"
 INTERACTIVE_BACKENDS = ("TkAgg", "QtAgg", "GTK4Agg", "GTK3Agg", "MacOSX", "WXAgg")
 
 
-@dataclass
-class GenerateConfig:
-    """One run of generate_images.py."""
-
-    workdir: Path                       # folder holding models/ (and npzData/ for --classify)
-    model: Optional[str]                # model name (models/model_<name>); None: list the models
-    fruit: Optional[str]                # fruit to draw; None: describe the model
-    num_images: Optional[int]           # images in the grid, or rows with --interpolate (None: default)
-    seed: Optional[int]                 # noise seed (None: a random one, printed)
-    checkpoint: Union[str, int]         # "latest", "milestone", "best" or an epoch number
-    interpolate: bool                   # rows of frames along a great circle between two noise vectors
-    steps: int                          # frames per interpolation row (both ends included)
-    save: Optional[Path]                # write the grid here instead of showing it
-    outdir: Optional[Path]              # write one PNG per image here (instead of the grid, unless --save)
-    classify: bool                      # report what the quality classifier sees in the images
-    use_ema: bool                       # the moving-average generator weights when the model has them
-    beside_real: bool = False           # the grid shows as many real drawings above the fakes
-
-
 # --------------------------------------------------------------------------------------------- noise and images
 def sample_noise(n: int, noise_dim: int, seed: int) -> torch.Tensor:
     """(n, nz) standard normal noise from its own seeded stream (the same seed, the same noise)."""
@@ -80,11 +62,8 @@ def sample_noise(n: int, noise_dim: int, seed: int) -> torch.Tensor:
 
 
 def slerp(z0: torch.Tensor, z1: torch.Tensor, t: float) -> torch.Tensor:
-    """Spherical interpolation (B,nz),(B,nz) -> (B,nz): z0 at t=0, z1 at t=1 exactly.
-
-    Gaussian noise lives near a sphere; the straight line between two points cuts through its (unlikely)
-    inside, where images are washed out, while the great circle stays where the generator was trained.
-    """
+    """Spherical interpolation (B,nz),(B,nz) -> (B,nz): z0 at t=0, z1 at t=1 exactly. Gaussian noise lives near a
+    sphere: a straight line cuts through its inside, where images are washed out."""
     if t <= 0.0:
         return z0.clone()
     if t >= 1.0:
@@ -98,11 +77,10 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: float) -> torch.Tensor:
     return torch.where(straight, (1.0 - t) * z0 + t * z1, arc)
 
 
-def interpolation_noise(rows: int, steps: int, noise_dim: int, seed: int) -> torch.Tensor:
-    """(rows*steps, nz): row r walks from its own random z0 to z1 in ``steps`` frames (ends included)."""
-    ends = sample_noise(2 * rows, noise_dim, seed).view(rows, 2, noise_dim)
-    frames = [slerp(ends[:, 0], ends[:, 1], i / (steps - 1)) for i in range(steps)]   # steps x (rows, nz)
-    return torch.stack(frames, dim=1).reshape(rows * steps, noise_dim)
+def interpolation_noise(frames: int, noise_dim: int, seed: int) -> torch.Tensor:
+    """(frames, nz): one walk along the great circle from z0 to z1, the two seeded noise vectors (ends included)."""
+    ends = sample_noise(2, noise_dim, seed)
+    return torch.cat([slerp(ends[:1], ends[1:], i / (frames - 1)) for i in range(frames)])
 
 
 def noise_batches(n: int, noise_dim: int, seed: int, batch: int) -> Iterator[torch.Tensor]:
@@ -124,27 +102,19 @@ def write_image_files(batches: Iterable[np.ndarray], total: int, outdir: Path, t
         for pixels in batches:
             for frame in pixels:
                 written += 1
-                save_png(Image.fromarray(np.ascontiguousarray(frame)), outdir / f"{tag}_{written:0{digits}d}.png")
+                path = outdir / f"{tag}_{written:0{digits}d}.png"
+                atomic_save_image(Image.fromarray(np.ascontiguousarray(frame)), path)
             bar.update(len(pixels))
     print(f"wrote {written} images to {outdir}")
 
 
-def save_png(image, path: Path) -> Path:
-    """Write a PIL image as PNG atomically (PIL adds no timestamp: same pixels, same bytes)."""
-    return atomic_save_image(image, path)
-
-
 def show_in_window(image, title: str) -> bool:
-    """Show the image in a matplotlib window if there is a display and a GUI backend works; False otherwise.
-
-    Never raises: without a display, with MPLBACKEND set to a file backend (Agg), without a GUI toolkit or
-    when the display cannot be reached, the caller saves a PNG instead.
-    """
+    """Show the image in a matplotlib window if there is a display and a GUI backend works; False (never raises)
+    otherwise, and the caller saves a PNG instead."""
+    wanted = os.environ.get("MPLBACKEND")
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return False
-    wanted = os.environ.get("MPLBACKEND")
-    interactive = {b.lower() for b in INTERACTIVE_BACKENDS}
-    if wanted and wanted.lower() not in interactive:
+    if wanted and wanted.lower() not in {b.lower() for b in INTERACTIVE_BACKENDS}:
         return False                                # e.g. MPLBACKEND=Agg: the user asked for no window
     try:
         import matplotlib
@@ -170,95 +140,115 @@ def show_in_window(image, title: str) -> bool:
         plt.close(fig)
         return True
     except Exception:        # display not reachable after all, or a broken GUI toolkit: save instead
-        try:
+        with contextlib.suppress(Exception):
             import matplotlib.pyplot as plt
-
             plt.close("all")
             matplotlib.use(previous, force=True)
-        except Exception:
-            pass
         return False
 
 
 # --------------------------------------------------------------------------------------------- listing
-def _mean(values) -> Optional[float]:
-    nums = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)]
-    return sum(nums) / len(nums) if nums else None
+DAMAGED = "damaged"          # the status the models index gives an entry it could not read
+MODEL_HEADER = ("model", "created", "dataset", "px", "fruits", "epochs", "status")
+QUALITY_HEADER = ("model", "fruit", "checkpoint", "2-sample", "people", "sessions", "memo.", "recognised", "FID",
+                  "cover.")
+# What each column (and each part a row names) means: printed under a table for those it shows.
+LEGEND = {
+    "created": "when the run started (UTC); dataset: the dataset version it trained on; px: image size",
+    "epochs": "done/planned; status: running, finished, interrupted, ...",
+    "checkpoint": "the one measured (the model table shows each fruit's best, else its last milestone)",
+    "2-sample": "a small CNN's accuracy telling fakes from held-out real drawings (95% interval; +-: its half "
+                "width): 0.5 = indistinguishable, 1.0 = told apart every time",
+    "people": "share of drawings people judged right (real or fake) in spot-the-fake sessions, pooled (95% interval "
+              "bootstrapped over sessions): 0.5 = guessing, like 2-sample; '-' = no one took it (spot_the_fake.py)",
+    "sessions": "the spot-the-fake sessions pooled in people",
+    "memo.": "memorisation ratio, fakes' distance to the nearest training drawing over real ones': 1 ok, << 1 copies",
+    "recognised": "share of fakes the classifier takes for the intended fruit; conf.: its mean probability of it",
+    "FID": "Frechet distance of fakes to real drawings in the classifier's features: lower is better",
+    "prec.": "precision, share of fakes among the real drawings' nearest neighbours; recall: the reverse",
+    "density": "real drawings' neighbourhoods holding a fake, per fake and neighbour: about 1 when fakes look real",
+    "cover.": "coverage, share of real drawings with a fake among their nearest neighbours: low = mode collapse",
+    "validation part": "held-out drawings that chose the best checkpoint",
+    "test part": "held-out drawings that chose nothing: the figure to report",
+}
+NOT_MEASURED = "'-' = not measured (python generate_images.py MODEL says why)"
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
 
 def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+    """A figure as ``spec``, '-' when it is missing or not a number (records may be hand-edited)."""
+    return format(value, spec) if _number(value) and (spec != "d" or isinstance(value, int)) else "-"
 
 
-def _quality_of(q: dict) -> dict:
-    """The best checkpoint's figures (the latest's when there is none), held-out tests from the test part."""
-    from fruitgan.models import store as model_store
-    return model_store.reported_figures(q or {})
+def _with_interval(figures: dict, prefix: str) -> str:
+    """<prefix>accuracy with its interval, '0.80 (0.75-0.85)'; '0.80' without one; '-' without a figure."""
+    value, low, high = (figures.get(prefix + k) for k in ("accuracy", "low", "high"))
+    return _fmt(value, ".2f") + (f" ({low:.2f}-{high:.2f})" if all(map(_number, (value, low, high))) else "")
 
 
-def models_table(models: Sequence[dict]) -> str:
-    """One line per model: name, date, dataset, size, fruits, epochs, status, mean best-checkpoint quality."""
-    header = ("model", "created", "dataset", "px", "fruits", "epochs", "status", "2-sample", "memo.", "recognised",
-              "FID", "coverage")
-    rows = [header]
-    for m in models:
-        per_fruit = [_quality_of(q) for q in m["quality"].values()]
-        created = (m.get("created") or "-")[:16].replace("T", " ")
-        epochs = f"{_fmt(m.get('epochs_done'), 'd')}/{_fmt(m.get('epochs_planned'), 'd')}"
-        rows.append((m["name"], created, str(m.get("dataset_version") or "-"), _fmt(m.get("resolution"), "d"),
-                     ",".join(m["fruits"]) or "-", epochs, str(m.get("status") or "-"),
-                     _fmt(_mean(q.get("two_sample_accuracy") for q in per_fruit), ".2f"),
-                     _fmt(_mean(q.get("memorisation_ratio") for q in per_fruit), ".2f"),
-                     _fmt(_mean(q.get("recognizability") for q in per_fruit), ".0%"),
-                     _fmt(_mean(q.get("fid") for q in per_fruit), ".2f"),
-                     _fmt(_mean(q.get("coverage") for q in per_fruit), ".2f")))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+def text_table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def listing_notes(index: dict) -> List[str]:
-    """One line per model with damaged or missing records and per models/ entry that is not a model."""
-    notes = [f"  {m['name']}: {'; '.join(m['problems'])}" for m in index["models"].values() if m.get("problems")]
-    notes += [f"  models/{odd['entry']}: skipped ({odd['why']})" for odd in index.get("skipped", [])]
-    return notes
+def legend(*tables: str) -> str:
+    """The LEGEND lines of the columns in the tables' headers and of the parts their rows name; what '-' means."""
+    words = {w for t in tables for w in t.splitlines()[0].split()}
+    lines = [f"  {key}: {text}" for key, text in LEGEND.items()
+             if key in words or (" " in key and any(key in t for t in tables))]
+    return "\n".join(lines + [f"  {NOT_MEASURED}"])
 
 
-def heldout_figures_line(workdir: Path, model: str, fruit: str) -> str:
-    """The fruit's best (else latest) two-sample accuracy and memorisation ratio, or why they are missing."""
-    from fruitgan.models import store as model_store
-    q = _quality_of(model_store.describe_model(workdir, model)["quality"].get(fruit, {}))
-    acc, memo = q.get("two_sample_accuracy"), q.get("memorisation_ratio")
-    if isinstance(acc, (int, float)):
-        low, high = q.get("two_sample_low"), q.get("two_sample_high")
-        two = f"two-sample accuracy {acc:.2f}" + (f" (95% interval {low:.2f}-{high:.2f})"
-                                                  if isinstance(low, (int, float)) and isinstance(high, (int, float)) else "")
-        if q.get("two_sample_note"):
-            two += f": {q['two_sample_note']}"
-    else:
-        two = f"two-sample accuracy: {q.get('two_sample_note') or 'not measured (the run has not ended)'}"
-    memo_text = (f"memorisation ratio {memo:.2f}" if isinstance(memo, (int, float))
-                 else f"memorisation ratio: {q.get('memorisation_note') or 'not measured'}")
-    gloss = " (two-sample accuracy 0.5 = indistinguishable from real)" if isinstance(acc, (int, float)) else ""
-    return f"held-out test of the best checkpoint, on drawings that chose nothing: {two}; {memo_text}{gloss}"
+def quality_rows(workdir: Path, m: dict) -> List[Sequence[str]]:
+    """One row per fruit of index entry ``m``: its reported figures beside the people's spot-the-fake figure."""
+    from fruitgan.people.results import pooled_human_figure
+    rows, folder = [], model_folder.models_root(workdir) / model_folder.model_folder_name(m["name"])
+    for fruit in m["fruits"]:
+        q = m["quality"].get(fruit) or {}
+        rec, people = model_reported.reported_figures(q), pooled_human_figure(folder, fruit) or {}
+        measured = (f"best (epoch {_fmt(q.get('best_epoch'), 'd')})" if q.get("best") else
+                    f"last milestone (epoch {_fmt(rec.get('epoch'), 'd')})" if rec else "-")
+        rows.append((m["name"], fruit, measured, _with_interval(rec, "two_sample_"), _with_interval(people, ""),
+                     _fmt(people.get("sessions"), "d"), _fmt(rec.get("memorisation_ratio"), ".2f"),
+                     _fmt(rec.get("recognizability"), ".0%"), _fmt(rec.get("fid"), ".2f"),
+                     _fmt(rec.get("coverage"), ".2f")))
+    return rows
+
+
+def model_row(m: dict) -> Sequence[str]:
+    epochs = f"{_fmt(m.get('epochs_done'), 'd')}/{_fmt(m.get('epochs_planned'), 'd')}"
+    return (m["name"], str(m.get("created") or "-")[:16].replace("T", " "), str(m.get("dataset_version") or "-"),
+            _fmt(m.get("resolution"), "d"), ",".join(m["fruits"]) or "-", epochs, str(m.get("status") or "-"))
 
 
 def print_models(workdir: Path) -> int:
-    """The table of models/models_index.json (rebuilt first when missing or stale)."""
-    from fruitgan.models import store as model_store
-    index = model_store.read_index(workdir)
-    models = list(index["models"].values())
-    notes = listing_notes(index)
+    """The models of models/models_index.json (rebuilt first when missing or stale), then each fruit's figures; a
+    model that cannot be read is left out, with a line saying why."""
+    index = model_index.read_index(workdir)
+    notes = [f"  {m['name']}: {'not listed: ' if m.get('status') == DAMAGED else ''}{'; '.join(m['problems'])}"
+             for m in index["models"].values() if m.get("problems")]
+    notes += [f"  models/{odd['entry']}: skipped ({odd['why']})" for odd in index.get("skipped", [])]
+    models, table, quality = [], [MODEL_HEADER], [QUALITY_HEADER]
+    for m in (m for m in index["models"].values() if m.get("status") != DAMAGED):
+        try:           # an unreadable info/ or a hand-edited index entry: that model is left out, the rest shown
+            rows, row = quality_rows(workdir, m), model_row(m)
+        except (OSError, UserError, LookupError, TypeError, ValueError, AttributeError) as exc:
+            why = exc if isinstance(exc, (OSError, UserError)) else f"a damaged index entry: {type(exc).__name__}"
+            notes.append(f"  {m['name']}: not listed ({why})")
+            continue
+        models.append(m)
+        table.append(row)
+        quality += rows
     if not models:
-        print(f"No trained models in {model_store.models_root(workdir)} yet.")
+        print(f"No trained models in {model_folder.models_root(workdir)} yet.")
         print("Train one: python train_gan.py --dataset-version 1 --model-name v1   (build the dataset first with "
               "rawDataToImage.py and imageToNPZ.py, or run python run_pipeline.py for all of it)")
     else:
-        print(models_table(models))
-        print("\n(2-sample: accuracy of a small CNN telling the fakes from held-out real drawings, 0.5 = "
-              "indistinguishable, 1.0 = trivially told apart, '-' = not enough real drawings; memo.: memorisation "
-              "ratio, about 1 healthy, well below 1 = copying)")
-        print("(quality: mean over the fruits of the best checkpoints' figures; recognised = share the classifier "
-              "takes for the intended fruit, FID lower is better, coverage higher is better)")
+        tables = (text_table(table), text_table(quality))
+        print(f"{tables[0]}\n\n{tables[1]}\n\n{legend(*tables)}")
     if notes:
         print("Not listed in full:\n" + "\n".join(notes))
     drawable = [m for m in models if m["fruits"]]
@@ -268,33 +258,60 @@ def print_models(workdir: Path) -> int:
     return 0
 
 
+def measured_checkpoints(q: dict) -> List[dict]:
+    """A fruit's measured checkpoints, {"label", "epoch", "best", "figures"}: its last milestone (held-out
+    figures on the validation part) and its best (on the test part); a part is named only where it measured."""
+    out = []
+    for best, rec in ((False, q.get("latest")), (True, q.get("best"))):
+        if rec:
+            figures = model_reported.reported_figures(q) if best else validation_as_plain(rec)
+            epoch = q["best_epoch"] if best and q.get("best_epoch") is not None else rec.get("epoch")
+            measured = _number(figures.get("two_sample_accuracy"))
+            part = (", test part" if best else ", validation part") if measured else ""
+            out.append({"label": f"{'best' if best else 'last milestone'} (epoch {_fmt(epoch, 'd')}{part})",
+                        "epoch": epoch, "best": best, "figures": figures})
+    return out
+
+
+def drawn_figures_line(workdir: Path, model: str, fruit: str, meta: dict) -> str:
+    """The quality figures measured on the checkpoint drawn (its epoch's milestone, the best's when drawing it),
+    held-out tests first; or a line saying none were (or that the records cannot be read: the weights could)."""
+    try:
+        measured = measured_checkpoints(model_reported.describe_model(workdir, model)["quality"].get(fruit, {}))
+    except OSError as exc:
+        return f"quality of this checkpoint: its records cannot be read ({exc.filename}: {exc.strerror})"
+    same = [m for m in measured if (m["best"] if meta["checkpoint"] == "best"
+                                    else meta["epoch"] is not None and m["epoch"] == meta["epoch"])]
+    if not same:
+        return (f"quality of this checkpoint: none was measured for epoch {_fmt(meta['epoch'], 'd')} (figures are "
+                f"measured at milestones; measured: {', '.join(m['label'] for m in measured) or 'none'})")
+    q = same[-1]["figures"]
+    acc, memo = q.get("two_sample_accuracy"), q.get("memorisation_ratio")
+    two = (f"two-sample accuracy {_with_interval(q, 'two_sample_')} (0.5 = indistinguishable from real)" if _number(acc)
+           else f"two-sample accuracy: {q.get('two_sample_note') or 'not measured'}")
+    memo = (f"memorisation ratio {memo:.2f}" if _number(memo)
+            else f"memorisation ratio: {q.get('memorisation_note') or 'not measured'}")
+    seen = [f"{name} {_fmt(q.get(key), spec)}" for key, name, spec in
+            (("recognizability", "recognised", ".0%"), ("fid", "FID", ".2f")) if _number(q.get(key))]
+    return f"quality of this checkpoint, {same[-1]['label']}: {'; '.join([two, memo] + seen)}"
+
+
 def print_model(workdir: Path, name: str) -> int:
-    """A model's fruits with their latest and best quality figures."""
-    from fruitgan.metrics import evaluation as gan_evaluation
-    from fruitgan.models import store as model_store
-    info = model_store.describe_model(workdir, name)
+    """A model's fruits with the figures of their last milestone and best checkpoints."""
+    from fruitgan.metrics import scores
+    info = model_reported.describe_model(workdir, name)
     print(f"model {name}: dataset version {info['dataset_version'] or '-'}, {_fmt(info['resolution'], 'd')} px, "
           f"epochs {_fmt(info['epochs_done'], 'd')}/{_fmt(info['epochs_planned'], 'd')}, status {info['status'] or '-'}")
-    rows = []
-    for fruit in info["fruits"]:
-        q = info["quality"].get(fruit, {})
-        latest = dict(q.get("latest") or {})
-        best = dict(q.get("best") or {})
-        rows.append({"fruit": fruit, "checkpoint": f"latest (epoch {latest.get('epoch', '-')}, validation)",
-                     **validation_as_plain(latest)})
-        if best:
-            rows.append({"fruit": fruit, "checkpoint": f"best (epoch {q.get('best_epoch', best.get('epoch', '-'))}, "
-                         "test part)", **_quality_of(q)})
-    for row in rows:
-        row.pop("epoch", None)
-        if "recognizability" in row or row.get("two_sample_accuracy") is not None:
-            row["score"] = gan_evaluation.quality_score(row)
+    shown = {k for k, _, _ in scores.TABLE_COLUMNS} - {"score"}      # a checkpoint's figures, not its ranking
+    rows = [{"fruit": fruit, "checkpoint": m["label"],
+             **{k: v for k, v in m["figures"].items() if k in shown and _number(v)}}
+            for fruit in info["fruits"] for m in measured_checkpoints(info["quality"].get(fruit, {}))]
     if rows:
-        print(gan_evaluation.format_metrics_table(rows))
+        table = scores.format_metrics_table(rows)
+        print(f"{table}\n{legend(table)}")
     if info["saved_epochs"]:
         print(f"kept checkpoints (--checkpoint N): {', '.join(map(str, info['saved_epochs']))}")
-    fruit = info["fruits"][0] if info["fruits"] else "apple"
-    print(f"Draw new images: python generate_images.py {name} {fruit} --num-images 16")
+    print(f"Draw new images: python generate_images.py {name} {(info['fruits'] or ['apple'])[0]} --num-images 16")
     return 0
 
 
@@ -302,7 +319,7 @@ def print_model(workdir: Path, name: str) -> int:
 def load_classifier_for(workdir: Path, meta: dict, fruits: Sequence[str], log=print):
     """The quality classifier of the model's dataset version (trained and cached if needed)."""
     import data_loader
-    from fruitgan.metrics import evaluation as gan_evaluation
+    from fruitgan.metrics import classifier as fruit_classifier
     from fruitgan.learn.milestones import classifier_inputs
 
     version = meta.get("dataset_version")
@@ -313,20 +330,20 @@ def load_classifier_for(workdir: Path, meta: dict, fruits: Sequence[str], log=pr
         datasets = data_loader.load_version(workdir, str(version), fruits=list(fruits))
     except UserError as missing:
         try:
-            return gan_evaluation.load_cached_classifier(workdir, str(version), meta["resolution"], fruits)
+            return fruit_classifier.load_cached_classifier(workdir, str(version), meta["resolution"], fruits)
         except UserError:
             raise UserError(f"--classify needs dataset version {version} of the model: {missing}") from None
     images, augmented, sources = classifier_inputs(datasets)     # what the trainer gave it: the same cache
-    train = lambda where: gan_evaluation.load_or_train_classifier(
+    train = lambda where: fruit_classifier.load_or_train_classifier(
         where, str(version), images, source_index_by_fruit=sources, augmented_by_fruit=augmented, log=log)
-    cache = gan_evaluation.classifier_path(workdir, str(version), meta["resolution"])
+    cache = fruit_classifier.classifier_path(workdir, str(version), meta["resolution"])
     problem = cache_unwritable(cache.parent)
     if problem is None:
         return train(workdir)
     # Checked before training, not after: train in a throw-away work folder (seeded with the cache there is,
     # which is used when it still fits) rather than lose the work to a failed write at the end.
     with tempfile.TemporaryDirectory(prefix="fruitgan-classifier-") as scratch:
-        scratch_cache = gan_evaluation.classifier_path(Path(scratch), str(version), meta["resolution"])
+        scratch_cache = fruit_classifier.classifier_path(Path(scratch), str(version), meta["resolution"])
         if cache.is_file():
             scratch_cache.parent.mkdir(parents=True)
             scratch_cache.write_bytes(cache.read_bytes())
@@ -352,8 +369,8 @@ def cache_unwritable(folder: Path) -> Optional[str]:
 
 def classification_report(images: torch.Tensor, labels: Sequence[str], fruit: str, classifier) -> List[str]:
     """Lines: one per image (predicted fruit and its probability), then how many were taken for ``fruit``."""
-    from fruitgan.metrics import evaluation as gan_evaluation
-    pred, probs = gan_evaluation.predict(classifier, images)
+    from fruitgan.metrics.classifier import predict
+    pred, probs = predict(classifier, images)
     names = list(classifier.fruits)
     lines = [f"  {label}: {names[int(p)]:<11} {float(probs[i, int(p)]):.0%}" for i, (label, p) in enumerate(zip(labels, pred))]
     target = names.index(fruit)
@@ -369,14 +386,14 @@ def classification_report(images: torch.Tensor, labels: Sequence[str], fruit: st
 
 # --------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Show a table of the trained models, or draw new images with one.")
+    p = ArgumentParser(description="Show a table of the trained models, or draw new images with one; the tables "
+                                   "of models explain their columns underneath.")
     p.add_argument("model", nargs="?", help="model name (models/model_<name>); omit to list the models")
     p.add_argument("fruit", nargs="?", help="fruit to draw; omit to see the model's fruits")
     p.add_argument("--num-images", type=cli_value(int_in_range(1, MAX_FILE_IMAGES), "--num-images"),
                    help=f"images to draw (default {DEFAULT_GRID_IMAGES}): at most {MAX_IMAGES} in a grid, up to "
                         f"{MAX_FILE_IMAGES} as files with --outdir alone (written in batches of {FILE_BATCH}); "
-                        f"with --interpolate it counts ROWS, each of --steps frames (default {DEFAULT_INTERP_ROWS} "
-                        f"rows, at most {MAX_ROWS})")
+                        "with --interpolate the frames of the one transition (at least 2)")
     p.add_argument("--seed", type=cli_value(SEED.parse, "--seed"),
                    help="noise seed: the same seed gives the same images (default: a random one, printed)")
     p.add_argument("--checkpoint", default="latest",
@@ -384,10 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(generator_<fruit>.pt: the last milestone's or the run's end), best, or an epoch number "
                         "with a kept checkpoint")
     p.add_argument("--interpolate", action="store_true",
-                   help="rows of frames along a great circle between random noise vectors; --num-images then "
-                        "counts rows and --steps the frames in each")
-    p.add_argument("--steps", type=cli_value(int_in_range(MIN_STEPS, MAX_STEPS), "--steps"), default=DEFAULT_STEPS,
-                   help=f"frames per interpolation row, ends included (default {DEFAULT_STEPS})")
+                   help="--num-images frames of one smooth transition between two noise vectors drawn from the "
+                        "seed, by spherical interpolation (along the great circle between them, where Gaussian noise "
+                        f"lies; a straight line would pass through washed-out images), {TRANSITION_COLUMNS} frames "
+                        "a row, read left to right")
     p.add_argument("--save", type=Path, help="write the grid to this PNG file instead of showing it")
     p.add_argument("--outdir", type=Path, help="write one PNG per image into this folder (no grid unless --save)")
     p.add_argument("--classify", action="store_true", help="print what the quality classifier makes of the images")
@@ -399,18 +416,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_config(argv: Optional[Sequence[str]]) -> GenerateConfig:
-    from fruitgan.models import store as model_store
+def parse_config(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     try:
-        checkpoint = model_store.parse_checkpoint(args.checkpoint)
+        args.checkpoint = model_loading.parse_checkpoint(args.checkpoint)
     except ValueError as exc:
         raise UserError(f"--checkpoint: {exc}") from None
-    if args.interpolate and args.num_images is not None and args.num_images > MAX_ROWS:
-        raise UserError(f"--num-images: with --interpolate it counts rows, at most {MAX_ROWS} (got {args.num_images})")
-    files_only = args.outdir is not None and args.save is None and not args.classify
-    if not args.interpolate and (args.num_images or 0) > MAX_IMAGES and not files_only:
-        raise UserError(f"--num-images: a grid (or --classify) takes at most {MAX_IMAGES} images (got "
+    if args.interpolate and args.num_images == 1:
+        raise UserError("--num-images: a transition needs at least 2 frames (its two ends)")
+    files_only = args.outdir is not None and args.save is None and not args.classify and not args.interpolate
+    if (args.num_images or 0) > MAX_IMAGES and not files_only:
+        raise UserError(f"--num-images: a grid, a transition or --classify takes at most {MAX_IMAGES} images (got "
                         f"{args.num_images}); write more as files with --outdir DIR alone")
     if args.save is not None and args.save.suffix.lower() != ".png":
         raise UserError(f"--save: {args.save} should be a .png file name")
@@ -422,13 +438,11 @@ def parse_config(argv: Optional[Sequence[str]]) -> GenerateConfig:
         raise UserError("give a model name first, e.g. generate_images.py v1 apple (run it alone to list the models)")
     if args.beside_real and (args.interpolate or args.outdir is not None):
         raise UserError("--beside-real goes with a grid of new images, not with --interpolate or --outdir")
-    return GenerateConfig(workdir=args.workdir, model=args.model, fruit=args.fruit, num_images=args.num_images,
-                          seed=args.seed, checkpoint=checkpoint, interpolate=args.interpolate, steps=args.steps,
-                          save=args.save, outdir=args.outdir, classify=args.classify, use_ema=not args.no_ema,
-                          beside_real=args.beside_real)
+    args.use_ema = not args.no_ema
+    return args
 
 
-def output_tag(cfg: GenerateConfig, seed: int) -> str:
+def output_tag(cfg: argparse.Namespace, seed: int) -> str:
     """generated_<model>_<fruit>_seed<S>[_milestone|_best|_epochN][_interpolation]"""
     tag = f"generated_{cfg.model}_{cfg.fruit}_seed{seed}"
     if cfg.checkpoint != "latest":
@@ -436,19 +450,34 @@ def output_tag(cfg: GenerateConfig, seed: int) -> str:
     return tag + ("_interpolation" if cfg.interpolate else "")
 
 
-def draw(cfg: GenerateConfig) -> int:
-    from fruitgan.models import store as model_store
-    generator, meta = model_store.load_generator(cfg.workdir, cfg.model, cfg.fruit, cfg.checkpoint,
-                                                 use_ema=cfg.use_ema)
+def load_drawn(cfg: argparse.Namespace):
+    """load_generator's (generator, meta); a file of a structure the loader does not check is one line too."""
+    try:
+        return model_loading.load_generator(cfg.workdir, cfg.model, cfg.fruit, cfg.checkpoint, use_ema=cfg.use_ema)
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        raise UserError(f"model {cfg.model!r}: the {cfg.fruit} file of --checkpoint {cfg.checkpoint} does not hold "
+                        f"what this suite writes ({type(exc).__name__}); it is damaged or was edited by hand: use "
+                        "another --checkpoint or train again") from None
+
+
+def clean_leftovers(cfg: argparse.Namespace) -> None:
+    """Remove the temp files that killed runs (kill -9) left in the folders this run writes into."""
+    for folder in (cfg.outdir, cfg.save and cfg.save.parent, Path(cfg.workdir) / OUTPUTS_DIR):
+        if folder and (gone := clean_stale_temp(Path(folder), recursive=False)):
+            print(f"removed {len(gone)} temporary file(s) a killed run left in {folder}")
+
+
+def draw(cfg: argparse.Namespace) -> int:
+    generator, meta = load_drawn(cfg)
+    clean_leftovers(cfg)
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(SEED_MAX + 1)
-    nz = generator.config.noise_dim
-    epoch = meta.get("epoch")
+    nz, n = generator.config.noise_dim, cfg.num_images or DEFAULT_GRID_IMAGES
     which = f"epoch-{meta['checkpoint']}" if isinstance(meta["checkpoint"], int) else meta["checkpoint"]
-    n = (cfg.num_images or DEFAULT_INTERP_ROWS) * cfg.steps if cfg.interpolate else cfg.num_images or DEFAULT_GRID_IMAGES
-    print(f"{cfg.model} {cfg.fruit}: {n} images, {which} checkpoint (epoch {epoch}"
+    what = f"{n} frames of one transition (spherical interpolation)" if cfg.interpolate else f"{n} images"
+    print(f"{cfg.model} {cfg.fruit}: {what}, {which} checkpoint (epoch {meta.get('epoch')}"
           f"{', moving-average weights' if meta['used_ema'] else ''}), seed {seed}"
           f"{'' if cfg.seed is not None else f' (use --seed {seed} to get the same images again)'}")
-    print(heldout_figures_line(cfg.workdir, cfg.model, cfg.fruit))
+    print(drawn_figures_line(cfg.workdir, cfg.model, cfg.fruit, meta))
     tag = output_tag(cfg, seed)
     if cfg.outdir is not None and cfg.save is None and not cfg.classify and not cfg.interpolate:
         batches = (pictures.to_uint8(gan_model.generate(generator, z, GENERATE_BATCH))
@@ -456,12 +485,10 @@ def draw(cfg: GenerateConfig) -> int:
         write_image_files(batches, n, cfg.outdir, tag)        # no grid: any number, in bounded memory
         return 0
     if cfg.interpolate:
-        rows = cfg.num_images or DEFAULT_INTERP_ROWS
-        noise, columns = interpolation_noise(rows, cfg.steps, nz, seed), cfg.steps
-        labels = [f"row {r + 1} frame {f + 1}" for r in range(rows) for f in range(cfg.steps)]
+        noise, columns, kind = interpolation_noise(n, nz, seed), min(n, TRANSITION_COLUMNS), "frame"
     else:
-        noise, columns = sample_noise(n, nz, seed), math.ceil(math.sqrt(n))
-        labels = [f"image {i + 1:>3}" for i in range(n)]
+        noise, columns, kind = sample_noise(n, nz, seed), math.ceil(math.sqrt(n)), "image"
+    labels = [f"{kind} {i + 1:>3}" for i in range(n)]
     images = gan_model.generate(generator, noise, GENERATE_BATCH)       # (N,1,R,R) on the CPU
     pixels = pictures.to_uint8(images)
     if cfg.outdir is not None:
@@ -472,13 +499,12 @@ def draw(cfg: GenerateConfig) -> int:
         grid = stacked_grids([(f"real ({which})", pictures.image_grid(real, columns, GRID_PAD, GRID_PAD_VALUE,
                                                                       MIN_TILE_PX)), ("generated", grid)])
     if cfg.save is not None:
-        print(f"saved {save_png(grid, cfg.save)}")
+        print(f"saved {atomic_save_image(grid, cfg.save)}")
     elif cfg.outdir is None and not show_in_window(grid, f"{cfg.model} {cfg.fruit} seed {seed}"):
-        path = save_png(grid, Path(cfg.workdir) / OUTPUTS_DIR / f"{tag}.png")
+        path = atomic_save_image(grid, Path(cfg.workdir) / OUTPUTS_DIR / f"{tag}.png")
         print(f"saved {path}")
     if cfg.classify:
-        from fruitgan.models import store as ms
-        fruits = ms.open_model(cfg.workdir, cfg.model).fruits()
+        fruits = model_folder.open_model(cfg.workdir, cfg.model).fruits()
         classifier, info = load_classifier_for(cfg.workdir, meta, fruits)
         acc = info.get("heldout_accuracy")
         print(f"quality classifier (dataset version {meta['dataset_version']}, fruits {', '.join(classifier.fruits)}; "
@@ -517,13 +543,18 @@ def stacked_grids(labelled: Sequence[tuple]):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     cfg = parse_config(argv)
-    if cfg.model is None:
-        return print_models(cfg.workdir)
-    if cfg.fruit is None:
-        from fruitgan.models import store as model_store
-        model_store.model_dir(cfg.workdir, cfg.model)         # unknown model: one line listing the models
-        return print_model(cfg.workdir, cfg.model)
-    return draw(cfg)
+    try:
+        if cfg.model is None:
+            return print_models(cfg.workdir)
+        if cfg.fruit is None:
+            model_folder.model_dir(cfg.workdir, cfg.model)         # unknown model: one line listing the models
+            return print_model(cfg.workdir, cfg.model)
+        return draw(cfg)
+    except OSError as exc:          # e.g. a model folder whose info/ cannot be read: one line, not a traceback
+        if isinstance(exc, BrokenPipeError):
+            raise                   # run_main's: output piped into a reader that stopped
+        raise UserError(f"{exc.filename or 'a file'}: {(exc.strerror or str(exc)).lower()}; check that it can be "
+                        "read (its permissions) and run again") from None
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@ Examples:
 """
 from __future__ import annotations
 
-import argparse
+if __name__ == "__main__":   # first of all: Ctrl+C while the imports below load exits 130 too
+    from fruitgan.util.user_io import interrupt_exits_130
+    interrupt_exits_130()
+
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +24,11 @@ from typing import Optional, Sequence
 
 from fruitgan.data.image_version import IMAGE_DIR, FruitVersion, relative_path, scan_image_versions
 from fruitgan.data.npz_format import NPZ_DIR, npz_path
-from fruitgan.data.npz_packing import (BYTES_PER_MB, describe_versions, default_fruits, fruits_of, newest_complete_version,
-                         pack_fruits, resolve_fruits, resolve_version, version_table)
+from fruitgan.data.npz_packing import (BYTES_PER_MB, describe_versions, default_fruits, existing_npz_fruits, fruits_of,
+                                        newest_complete_version, pack_fruits, resolve_fruits, resolve_version,
+                                        version_table)
 from fruitgan.util.safe_files import default_workdir
-from fruitgan.util.user_io import Prompter, UserError, run_main
+from fruitgan.util.user_io import ArgumentParser, Prompter, UserError, run_main
 
 
 @dataclass
@@ -42,7 +46,7 @@ class PackConfig:
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> PackConfig:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Pack imageData/<fruit>/version<NAME>/ into npzData/<fruit>_version<NAME>.npz.")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="folder holding imageData/ and npzData/ (default: this script's folder)")
@@ -93,7 +97,7 @@ def confirm_overwrites(cfg: PackConfig, fruits: Sequence[str], version: str, pro
     Existing files need --overwrite, or a 'y' when asked; a file that appears after this look
     was not agreed to (pack_fruits checks again under the lock).
     """
-    existing = [f for f in fruits if npz_path(cfg.workdir, f, version).exists()]
+    existing = existing_npz_fruits(cfg.workdir, version, fruits)
     if cfg.overwrite:
         return list(fruits), None
     if not existing:

@@ -14,6 +14,10 @@ this script asks the questions and prints the summary.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":   # first of all: Ctrl+C while the imports below load exits 130 too
+    from fruitgan.util.user_io import interrupt_exits_130
+    interrupt_exits_130()
+
 import argparse
 import sys
 from pathlib import Path
@@ -25,14 +29,14 @@ from fruitgan.data.image_conversion import ConvertOptions, convert, format_summa
 from fruitgan.data.image_version import existing_version_fruits, next_free_version, version_lock
 from fruitgan.util.run_lock import refuse_if_held
 from fruitgan.util.safe_files import default_workdir
-from fruitgan.util.user_io import Prompter, UserError, list_of, run_main
+from fruitgan.util.user_io import ArgumentParser, Prompter, UserError, list_of, run_main
 
 
 # ----------------------------------------------------------------------------------------- command line
 
 def build_parser() -> argparse.ArgumentParser:
     """Setting flags have the argparse default None (the prompt asks then); see settings.py for each."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="rawDataToImage.py",
         description="Render Quick, Draw! fruit drawings from rawData/ as PNG datasets in imageData/.")
     st.FRUIT_LIST.add_to(parser, shown="every fruit with data")

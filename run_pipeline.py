@@ -91,7 +91,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"\n$ {shown}", flush=True)
         if subprocess.run(cmd).returncode != 0:
             raise UserError(f"step failed: {Path(cmd[1]).name} (its message is above); fix it and rerun")
-    from fruitgan.models.store import ModelFolder
+    from fruitgan.models.folder import ModelFolder
 
     print(f"\npipeline done in {(time.perf_counter() - t0) / 60:.1f} min: model in "
           f"{ModelFolder.in_workdir(cfg.workdir, cfg.name).path}, images in {cfg.workdir / 'outputs'}")

@@ -14,13 +14,13 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from fruitgan.models.folder import ModelFolder
+from fruitgan.models.may_write import check_may_write
 from fruitgan.util import settings as st
-from fruitgan.util.run_lock import refuse_if_held
 from fruitgan.util.safe_files import default_workdir
 from fruitgan.util.user_io import Prompter, UserError, run_main
 
-# The setting flags in the order --help lists them (--no-eval between the two groups); each one's
-# default, bounds and help is declared in settings.py.
+# The setting flags in the order --help lists them (--no-eval between the two groups); settings.py declares each.
 VALUE_FLAGS = (st.DATASET_VERSION, st.MODEL_NAME, st.EPOCHS, st.BATCH_SIZE, st.LR, st.DESCRIPTION, st.DEVICE,
                st.FRUIT_LIST, st.SEED, st.PRECISION, st.SCHEDULE, st.MILESTONES, st.KEEP_CHECKPOINT_EVERY)
 LATER_VALUE_FLAGS = (st.EVAL_SAMPLES, st.EMA_DECAY, st.DIFF_AUGMENT, st.G_CHANNELS, st.D_CHANNELS, st.BETA1, st.BETA2,
@@ -65,38 +65,29 @@ def newest_version(workdir: Path, versions: dict) -> str:
     return max(versions, key=mtime)
 
 
-def resume_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path):
-    """The saved run's settings, with what the flags given may change (or a one-line refusal)."""
-    from fruitgan.learn.config import TrainConfig
-    from fruitgan.models.store import ModelFolder
+def resume_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path, is_main: bool):
+    """The saved run's settings (config.Resumed), with what the flags given may change (or a one-line refusal)."""
+    from fruitgan.learn.config import load_resume
 
     name = args.model_name or prompter.ask("Model name to resume", st.MODEL_NAME.default, st.MODEL_NAME.parse,
                                            flag="--model-name NAME")
-    store = ModelFolder.in_workdir(workdir, name)
-    saved = store.read_config()
-    if saved is None:
-        if not store.path.is_dir():
-            raise UserError(f"no model {name!r} to resume in {store.path.parent}; train it first (without --resume)")
-        raise UserError(f"model {name!r} has no readable saved settings ({store.config_path().name} "
-                        "missing or damaged); train it again with --overwrite")
+    folder = ModelFolder.in_workdir(workdir, name)
+    if is_main:   # under torchrun rank 0 decides (another rank would see rank 0's own lock)
+        check_may_write(folder, resume=True)
     changes = given_settings(args)
     # A limit on this call's epochs, not a setting of the run: a resume without it trains to the end.
     changes["stop_after_epochs"] = args.stop_after_epochs
-    config = TrainConfig.from_saved(saved, f"saved settings of model {name!r}")
-    if config.model_name != name:   # a hand-edited name would resume (and write into) another model
-        raise UserError(f"{store.config_path()}: model_name {config.model_name!r} is not {name!r}; "
-                        "fix the file or train a new model")
-    return config.resumed(changes)
+    return load_resume(folder, changes)
 
 
-def ask_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path):
-    """Fill every setting from its flag, else from a prompt (or its default with --yes)."""
+def ask_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path, is_main: bool = True):
+    """Fill every setting from its flag, else from a prompt (or its default with --yes): a TrainConfig, or
+    with --resume the saved run's config.Resumed."""
     import data_loader
     from fruitgan.learn.config import TrainConfig
-    from fruitgan.models.store import ModelFolder
 
     if args.resume:  # everything comes from the saved configuration
-        return resume_settings(args, prompter, workdir)
+        return resume_settings(args, prompter, workdir, is_main)
     versions = data_loader.list_versions(workdir)
     if not versions:
         raise UserError(f"no dataset in {workdir / 'npzData'}; run rawDataToImage.py then imageToNPZ.py first")
@@ -112,11 +103,8 @@ def ask_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path):
 
     def parse_model(text: str) -> str:
         name = st.MODEL_NAME.parse(text)
-        folder = ModelFolder.in_workdir(workdir, name)
-        if not args.yes:   # with --yes, main() checks on rank 0 (under torchrun a rank must not see rank 0's lock)
-            refuse_if_held(folder.path, f"model {name}", "choose another name")
-        if not args.overwrite and folder.exists():
-            raise ValueError(f"model {name!r} already exists (use another name, --resume or --overwrite)")
+        if is_main:   # refused: asked again (with --yes: one line); under torchrun rank 0 decides
+            check_may_write(ModelFolder.in_workdir(workdir, name), overwrite=args.overwrite)
         return name
 
     version = args.dataset_version
@@ -127,7 +115,9 @@ def ask_settings(args: argparse.Namespace, prompter: Prompter, workdir: Path):
         raise UserError(f"no dataset version {version!r} in {workdir / 'npzData'}; there are: "
                         f"{', '.join(sorted(versions))}")
     values = {**given_settings(args), "dataset_version": version}   # each asked only when not given
-    if "model_name" not in values:
+    if "model_name" in values:      # a name given as a flag: refused before any further prompt
+        parse_model(values["model_name"])
+    else:
         values["model_name"] = st.MODEL_NAME.ask(prompter, parse=parse_model)
     for setting in PROMPTED:
         if setting.field not in values:
@@ -170,21 +160,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.yes = True
     prompter = Prompter(assume_yes=args.yes)
     from gan_trainer import MultiFruitGANTrainer
-    from fruitgan.models.store import ModelFolder
 
     try:
-        config = ask_settings(args, prompter, workdir)
-        overwrite = args.overwrite
-        # A run of this name now writing (--overwrite included): the holder's refusal, before anything else.
-        if dist_info.is_main:
-            refuse_if_held(ModelFolder.in_workdir(workdir, config.model_name).path, f"model {config.model_name}",
-                           "wait for it to finish or choose another --model-name")
-        if not args.resume and not overwrite and ModelFolder.in_workdir(workdir, config.model_name).exists():
-            raise UserError(f"model {config.model_name!r} already exists; use another --model-name, "
-                            "--resume to continue it, or --overwrite to replace it")
+        chosen = ask_settings(args, prompter, workdir, dist_info.is_main)   # the folder may be written: checked
+        config = chosen.config if args.resume else chosen
         log = print if dist_info.is_main else (lambda msg: print(f"[rank {dist_info.rank}] {msg}"))
-        trainer = MultiFruitGANTrainer(config, workdir, overwrite=overwrite, resume=args.resume, log=log,
-                                       dist=dist_info)
+        trainer = MultiFruitGANTrainer(config, workdir, overwrite=args.overwrite, resume=args.resume and chosen,
+                                       log=log, dist=dist_info)
         trainer.train()
     finally:
         if dist_info.world > 1:

@@ -3,7 +3,7 @@
     python benchmarks/bench_giveaway.py --workdir W --model heldout --fruit apple    # about 4 minutes per row
 
 A trained model's best checkpoint draws as many fakes as the fruit's test part holds real drawings (the
-drawings that chose nothing). Each row runs gan_evaluation.two_sample_test at its real settings on the two
+drawings that chose nothing). Each row runs two_sample.two_sample_test at its real settings on the two
 sets after the SAME change to both:
 
   as drawn          nothing removed: the figure the model table reports (other fakes, same test)
@@ -29,9 +29,10 @@ import torch.nn.functional as F  # noqa: E402
 
 from bench_header import add_threads_flag, header, use_threads  # noqa: E402
 import data_loader  # noqa: E402
-from fruitgan.metrics import evaluation as ge  # noqa: E402
+from fruitgan.metrics import images as mi  # noqa: E402
+from fruitgan.metrics import two_sample as ts  # noqa: E402
 import gan_model  # noqa: E402
-from fruitgan.models import store as model_store  # noqa: E402
+from fruitgan.models import folder as model_store, loading  # noqa: E402
 from fruitgan.util.safe_files import FRUITS, default_workdir  # noqa: E402
 from fruitgan.util.user_io import UserError, choice_of, cli_value, run_main  # noqa: E402
 
@@ -41,27 +42,27 @@ NOISE_SEED = 2024         # the fakes' noise: its own stream, not the trainer's 
 
 
 def faint_off(images: torch.Tensor) -> torch.Tensor:
-    px = ge.pixel_levels(images)
-    return ge.from_pixel_levels(torch.where(px < FAINT_LEVEL, torch.zeros_like(px), px))
+    px = mi.pixel_levels(images)
+    return mi.from_pixel_levels(torch.where(px < FAINT_LEVEL, torch.zeros_like(px), px))
 
 
 def black_and_white(images: torch.Tensor) -> torch.Tensor:
-    return torch.where(ge.pixel_levels(images) >= ge.PIXEL_LEVELS / 2.0, 1.0, -1.0)
+    return torch.where(mi.pixel_levels(images) >= mi.PIXEL_LEVELS / 2.0, 1.0, -1.0)
 
 
 def half_size(images: torch.Tensor) -> torch.Tensor:
-    return F.avg_pool2d(ge.quantise_pixels(images), 2)
+    return F.avg_pool2d(mi.quantise_pixels(images), 2)
 
 
 CHANGES: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "as drawn": ge.quantise_pixels, "faint ink off": faint_off, "black and white": black_and_white,
+    "as drawn": mi.quantise_pixels, "faint ink off": faint_off, "black and white": black_and_white,
     "half size": half_size,
 }
 
 
 def pixel_shares(images: torch.Tensor) -> dict:
     """Share of pixels that are black, faint, grey and full ink."""
-    px = ge.pixel_levels(images)
+    px = mi.pixel_levels(images)
     return {"black": float((px == 0).float().mean()),
             "faint": float(((px > 0) & (px < FAINT_LEVEL)).float().mean()),
             "grey": float(((px >= FAINT_LEVEL) & (px < FULL_LEVEL)).float().mean()),
@@ -78,10 +79,10 @@ def test_part_and_fakes(workdir: Path, model: str, fruit: str) -> tuple:
     ds = data_loader.load_fruit(workdir, version, fruit)
     if not ds.has_split:
         raise UserError(f"{fruit} of dataset version {version} has no held-out test part: {ds.split_note}")
-    real = ds.images_at(ds.sample_index(ds.test_index, ge.TWO_SAMPLE_MAX_REAL))
-    net, _ = folder.read_generator(fruit, best=True)
+    real = ds.images_at(ds.sample_index(ds.test_index, ts.TWO_SAMPLE_MAX_REAL))
+    net, _ = loading.read_generator(folder, fruit, best=True)
     noise = torch.randn(real.shape[0], net.config.noise_dim, generator=torch.Generator().manual_seed(NOISE_SEED))
-    return real, gan_model.generate(net, noise, ge.EVAL_BATCH).float(), version
+    return real, gan_model.generate(net, noise, mi.EVAL_BATCH).float(), version
 
 
 def format_pixels(real: torch.Tensor, fakes: torch.Tensor) -> str:
@@ -115,7 +116,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     real, fakes, version = test_part_and_fakes(workdir, args.model, args.fruit)
     rows = ["| both sets | two-sample accuracy | 95% interval |", "| --- | ---: | ---: |"]
     for change, apply in CHANGES.items():
-        rows.append(format_row(change, ge.two_sample_test(apply(real), apply(fakes))))
+        rows.append(format_row(change, ts.two_sample_test(apply(real), apply(fakes))))
         print(rows[-1], file=sys.stderr, flush=True)
     print(f"model {args.model}, {args.fruit}: best checkpoint against the test part of dataset version {version} "
           f"({real.shape[0]} real drawings, as many fakes)")

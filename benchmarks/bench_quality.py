@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 import few_drawings  # noqa: E402
 from bench_header import add_threads_flag, header, use_threads  # noqa: E402
 from fruitgan.data import image_conversion  # noqa: E402
-from fruitgan.models import store as model_store  # noqa: E402
+from fruitgan.models import folder as model_store  # noqa: E402
 from fruitgan.data import npz_packing  # noqa: E402
 from fruitgan.util import settings as st  # noqa: E402
 from gan_trainer import MultiFruitGANTrainer  # noqa: E402

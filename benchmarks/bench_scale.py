@@ -120,7 +120,7 @@ def uint8_bytes(workdir: Path) -> int:
 
 def run_parts(workdir: Path) -> dict:
     """Where the training stage's time went (the run's summary: steps, evaluation, ...)."""
-    from fruitgan.models.store import ModelFolder
+    from fruitgan.models.folder import ModelFolder
 
     return (ModelFolder.in_workdir(workdir, VERSION).read_summary() or {}).get("time", {})
 
@@ -136,7 +136,7 @@ def network_bytes() -> int:
 
 def baseline_bytes() -> int:
     """A process that imported what train_gan.py imports, before it read any data."""
-    code = ("import resource, gan_trainer, fruitgan.metrics.evaluation, fruitgan.learn.plots, torchmetrics.image.fid; "
+    code = ("import resource, gan_trainer, fruitgan.metrics.features, fruitgan.metrics.two_sample, fruitgan.learn.plots, torchmetrics.image.fid; "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     return int(out.stdout.strip())

@@ -8,7 +8,9 @@ import threading
 import pytest
 
 import cost_analysis_training as cat
-from fruitgan.models.store import ModelFolder
+from fruitgan.learn import cost_report, memory
+from fruitgan.learn import pricing as prices
+from fruitgan.models.folder import ModelFolder
 from fruitgan.util.user_io import UserError
 
 GIB = 1024 ** 3
@@ -47,7 +49,7 @@ class ScriptedReader:
 
 @pytest.fixture
 def pricing():
-    return cat.load_pricing(cat.DEFAULT_PRICING_PATH)
+    return prices.load_pricing(prices.DEFAULT_PRICING_PATH)
 
 
 def make_tracker(pricing, clock, reader, cpus=2, gpu=lambda: 0):
@@ -69,7 +71,7 @@ def test_shipped_pricing_file_has_the_mission_values(pricing):
     assert pricing.cost_per_cpu_per_month == CPU_PRICE
     assert pricing.cost_per_gb_ram_per_month == RAM_PRICE
     assert pricing.additional_storage_cost_per_gb == STORAGE_PRICE
-    assert cat.HOURS_PER_MONTH == MONTH_HOURS
+    assert prices.HOURS_PER_MONTH == MONTH_HOURS
 
 
 def write_pricing(tmp_path, **changes):
@@ -87,19 +89,19 @@ DELETE = object()
 
 
 def test_extra_keys_are_kept(tmp_path):
-    loaded = cat.load_pricing(write_pricing(tmp_path))
+    loaded = prices.load_pricing(write_pricing(tmp_path))
     assert loaded.extra == {"my_note": "kept"}
     assert loaded.to_dict()["my_note"] == "kept"
     assert loaded.source == str(tmp_path / "pricing.json")
 
 
-@pytest.mark.parametrize("key", cat.PRICING_KEYS)
+@pytest.mark.parametrize("key", prices.PRICING_KEYS)
 @pytest.mark.parametrize("bad, words", [(DELETE, "missing"), (-0.5, "negative"), ("0.1", "number"),
                                         (True, "number"), (None, "number"), (float("nan"), "finite")])
 def test_bad_pricing_value_names_key_and_file(tmp_path, key, bad, words):
     path = write_pricing(tmp_path, **{key: bad})
     with pytest.raises(UserError) as err:
-        cat.load_pricing(path)
+        prices.load_pricing(path)
     message = str(err.value)
     assert key in message and str(path) in message and words in message
     assert "\n" not in message
@@ -107,16 +109,16 @@ def test_bad_pricing_value_names_key_and_file(tmp_path, key, bad, words):
 
 def test_missing_and_invalid_pricing_files(tmp_path):
     with pytest.raises(UserError, match="not found") as err:
-        cat.load_pricing(tmp_path / "nope.json")
+        prices.load_pricing(tmp_path / "nope.json")
     assert "nope.json" in str(err.value)
     broken = tmp_path / "broken.json"
     broken.write_text('{"fixed_monthly_cost": 19.0,')
     with pytest.raises(UserError, match="not valid JSON"):
-        cat.load_pricing(broken)
+        prices.load_pricing(broken)
     listed = tmp_path / "list.json"
     listed.write_text("[1, 2]")
     with pytest.raises(UserError, match="JSON object"):
-        cat.load_pricing(listed)
+        prices.load_pricing(listed)
 
 
 def test_cli_reports_a_bad_pricing_file_in_one_line(tmp_path, capsys):
@@ -133,9 +135,7 @@ def test_single_fruit_cost_matches_formula(pricing):
     clock = FakeClock()
     tracker = make_tracker(pricing, clock, ScriptedReader([1 * GIB, 2 * GIB, int(1.5 * GIB)]), cpus=2)
     tracker.begin(["apple"])
-    for _ in range(7):
-        clock.advance(1800.0)  # 7 epochs of half an hour = 3.5 h
-        tracker.epoch_done(["apple"])
+    clock.advance(7 * 1800.0)  # 7 epochs of half an hour = 3.5 h
     section = tracker.end(["apple"], {"apple": 7})["apple"]
 
     compute, memory = expected_costs(cpus=2, ram_gb=2, hours=3.5)
@@ -157,18 +157,6 @@ def test_single_fruit_cost_matches_formula(pricing):
     assert cost["per_hour"] == pytest.approx((CPU_PRICE * 2 + RAM_PRICE * 2) / MONTH_HOURS, rel=1e-12)
     # By hand: (0.296875 x 2 + 0.037109375 x 2) x 3.5 / 720 = 2.337890625 / 720 = $0.00324707...
     assert cost["total"] == pytest.approx(0.0032470703, rel=1e-8)
-
-
-def test_epoch_done_returns_each_epoch_time(pricing):
-    clock = FakeClock()
-    tracker = make_tracker(pricing, clock, ScriptedReader([GIB]))
-    tracker.begin(["pear"])
-    clock.advance(3.0)
-    assert tracker.epoch_done(["pear"]) == 3.0
-    clock.advance(5.0)
-    assert tracker.epoch_done(["pear"]) == 5.0
-    # epochs_by_fruit may leave a fruit out: the number of epoch_done calls is used.
-    assert tracker.end(["pear"], {})["pear"]["epochs"] == 2
 
 
 def test_segment_is_split_equally_between_its_fruits(pricing):
@@ -200,7 +188,7 @@ def test_resumed_run_adds_to_previous_totals(pricing):
     clock.advance(2 * 3600.0)
     old = first.end(["apple", "pear"], {"apple": 4, "pear": 4})
     # The history file stores the section under "cost"; it comes back through JSON.
-    stored = json.loads(json.dumps(cat.cost_fields_for_history(old["apple"])))["cost"]
+    stored = json.loads(json.dumps(cost_report.cost_fields_for_history(old["apple"])))["cost"]
 
     second = make_tracker(pricing, clock, ScriptedReader([1 * GIB]), cpus=2)
     second.begin(["apple"], previous={"apple": stored})
@@ -250,8 +238,7 @@ def test_broken_previous_record_is_a_user_error(pricing):
 def test_gpu_peak_is_reported_not_charged(pricing):
     clock = FakeClock()
     tracker = make_tracker(pricing, clock, ScriptedReader([GIB]), cpus=1, gpu=ScriptedReader([5, 7 * GIB, 6]))
-    tracker.begin(["apple"])
-    tracker.sample()
+    tracker.begin(["apple"])  # the GPU peak is read at begin and at end
     clock.advance(3600.0)
     s = tracker.end(["apple"], {"apple": 1})["apple"]
     assert s["peak_gpu_memory_bytes"] == 7 * GIB
@@ -265,7 +252,7 @@ def test_measured_cpus_when_not_configured(pricing):
                               gpu_memory_reader=lambda: 0, background=False)
     tracker.begin(["apple"])
     s = tracker.end(["apple"], {"apple": 0})["apple"]
-    assert s["cpus_charged"] == min(torch.get_num_threads(), cat.available_cpus())
+    assert s["cpus_charged"] == min(torch.get_num_threads(), memory.available_cpus())
     assert s["cost"]["per_epoch"] == 0.0  # no epochs: no division by zero
 
 
@@ -319,9 +306,9 @@ def test_without_background_a_burst_between_readings_is_missed(pricing):
 
 def test_memory_sampler_context_manager_with_real_rss():
     block_size = 64 * 1024 * 1024
-    with cat.MemorySampler(interval_s=0.01) as sampler:
+    with memory.MemorySampler(interval_s=0.01) as sampler:
         assert sampler.running
-        baseline = cat.process_rss_bytes()
+        baseline = memory.process_rss_bytes()
         block = b"\x01" * block_size  # written, so its pages really are resident
         sampler.sample()
         del block
@@ -339,12 +326,12 @@ def test_console_summary_block(pricing):
     tracker.begin(["apple"])
     clock.advance(192.0)  # 3.2 minutes
     s = tracker.end(["apple"], {"apple": 4})["apple"]
-    lines = cat.format_cost_summary("apple", s).splitlines()
+    lines = cost_report.format_cost_summary("apple", s).splitlines()
     assert lines[0] == lines[2] == lines[-1] == "=" * 58
     assert lines[1] == "TRAINING COST SUMMARY FOR APPLE"
     assert lines[3] == "Training time: 0.05 hours (3.2 minutes)"
     assert lines[4] == "Peak memory: 1.23 GB"
-    assert lines[5] == f"Total cost: {cat.format_money(s['cost']['total'])}"
+    assert lines[5] == f"Total cost: {prices.format_money(s['cost']['total'])}"
     assert lines[6].startswith("Cost per epoch: $0.0000")
     assert lines[7].startswith("Cost per hour: $0.000")
 
@@ -352,7 +339,7 @@ def test_console_summary_block(pricing):
 @pytest.mark.parametrize("value, text", [(0.000123, "$0.000123"), (0.0000012, "$0.0000012"),
                                          (0.00021, "$0.00021"), (12.3, "$12.30"), (0.0, "$0.00")])
 def test_money_format(value, text):
-    assert cat.format_money(value) == text
+    assert prices.format_money(value) == text
 
 
 def two_fruit_run(pricing):
@@ -365,18 +352,16 @@ def two_fruit_run(pricing):
 
 def test_cost_report_contents(pricing, tmp_path):
     sections = two_fruit_run(pricing)
-    model_dir = tmp_path / "model_x"
-    (model_dir / "best").mkdir(parents=True)
-    (model_dir / "generator_apple.pt").write_bytes(b"x" * 3000)
-    (model_dir / "best" / "generator_apple.pt").write_bytes(b"y" * 1000)
-    report = cat.build_cost_report(sections, model_dir, {"resolution": 28, "lr": 2e-4}, pricing)
+    kept = {"networks": 3000, "best": 1000}          # what the folder holds, measured by the caller
+    report = cost_report.build_cost_report(sections, kept, tmp_path / "model_x", {"resolution": 28, "lr": 2e-4},
+                                           pricing)
 
     for key in ("breakdown", "totals", "cost_per_epoch", "peak_memory_gb", "training_hours", "per_fruit",
                 "pricing", "formula", "model_config", "cost_per_fruit"):
         assert key in report
     compute, memory = expected_costs(cpus=2, ram_gb=2, hours=7.0)
     storage = 4000 / GIB * STORAGE_PRICE
-    assert report["breakdown"]["storage"]["size_bytes"] == 4000
+    assert report["breakdown"]["storage"]["size_bytes"] == 4000 and report["breakdown"]["storage"]["parts"] == kept
     assert report["breakdown"]["storage"]["cost"] == pytest.approx(storage, rel=1e-12)
     assert report["totals"]["compute"] == pytest.approx(compute, rel=1e-12)
     assert report["totals"]["memory"] == pytest.approx(memory, rel=1e-12)
@@ -396,8 +381,9 @@ def test_cost_report_contents(pricing, tmp_path):
 
 def test_description_file(pricing, tmp_path):
     sections = two_fruit_run(pricing)
-    report = cat.build_cost_report(sections, tmp_path / "missing_dir", {}, pricing)
-    text = cat.description_text(
+    kept = {"resume state": 3 * 1024 ** 2, "networks": 1024 ** 2, "best": 0}
+    report = cost_report.build_cost_report(sections, kept, tmp_path, {}, pricing)
+    text = cost_report.description_text(
         "Doodle fruits, small test.",
         {"version": "v1", "resolution": 28, "fruits": ["apple", "banana"],
          "image_counts": {"apple": 120, "banana": 80}},
@@ -416,10 +402,21 @@ def test_description_file(pricing, tmp_path):
     assert "Total training time: 7.00 hours (420.0 minutes)" in lines
     assert "Average time per fruit: 3.50 hours (210.0 minutes)" in lines
     assert "Peak memory: 2.00 GB" in lines
-    total = report["totals"]["total"]
-    assert any(l.startswith(f"Total cost: {cat.format_money(total)}") for l in lines)
-    assert f"Average cost per fruit: {cat.format_money(total / 2)}" in lines
-    assert any(l.startswith(f"Average cost per epoch: {cat.format_money(report['cost_per_epoch'])}") for l in lines)
+    money, totals = prices.format_money, report["totals"]
+    # Training (compute + memory over the training hours) and storage (one month of the kept folder) apart,
+    # each saying what it includes; the total says it adds the two.
+    training = next(l for l in lines if l.startswith("Training cost: "))
+    assert training.startswith(f"Training cost: {money(totals['training'])} (compute {money(totals['compute'])} "
+                               f"+ memory {money(totals['memory'])}") and "7.00 training hours" in training
+    storage = next(l for l in lines if l.startswith("Storage cost: "))
+    assert storage.startswith(f"Storage cost: {money(totals['storage'])} (one month of the model folder")
+    assert "4.00 MB" in storage and "resume state 3.00 MB" in storage and "networks 1.00 MB" in storage
+    assert "best" not in storage                                   # an empty part is not listed
+    assert (f"Total cost: {money(totals['total'])} (training {money(totals['training'])} + one month of storage "
+            f"{money(totals['storage'])})") in lines
+    assert totals["total"] == pytest.approx(totals["training"] + 4 * 1024 ** 2 / GIB * STORAGE_PRICE, rel=1e-12)
+    assert f"Average training cost per fruit: {money(totals['training'] / 2)}" in lines
+    assert any(l.startswith(f"Average training cost per epoch: {money(report['cost_per_epoch'])}") for l in lines)
     assert any("Fixed monthly cost" in l and "not added" in l for l in lines)
     assert "HOURS_PER_MONTH = 720" in text and "cost_per_cpu_per_month" in text
     assert not list((tmp_path / "info").glob("*.tmp"))  # atomic write left no temp file
@@ -427,7 +424,7 @@ def test_description_file(pricing, tmp_path):
 
 def test_history_fields(pricing):
     section = two_fruit_run(pricing)["apple"]
-    fields = cat.cost_fields_for_history(section)
+    fields = cost_report.cost_fields_for_history(section)
     assert fields["cost_summary"]["total"] == section["cost"]["total"]
     assert fields["cost_summary"]["per_epoch"] == section["cost"]["per_epoch"]
     assert fields["cost_summary"]["per_hour"] == section["cost"]["per_hour"]

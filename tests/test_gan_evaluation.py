@@ -1,4 +1,5 @@
-"""gan_evaluation.py: the quality classifier and the figures it measures, on REAL drawings.
+"""fruitgan/metrics: the quality classifier (classifier.py) and the figures it measures (features.py,
+scores.py), on REAL drawings.
 
 The real images are the bundled sample's raw Quick, Draw! strokes (rawData/sample/raw, 25-40 distinct
 drawings per fruit), drawn here with PIL at 28 px the simple way (fit to the box, white lines on black),
@@ -12,7 +13,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from fruitgan.metrics import evaluation as ge
+from fruitgan.metrics import classifier as fc
+from fruitgan.metrics import features
+from fruitgan.metrics import scores
 from conftest import SAMPLE
 from fruitgan.util.user_io import UserError
 
@@ -58,13 +61,13 @@ def real():
 def trained(real, tmp_path_factory):
     """(workdir, classifier, info): the classifier trained once for this module on the real drawings."""
     workdir = tmp_path_factory.mktemp("evalwork")
-    classifier, info = ge.load_or_train_classifier(workdir, "1", real, seed=0)
+    classifier, info = fc.load_or_train_classifier(workdir, "1", real, seed=0)
     return workdir, classifier, info
 
 
 @pytest.fixture(scope="module")
 def evaluator(trained, real):
-    return ge.QualityEvaluator(trained[1], list(FRUITS), real)
+    return features.QualityEvaluator(trained[1], list(FRUITS), real)
 
 
 def test_heldout_split_keeps_copies_of_heldout_drawings_out_of_training():
@@ -72,7 +75,7 @@ def test_heldout_split_keeps_copies_of_heldout_drawings_out_of_training():
     n_real = 10
     augmented = torch.tensor([False] * n_real + [True] * (2 * n_real))
     source = torch.cat([torch.arange(n_real), torch.arange(n_real).repeat_interleave(2)])
-    data = ge._split_fruit(torch.zeros(3 * n_real, 1, RES, RES), augmented, source, 0.2, torch.Generator().manual_seed(1))
+    data = fc._split_fruit(torch.zeros(3 * n_real, 1, RES, RES), augmented, source, 0.2, torch.Generator().manual_seed(1))
     held = set(data.heldout_idx.tolist())
     train = set(data.train_idx.tolist())
     assert len(held) == 2 and all(i < n_real for i in held)                 # held-out: real drawings only
@@ -93,36 +96,36 @@ def test_classifier_learns_real_fruits_and_is_cached(trained, real, tmp_path):
     assert payload["fruits"] == list(FRUITS) and payload["resolution"] == RES and len(payload["data_hash"]) == 64
     # Second call: loaded from the cache, the same network, and the caller's random stream untouched.
     state = torch.get_rng_state()
-    again, info2 = ge.load_or_train_classifier(workdir, "1", {f: real[f] for f in reversed(FRUITS)})
+    again, info2 = fc.load_or_train_classifier(workdir, "1", {f: real[f] for f in reversed(FRUITS)})
     assert not info2["trained"] and torch.equal(state, torch.get_rng_state())
     assert all(torch.equal(a, b) for a, b in zip(classifier.state_dict().values(), again.state_dict().values()))
     assert info2["heldout_accuracy"] == info["heldout_accuracy"]
 
 
 def test_changed_data_or_settings_retrain(real, tmp_path):
-    quick = ge.ClassifierTrainConfig(steps=5)
+    quick = fc.ClassifierTrainConfig(steps=5)
     state = torch.get_rng_state()
-    _, first = ge.load_or_train_classifier(tmp_path, "v2", real, train_config=quick)
+    _, first = fc.load_or_train_classifier(tmp_path, "v2", real, train_config=quick)
     assert first["trained"] and torch.equal(state, torch.get_rng_state())   # training leaves the caller's RNG alone
-    _, same = ge.load_or_train_classifier(tmp_path, "v2", real, train_config=quick)
+    _, same = fc.load_or_train_classifier(tmp_path, "v2", real, train_config=quick)
     assert not same["trained"]
     fewer = dict(real, apple=real["apple"][1:])
-    _, changed = ge.load_or_train_classifier(tmp_path, "v2", fewer, train_config=quick)
+    _, changed = fc.load_or_train_classifier(tmp_path, "v2", fewer, train_config=quick)
     assert changed["trained"]
-    _, other = ge.load_or_train_classifier(tmp_path, "v2", fewer, train_config=ge.ClassifierTrainConfig(steps=6))
+    _, other = fc.load_or_train_classifier(tmp_path, "v2", fewer, train_config=fc.ClassifierTrainConfig(steps=6))
     assert other["trained"]
     # A damaged cache file is retrained, not an error.
     path = tmp_path / "models" / "evaluators" / f"classifier_versionv2_{RES}px.pt"
     path.write_bytes(b"garbage")
-    _, repaired = ge.load_or_train_classifier(tmp_path, "v2", fewer, train_config=quick)
+    _, repaired = fc.load_or_train_classifier(tmp_path, "v2", fewer, train_config=quick)
     assert repaired["trained"] and path.stat().st_size > 1000
 
 
 @pytest.mark.parametrize("res", [28, 64, 128])
 def test_classifier_takes_any_resolution(res):
-    net = ge.FruitClassifier(FRUITS).eval()
+    net = fc.FruitClassifier(FRUITS).eval()
     x = torch.rand(3, 1, res, res) * 2 - 1
-    assert net.features(x).shape == (3, ge.FEATURE_DIM) and net(x).shape == (3, len(FRUITS))
+    assert net.features(x).shape == (3, fc.FEATURE_DIM) and net(x).shape == (3, len(FRUITS))
 
 
 def test_real_drawings_score_like_real_noise_does_not(evaluator, real):
@@ -138,7 +141,7 @@ def test_real_drawings_score_like_real_noise_does_not(evaluator, real):
         assert abs(ref["fid_uniform_noise"] - noise["fid"]) < 0.25 * noise["fid"]
         assert noise["coverage"] <= 0.1 and noise["recall"] <= 0.1 and ref["coverage"] >= 0.6
         assert ref["num_real"] == real[fruit].shape[0] and noise["num_generated"] == 256
-        assert ge.quality_score(own) > ge.quality_score(noise)
+        assert scores.quality_score(own) > scores.quality_score(noise)
     # The classifier puts noise somewhere, but nowhere near as often in the right fruit as real drawings.
     noise_recog = [evaluator.evaluate(f, torch.rand(64, 1, RES, RES, generator=gen) * 2 - 1)["recognizability"] for f in FRUITS]
     assert sum(r > 0.5 for r in noise_recog) <= 1
@@ -153,26 +156,26 @@ def test_another_fruit_is_not_recognised(evaluator, real):
 def test_mode_collapse_shows_in_recall_and_coverage(evaluator, real):
     """One real apple repeated 256 times: each image looks real, the set covers almost nothing."""
     apples = real["apple"]
-    real_set = ge.QualityEvaluator(evaluator.classifier, ["apple"], {"apple": apples[1:]})
+    real_set = features.QualityEvaluator(evaluator.classifier, ["apple"], {"apple": apples[1:]})
     collapsed = real_set.evaluate("apple", apples[:1].repeat(256, 1, 1, 1))
     ref = real_set.reference("apple")
     assert collapsed["recall"] <= 0.05 and collapsed["coverage"] <= 0.35
     assert collapsed["coverage"] < ref["coverage"] - 0.3 and collapsed["recall"] < ref["recall"] - 0.5
     assert collapsed["fid"] > ref["fid_real_halves"]
-    assert ge.quality_score(collapsed) < ge.quality_score(real_set.evaluate("apple", apples[1:]))
+    assert scores.quality_score(collapsed) < scores.quality_score(real_set.evaluate("apple", apples[1:]))
 
 
 def test_manifold_metrics_on_known_point_sets():
     """Synthetic points: identical sets, far-apart sets, and a collapsed set."""
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(50, 8, generator=gen)
-    same = ge.manifold_metrics(a, a.clone())
+    same = features.manifold_metrics(a, a.clone())
     assert same["precision"] == same["recall"] == same["coverage"] == 1.0 and same["density"] == pytest.approx(1.0)
-    far = ge.manifold_metrics(a, a + 100.0)
+    far = features.manifold_metrics(a, a + 100.0)
     assert far["precision"] == far["recall"] == far["coverage"] == far["density"] == 0.0
-    one = ge.manifold_metrics(a, a[:1].repeat(40, 1))
+    one = features.manifold_metrics(a, a[:1].repeat(40, 1))
     assert one["precision"] == 1.0 and one["recall"] <= 1 / 50 and one["coverage"] <= 0.3
-    tiny = ge.manifold_metrics(a[:1], a)
+    tiny = features.manifold_metrics(a[:1], a)
     assert math.isnan(tiny["precision"])
 
 
@@ -186,11 +189,11 @@ def test_evaluate_refuses_wrong_shapes_and_fruits(evaluator):
 def test_quality_score_and_table():
     good = {"recognizability": 0.9, "coverage": 0.7, "fid": 5.0}
     collapsed = {"recognizability": 1.0, "coverage": 0.05, "fid": 40.0}
-    assert ge.quality_score(good) > ge.quality_score(collapsed)
-    assert ge.quality_score({"recognizability": 0.9, "coverage": 0.7, "fid": 50.0}) < ge.quality_score(good)
-    assert ge.quality_score({"recognizability": float("nan"), "coverage": 1, "fid": 1}) == -math.inf
-    assert ge.quality_score({}) == -math.inf
-    table = ge.format_metrics_table([{"fruit": "apple", "epoch": 10, **good},
+    assert scores.quality_score(good) > scores.quality_score(collapsed)
+    assert scores.quality_score({"recognizability": 0.9, "coverage": 0.7, "fid": 50.0}) < scores.quality_score(good)
+    assert scores.quality_score({"recognizability": float("nan"), "coverage": 1, "fid": 1}) == -math.inf
+    assert scores.quality_score({}) == -math.inf
+    table = scores.format_metrics_table([{"fruit": "apple", "epoch": 10, **good},
                                      {"fruit": "banana", "epoch": 20, "recognizability": 0.5}])
     lines = table.splitlines()
     assert lines[0].split() == ["fruit", "epoch", "recognised", "FID", "cover."]

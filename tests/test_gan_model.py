@@ -36,7 +36,7 @@ def test_default_plan_matches_the_reference_layout():
 
 @pytest.mark.parametrize("bad", [30, 8, 512, 27])
 def test_bad_resolution_is_a_user_error(bad):
-    with pytest.raises(UserError, match="multiple of 4"):
+    with pytest.raises(UserError, match="--resolution"):
         gm.GANConfig(resolution=bad)
 
 
@@ -145,3 +145,26 @@ def test_ema_warm_up_ramps_to_the_configured_decay():
     moved = [(e - s).norm() / (p.detach() - s).norm() for s, e, p in
              zip(start, gan.ema.parameters(), gan.generator.parameters())]
     assert min(moved) > 0.5     # a fixed 0.999 would have moved about 6% of the way
+
+
+@pytest.mark.parametrize("field, value", [("g_channels", 10**6), ("d_channels", 10**7), ("noise_dim", 10**9),
+                                          ("resolution", 4096), ("g_channels", "128"), ("lr", True),
+                                          ("dropout", float("nan")), ("ema_decay", 1.0)])
+def test_a_saved_config_claiming_absurd_sizes_is_refused_before_anything_is_built(field, value, monkeypatch):
+    """Issue 33: a file's config is checked against the settings' bounds before a layer is allocated."""
+    def no_layers(*args, **kwargs):
+        raise AssertionError("a layer was built from an unchecked config")
+
+    monkeypatch.setattr(torch.nn.Linear, "__init__", no_layers)
+    monkeypatch.setattr(torch.nn.Conv2d, "__init__", no_layers)
+    payload = {"format": gm.PAYLOAD_FORMAT, "kind": "generator", "config": {field: value}, "state_dict": {}}
+    with pytest.raises(UserError) as info:
+        gm.network_from_payload(payload, "models/model_x/generator_apple.pt")
+    text = str(info.value)
+    assert text.startswith(f"models/model_x/generator_apple.pt: {field} ") and "\n" not in text
+
+
+@pytest.mark.parametrize("config", [7, [1, 2], "resolution=28", None])
+def test_a_saved_config_of_the_wrong_structure_is_one_line(config):
+    with pytest.raises(UserError, match=r"^ckpt\.pt: the GAN config is not a mapping of settings \(it is of type"):
+        gm.GANConfig.from_dict(config, "ckpt.pt")

@@ -12,7 +12,7 @@ from PIL import Image
 
 import gan_model
 import generate_images as gi
-from fruitgan.models import store as model_store
+from fruitgan.models import index as models_index, loading
 from fruitgan.util import pictures
 from conftest import TINY_VERSION, run_script
 from test_model_store import build_model
@@ -49,7 +49,7 @@ def test_same_seed_same_bytes_other_seed_other_images(modeldir, tmp_path):
 
 
 def test_grid_shows_the_generators_images(modeldir):
-    g, _ = model_store.load_generator(modeldir, "v1", "banana")
+    g, _ = loading.load_generator(modeldir, "v1", "banana")
     noise = gi.sample_noise(4, 100, seed=11)
     pixels = pictures.to_uint8(gan_model.generate(g, noise, gi.GENERATE_BATCH))
     with torch.no_grad():
@@ -95,24 +95,35 @@ def test_slerp_ends_and_norm():
     assert torch.allclose(gi.slerp(z0, z0, 0.3), z0, atol=1e-6)              # parallel ends: no NaN
 
 
-def test_interpolation_rows_start_at_g_z0_and_end_at_g_z1(modeldir):
-    g, _ = model_store.load_generator(modeldir, "v1", "apple")
-    rows, steps = 3, 5
-    noise = gi.interpolation_noise(rows, steps, 100, seed=9)
-    ends = gi.sample_noise(2 * rows, 100, seed=9).view(rows, 2, 100)
-    frames = gan_model.generate(g, noise).view(rows, steps, 1, 28, 28)
-    assert torch.equal(noise.view(rows, steps, 100)[:, 0], ends[:, 0])
-    assert torch.equal(noise.view(rows, steps, 100)[:, -1], ends[:, 1])
-    assert torch.allclose(frames[:, 0], gan_model.generate(g, ends[:, 0]), atol=1e-5)
-    assert torch.allclose(frames[:, -1], gan_model.generate(g, ends[:, 1]), atol=1e-5)
-    assert not torch.allclose(frames[:, 0], frames[:, 2], atol=1e-3)
+def test_interpolation_walks_from_g_z0_to_g_z1_in_the_frames_asked_for(modeldir):
+    g, _ = loading.load_generator(modeldir, "v1", "apple")
+    noise = gi.interpolation_noise(5, 100, seed=9)
+    ends = gi.sample_noise(2, 100, seed=9)
+    assert noise.shape == (5, 100) and torch.equal(noise[0], ends[0]) and torch.equal(noise[-1], ends[1])
+    angle = lambda a, b: torch.acos(torch.nn.functional.cosine_similarity(a, b, dim=0).clamp(-1, 1))
+    steps = [float(angle(noise[i], noise[i + 1])) for i in range(4)]
+    # Along the arc in even turns (a straight line would turn 18, 27, 27, 18 degrees between 90-degree ends).
+    assert max(steps) - min(steps) < 0.01 * max(steps) and abs(sum(steps) - float(angle(ends[0], ends[1]))) < 1e-4
+    frames = gan_model.generate(g, noise)
+    assert torch.allclose(frames[0], gan_model.generate(g, ends[:1])[0], atol=1e-5)
+    assert torch.allclose(frames[-1], gan_model.generate(g, ends[1:])[0], atol=1e-5)
+    assert not torch.allclose(frames[0], frames[2], atol=1e-3)
 
 
-def test_interpolate_writes_rows_of_frames(modeldir, tmp_path):
-    out = tmp_path / "walk.png"
-    assert run(modeldir, "v1", "apple", "--interpolate", "--num-images", 2, "--steps", 6, "--seed", 0, "--save", out) == 0
+def test_interpolate_num_images_10_makes_10_frames_of_one_transition(modeldir, tmp_path):
+    out, each = tmp_path / "walk.png", tmp_path / "frames"
+    assert run(modeldir, "v1", "banana", "--interpolate", "--num-images", 10, "--seed", 0, "--save", out,
+               "--outdir", each) == 0
     grid = np.asarray(Image.open(out))
-    assert grid.shape[1] > 2.5 * grid.shape[0]                             # 6 frames wide, 2 rows high
+    tile = 28 * gi.math.ceil(gi.MIN_TILE_PX / 28)
+    assert 10 * tile < grid.shape[1] < 11 * tile and tile < grid.shape[0] < 2 * tile        # one row of 10
+    files = sorted(each.glob("*.png"))
+    g, _ = loading.load_generator(modeldir, "v1", "banana")
+    walk = pictures.to_uint8(gan_model.generate(g, gi.interpolation_noise(10, 100, seed=0)))
+    assert len(files) == 10 and files[0].name == "generated_v1_banana_seed0_interpolation_0001.png"
+    assert all(np.array_equal(np.asarray(Image.open(f)), frame) for f, frame in zip(files, walk))
+    help_text = " ".join(gi.build_parser().format_help().split())
+    assert "spherical interpolation" in help_text and "--steps" not in help_text
 
 
 def test_outdir_writes_one_png_per_image(modeldir, tmp_path):
@@ -143,16 +154,23 @@ def test_listing(tmp_path, capsys, headless):
     build_model(tmp_path, "v1", fruits=("apple", "banana"))
     build_model(tmp_path, "night2", fruits=("pear",), dataset_version="big", summary=False, best=False)
     assert run(tmp_path) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:5] == ["model", "created", "dataset", "px", "fruits"]
-    v1 = next(line for line in lines if line.startswith("v1 ")).split()
-    assert v1[1:8] == ["2025-01-02", "03:04", "1", "28", "apple,banana", "4/10", "interrupted"]
-    assert v1[8:] == ["-", "-", "50%", "3.00", "0.40"]                                # best checkpoints' figures
-    night = next(line for line in lines if line.startswith("night2 ")).split()
-    assert night[3:6] == ["big", "28", "pear"] and night[-3:] == ["-", "-", "-"]
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split() == list(gi.MODEL_HEADER)
+    rows = [line.split() for line in lines if line.startswith(("v1 ", "night2 "))]
+    assert rows[0][3:] == ["big", "28", "pear", "-/10", "unknown"]                            # no summary
+    assert rows[1][1:] == ["2025-01-02", "03:04", "1", "28", "apple,banana", "4/10", "interrupted"]
+    assert lines[lines.index("") + 1].split() == list(gi.QUALITY_HEADER)                    # then one row per fruit
+    assert rows[2][1:] == ["pear", "-"] + ["-"] * 7                                         # nothing measured
+    assert rows[3][1:] == ["apple", "best", "(epoch", "2)", "-", "-", "-", "-", "50%", "3.00", "0.40"]
+    assert rows[4][1:3] == ["banana", "best"] and len(rows) == 5
+    explained = set(gi.MODEL_HEADER + gi.QUALITY_HEADER) - {"model", "fruit", "fruits"}
+    assert all(f"{column}: " in out.split(gi.QUALITY_HEADER[-1], 1)[1] for column in explained)   # a legend below
     assert run(tmp_path, "v1") == 0
     out = capsys.readouterr().out
-    assert "best (epoch 2, test part)" in out and "latest (epoch 4, validation)" in out and "kept checkpoints (--checkpoint N): 2, 4" in out
+    assert "apple   last milestone (epoch 4)" in out and "apple   best (epoch 2)" in out
+    assert "kept checkpoints (--checkpoint N): 2, 4" in out
+    assert "validation" not in out and "test part" not in out and "score" not in out       # a run without a split
 
 
 @pytest.mark.parametrize("args, message", [
@@ -162,19 +180,21 @@ def test_listing(tmp_path, capsys, headless):
     (["v1", "apple", "--checkpoint", "7"], r"no checkpoint of epoch 7 .*latest, best, 2, 4"),
     (["v1", "apple", "--checkpoint", "soon"], "--checkpoint: checkpoint 'soon' is not"),
     (["v1", "apple", "--save", "grid.jpg"], r"--save: grid.jpg should be a .png"),
-    (["v1", "apple", "--interpolate", "--num-images", "100"], "at most 64"),
+    (["v1", "apple", "--interpolate", "--num-images", "1"], "a transition needs at least 2 frames"),
+    (["v1", "apple", "--interpolate", "--num-images", "2000", "--outdir", "x"], "a transition .*at most 1024"),
 ])
 def test_bad_input_is_one_clear_line(modeldir, args, message):
     with pytest.raises(UserError, match=message):
         run(modeldir, *args)
 
 
-@pytest.mark.parametrize("args", [["--num-images", "0"], ["--num-images", "many"], ["--seed", "-1"], ["--steps", "1"]])
+@pytest.mark.parametrize("args", [["--num-images", "0"], ["--num-images", "many"], ["--seed", "-1"], ["--steps", "8"]])
 def test_bad_numbers_are_refused(modeldir, args, capsys):
     with pytest.raises(SystemExit) as exc:
         run(modeldir, "v1", "apple", *args)
     assert exc.value.code == 2
-    assert args[0] in capsys.readouterr().err.splitlines()[-1]
+    (line,) = capsys.readouterr().err.splitlines()                          # one line, no usage block
+    assert line.startswith("error: ") and args[0] in line
 
 
 def test_script_runs_headless_and_errors_without_traceback(modeldir):
@@ -211,15 +231,15 @@ def test_listing_survives_odd_entries_and_notes_them(tmp_path, capsys, headless)
     (root / "model_bad name").mkdir()
     (root / "model_y" / "info").mkdir(parents=True)
     (root / "model_y" / "info" / "training_summary_y.json").write_text("{half")
-    model_store.index_path(tmp_path).write_text("[not an index")
+    models_index.index_path(tmp_path).write_text("[not an index")
     assert run(tmp_path) == 0
     lines = capsys.readouterr().out.splitlines()
     assert next(line for line in lines if line.startswith("v1 ")).split()[6] == "4/10"
-    assert next(line for line in lines if line.startswith("y ")).split()[-6] == "unknown"   # status, before 2-sample, memo., recognised, FID, coverage
+    assert next(line for line in lines if line.startswith("y ")).split()[-1] == "unknown"   # its status
     assert "  y: info/training_config_y.json is missing; info/training_summary_y.json is unreadable" in lines
     assert "  models/model_x: skipped (a file, not a model folder)" in lines
     assert any(line.startswith("  models/model_bad name: skipped (not a valid model name") for line in lines)
-    assert model_store.read_index(tmp_path, rebuild_if_stale=False)["models"].keys() == {"v1", "y"}   # rebuilt
+    assert models_index.read_index(tmp_path, rebuild_if_stale=False)["models"].keys() == {"v1", "y"}   # rebuilt
 
 
 def test_checkpoint_latest_draws_the_last_epoch_and_milestone_the_generator_file(modeldir, tmp_path, capsys):
@@ -228,7 +248,7 @@ def test_checkpoint_latest_draws_the_last_epoch_and_milestone_the_generator_file
     latest = write_latest(modeldir, "v1", ("apple", "banana"), epoch=9)
     noise = gi.sample_noise(3, 100, seed=1)
     for checkpoint, expected in (("latest", latest[("apple", "ema")]),
-                                 ("milestone", model_store.load_generator(modeldir, "v1", "apple", "milestone")[0])):
+                                 ("milestone", loading.load_generator(modeldir, "v1", "apple", "milestone")[0])):
         outdir = tmp_path / checkpoint
         assert run(modeldir, "v1", "apple", "--num-images", 3, "--seed", 1, "--outdir", outdir,
                    "--checkpoint", checkpoint) == 0
@@ -246,15 +266,14 @@ def test_num_images_beyond_a_grid_writes_files_in_batches(modeldir, tmp_path):
     files = sorted(outdir.glob("*.png"))
     assert len(files) == 300 and files[-1].name == "generated_v1_apple_seed3_0300.png"
     # The batches are slices of one seeded stream: the files are the images of the same noise in one pass.
-    g, _ = model_store.load_generator(modeldir, "v1", "apple")
+    g, _ = loading.load_generator(modeldir, "v1", "apple")
     whole = pictures.to_uint8(gan_model.generate(g, gi.sample_noise(300, 100, seed=3), gi.GENERATE_BATCH))
     for i in (0, gi.FILE_BATCH - 1, gi.FILE_BATCH, 299):
         assert np.array_equal(np.asarray(Image.open(files[i])), whole[i])
-    with pytest.raises(UserError, match="a grid .*at most 1024 images .*--outdir DIR alone"):
+    with pytest.raises(UserError, match="a grid, .*at most 1024 images .*--outdir DIR alone"):
         run(modeldir, "v1", "apple", "--num-images", 2000, "--save", tmp_path / "g.png")
     with pytest.raises(UserError, match="at most 1024"):
         run(modeldir, "v1", "apple", "--num-images", 2000)
-    assert "counts ROWS" in gi.build_parser().format_help().replace("\n", " ")
 
 
 @pytest.mark.parametrize("code, message", [(28, "no space left"), (30, "read-only file system")])
@@ -312,17 +331,3 @@ def test_beside_real_puts_real_drawings_of_the_dataset_above_the_fakes(tiny_work
     assert which == "training drawings" and all(bytes(x) in stored for x in real)   # no split: its real drawings
     with pytest.raises(UserError, match="--beside-real goes with a grid"):
         run(tiny_workdir, "t", "pear", "--beside-real", "--interpolate")
-
-
-@pytest.mark.parametrize("test_part, says_scale", [
-    ({"two_sample_accuracy": 0.8, "two_sample_low": 0.75, "two_sample_high": 0.85, "memorisation_ratio": 1.0}, True),
-    ({"two_sample_accuracy": None, "two_sample_note": "not enough real drawings (12 held out, need 20)"}, False),
-])
-def test_heldout_line_explains_the_scale_only_beside_a_figure(monkeypatch, tmp_path, test_part, says_scale):
-    """The "0.5 = indistinguishable" gloss follows a figure, never a note that there is none."""
-    quality = {"apple": {"best": {"fid": 1.0}, "latest": None, "best_epoch": 1, "test": test_part, "reference": None}}
-    monkeypatch.setattr(model_store, "describe_model", lambda workdir, name: {"quality": quality})
-    line = gi.heldout_figures_line(tmp_path, "v1", "apple")
-    assert ("0.5 = indistinguishable" in line) is says_scale
-    assert ("0.80 (95% interval 0.75-0.85)" in line) is says_scale
-    assert ("not enough real drawings" in line) is not says_scale

@@ -11,6 +11,7 @@ import torch
 from fruitgan.learn import augment as ga
 import gan_model as gm
 from fruitgan.learn import grouped as gg
+from fruitgan.learn import stacked
 SMALL = dict(g_channels=16, d_channels=8)   # narrow networks: same layer plan, fast tests
 # gan_model.train_step is the assignment's plain step: no DiffAugment, so the equivalence tests turn it off
 # (the default has it on) and dropout too; test_group_layouts_agree_with_diff_augment covers both.
@@ -275,8 +276,8 @@ def test_subpixel_upconv_equals_upsample_then_conv(float64):
     torch.manual_seed(6)
     x = torch.randn(2, 3 * 4, 5, 5)                           # 3 fruits x 4 channels
     weight = torch.randn(3, 6, 4, 3, 3)                       # (G, Cout, Cin, 3, 3)
-    taps = torch.tensor(gg.SUBPIXEL_TAPS)
-    fast = gg._upconv(x, {"c.weight": weight}, "c", 3, taps)
+    taps = torch.tensor(stacked.SUBPIXEL_TAPS)
+    fast = stacked._upconv(x, {"c.weight": weight}, "c", 3, taps)
     slow = torch.nn.functional.conv2d(torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"),
                                       weight.flatten(0, 1), padding=1, groups=3)
     assert fast.shape == (2, 18, 10, 10)
@@ -324,7 +325,7 @@ def test_one_channel_conv_as_taps_equals_conv2d(float64):
     bias = torch.randn(3, 1)
     for memory_format in (torch.contiguous_format, torch.channels_last):
         xs = x.contiguous(memory_format=memory_format)
-        fast = gg._conv_to_one(xs, {"c.weight": weight, "c.bias": bias}, "c", 3)
+        fast = stacked._conv_to_one(xs, {"c.weight": weight, "c.bias": bias}, "c", 3)
         slow = torch.nn.functional.conv2d(xs, weight.flatten(0, 1), bias.flatten(), padding=1, groups=3)
         assert fast.shape == (2, 3, 5, 6)
         torch.testing.assert_close(fast, slow, atol=1e-12, rtol=1e-12)
@@ -368,7 +369,7 @@ def test_r1_penalty_is_the_squared_gradient_norm_at_real_images(float64):
     real = torch.rand(BATCH, 2, SIZE, SIZE, requires_grad=True)
     w = torch.randn(2, SIZE * SIZE)
     logits = (real.flatten(2) * w).sum(2).pow(2)                             # (B, G), gradient 2 l w x-dependent
-    penalty = gg._r1_penalty(logits, real)
+    penalty = stacked._r1_penalty(logits, real)
     expected = (2 * (real.flatten(2) * w).sum(2, keepdim=True) * w).pow(2).sum(2).mean(0)
     assert torch.allclose(penalty, expected.detach())
     penalty.sum().backward()                                                 # differentiable: D's step needs it

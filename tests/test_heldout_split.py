@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import data_loader
-from fruitgan.metrics import evaluation as ge
+from fruitgan.metrics import two_sample as ts
 from fruitgan.data import heldout_split as hs
 from fruitgan.data import image_conversion as ic
 from fruitgan.data import npz_packing
@@ -43,9 +43,9 @@ def test_split_sizes_hold_out_a_quarter_and_keep_the_test_part_callable():
     assert hs.validation_size(300) == 100 and hs.validation_size(1000) == 333  # a third validates
     # The smallest split's test part still gives a two-sample interval within +-0.1 (a figure that can be called).
     smallest = st.SPLIT_MIN_HELDOUT - hs.validation_size(st.SPLIT_MIN_HELDOUT)
-    low, high = ge.wilson_interval(smallest, 2 * smallest)
-    assert (high - low) / 2 <= ge.TWO_SAMPLE_MAX_HALF_WIDTH
-    assert smallest >= ge.MIN_TWO_SAMPLE_REAL
+    low, high = ts.wilson_interval(smallest, 2 * smallest)
+    assert (high - low) / 2 <= ts.TWO_SAMPLE_MAX_HALF_WIDTH
+    assert smallest >= ts.MIN_TWO_SAMPLE_REAL
 
 
 def test_28px_takes_the_bitmaps_and_says_so(split_workdir):
@@ -133,8 +133,8 @@ def test_npz_refuses_a_leaking_split(split_workdir, tmp_path):
 def quick_two_sample(monkeypatch):
     """A short two-sample test: these tests check what is recorded where, not the test's power
     (tests/test_quality_tests.py measures that with the real settings)."""
-    monkeypatch.setattr(ge, "TWO_SAMPLE_MIN_STEPS", 20)
-    monkeypatch.setattr(ge, "TWO_SAMPLE_MAX_STEPS", 20)
+    monkeypatch.setattr(ts, "TWO_SAMPLE_MIN_STEPS", 20)
+    monkeypatch.setattr(ts, "TWO_SAMPLE_MAX_STEPS", 20)
 
 
 def test_trainer_history_carries_the_heldout_figures(split_workdir, tmp_path, quick_two_sample):

@@ -47,3 +47,14 @@ def test_a_script_runs_from_any_folder(tmp_path):
                           text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     assert "--workdir" in proc.stdout
+
+
+def test_contributing_is_the_floor_plan():
+    """CONTRIBUTING.md's tree names every module of the package and every script, and nothing that is gone."""
+    text = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    tree = text.split("```", 2)[1]
+    for module in TOP + [m for m in PACKAGE if not m.endswith("__init__")]:
+        assert f"{module.rsplit('.', 1)[-1]}.py" in tree, module
+    named = {n for n in __import__("re").findall(r"\b([\w]+\.py)\b", tree)}
+    existing = {p.name for p in ROOT.glob("*.py")} | {p.name for p in (ROOT / "fruitgan").rglob("*.py")}
+    assert named <= existing, named - existing

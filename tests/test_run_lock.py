@@ -173,3 +173,38 @@ def test_unwritable_parent_is_a_one_line_error(tmp_path):
     blocker.write_text("a file where the folder should be")
     with pytest.raises(UserError, match=r"^cannot create .*models.* for model z: .*; choose a writable folder$"):
         RunLock(blocker / "model_z", what="model z").acquire()
+
+
+# ------------------------------------------------------------------------------ special lock files (issue 33)
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_a_special_file_where_the_lock_belongs_is_refused_not_waited_on(tmp_path, kind):
+    folder = tmp_path / "model"
+    make = os.mkfifo if kind == "fifo" else os.mkdir
+    make(lock_path(folder))
+    for attempt in (lambda: current_holder(folder), lambda: RunLock(folder, "model m").acquire()):
+        with pytest.raises(UserError, match=r"the lock file .*\.model\.lock is a .*, not a regular file; remove it"):
+            attempt()
+
+
+# ------------------------------------------------------------------------------ unfinished runs (issue 33)
+def test_a_stopped_run_leaves_its_own_outputs_recorded_and_a_finished_one_nothing(tmp_path):
+    folder = tmp_path / "version1"
+    with pytest.raises(KeyboardInterrupt):
+        with run_lock.unfinished_until_done(folder, ["apple", "banana"], ["apple", "banana"]) as done:
+            assert run_lock.left_unfinished(folder) == ["apple", "banana"]   # what a kill -9 now would leave
+            done.append("apple")
+            raise KeyboardInterrupt
+    assert run_lock.left_unfinished(folder) == ["apple"]        # Ctrl+C: only what it completed is its own
+    with run_lock.unfinished_until_done(folder, ["pear"], ["pear"]) as done:   # another fruit: apple stays
+        done.append("pear")
+    assert run_lock.left_unfinished(folder) == ["apple"]
+    with run_lock.unfinished_until_done(folder, [], ["apple"]) as done:        # apple redone: nothing left
+        done.append("apple")
+    assert run_lock.left_unfinished(folder) == [] and not run_lock.unfinished_path(folder).exists()
+
+
+def test_a_damaged_unfinished_record_names_nothing(tmp_path):
+    folder = tmp_path / "version1"
+    for text in ("{", "[1]", '{"outputs": 3}', '{"outputs": [1, "apple"]}'):
+        run_lock.unfinished_path(folder).write_text(text)
+        assert run_lock.left_unfinished(folder) == ([] if "apple" not in text else ["apple"])

@@ -163,3 +163,41 @@ def test_checked_size_and_shape(tmp_path):
     for bad in (28.0, "28", True, None):
         with pytest.raises(UserError, match="resolution is .*not a whole number"):
             checked_size(bad, "resolution", 8, 512, path)
+
+
+# ------------------------------------------------------------------------------ special files (issue 33)
+@pytest.mark.parametrize("kind, said", [("fifo", "a named pipe (FIFO)"), ("folder", "a folder"),
+                                        ("loop", "a symlink loop"), ("broken", "a broken link"),
+                                        ("device", "a device"), ("missing", "does not exist")])
+def test_a_regular_file_is_required_and_a_fifo_is_never_waited_on(tmp_path, kind, said):
+    path = tmp_path / "data.bin"
+    if kind == "fifo":
+        os.mkfifo(path)           # opened plainly, reading it would wait for a writer forever
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "loop":
+        path.symlink_to(path.name)
+    elif kind == "broken":
+        path.symlink_to("nowhere")
+    elif kind == "device":
+        path = "/dev/null"
+    assert safe_files.not_regular(path) is not None
+    with pytest.raises(UserError) as info:
+        safe_files.read_regular(path, "put the real file there")
+    text = str(info.value)
+    assert text.startswith(str(path)) and said in text and text.endswith("put the real file there")
+
+
+def test_a_regular_file_is_read_and_a_size_limit_holds(tmp_path):
+    path = tmp_path / "f.json"
+    path.write_bytes(b"12345")
+    assert safe_files.not_regular(path) is None and safe_files.read_regular(path, "x") == b"12345"
+    with pytest.raises(UserError, match="larger than 4 bytes"):
+        safe_files.read_regular(path, "x", limit=4)
+
+
+def test_a_folder_that_cannot_be_listed_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match=r"cannot list .*file: it is a file, not a folder; fix it"):
+        safe_files.list_folder(tmp_path / "file", "fix it")
+    assert [e.name for e in safe_files.list_folder(tmp_path, "fix it")] == ["file"]

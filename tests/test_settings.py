@@ -1,12 +1,16 @@
 """settings.py: each setting's flag help and prompt show its declared default; the resolution rule is
 checked where the user types it; a resumed run takes its settings from the saved config."""
 import argparse
+import dataclasses
 import io
 import json
+import math
+import re
 
 import pytest
 
 import gan_model
+from conftest import run_script
 import rawDataToImage as r2i
 import run_pipeline
 from fruitgan.util import settings as st
@@ -114,7 +118,7 @@ def saved_model(tmp_path, name="v1", **changes):
 
 def resume(workdir, *flags):
     args = train_gan.build_parser().parse_args(["--yes", "--resume", "--model-name", "v1", *flags])
-    return train_gan.ask_settings(args, Prompter(assume_yes=True), workdir)
+    return train_gan.ask_settings(args, Prompter(assume_yes=True), workdir).config   # config.Resumed
 
 
 def test_resume_takes_every_setting_from_the_saved_config(tmp_path):
@@ -162,3 +166,107 @@ def test_hand_edited_saved_config_with_a_wrong_value_is_one_line(tmp_path, field
 def test_resume_of_a_missing_model_names_it(tmp_path):
     with pytest.raises(UserError, match="no model 'v1' to resume"):
         resume(tmp_path)
+
+
+# ------------------------------------------------------------------------------ bounds: declared once (issue 28)
+BOUNDED = [s for s in ALL if s.bounds is not None]
+CONFIGS = {"GANConfig": gan_model.GANConfig, "TrainConfig": TrainConfig, "ConvertOptions": r2i.ConvertOptions}
+
+
+def edge_values(s):
+    """Each edge and its nearest neighbours on either side (for floats: the adjacent doubles)."""
+    lo, hi = s.bounds.lo, s.bounds.hi
+    if s.kind is int:
+        return sorted({lo - 1, lo, lo + 1, hi - 1, hi, hi + 1})
+    near = [(x, math.nextafter(x, -math.inf), math.nextafter(x, math.inf)) for x in (float(lo), float(hi))]
+    return sorted({v for trio in near for v in trio})
+
+
+def flag_verdict(s, text):
+    """Whether the script that has the flag accepts ``text`` (None: no script has it)."""
+    import spot_the_fake
+
+    for build in (train_gan.build_parser, r2i.build_parser, spot_the_fake.build_parser):
+        parser = build()
+        if s.flag in parser._option_string_actions:
+            try:
+                parser.parse_args([s.flag, text])
+                return True
+            except SystemExit:
+                return False
+    return None
+
+
+def prompt_verdict(s, text):
+    try:
+        s.ask(Prompter(stdin=io.StringIO(text + "\n"), stdout=io.StringIO()))
+        return True
+    except UserError:   # refused, asked again, then end of input
+        return False
+
+
+def config_verdicts(s, value):
+    """{config: accepted} for each config class with this field, and for a saved config read from a file."""
+    from fruitgan.learn.config import check_bounds
+
+    verdicts = {}
+    for name, cls in CONFIGS.items():
+        if s.field not in {f.name for f in dataclasses.fields(cls)}:
+            continue
+        try:
+            cfg = cls(**({"dataset_version": "x"} if cls is TrainConfig else {}), **{s.field: value})
+            if cls is TrainConfig:
+                check_bounds(cfg)
+            verdicts[name] = True
+        except UserError as exc:
+            assert s.named in str(exc) and "\n" not in str(exc), (s.field, str(exc))   # names the flag
+            verdicts[name] = False
+    if s in st.GAN_SETTINGS:
+        try:
+            gan_model.GANConfig.from_dict({s.field: value}, "x.pt")
+            verdicts["saved GANConfig"] = True
+        except UserError as exc:
+            assert str(exc).startswith("x.pt: ") and s.field in str(exc)
+            verdicts["saved GANConfig"] = False
+    return verdicts
+
+
+@pytest.mark.parametrize("setting", BOUNDED, ids=[s.field for s in BOUNDED])
+def test_flag_prompt_and_configs_accept_and_refuse_the_same_edge_values(setting, capsys):
+    s = setting
+    for value in edge_values(s):
+        text = str(value) if s.kind is int else repr(value)
+        verdicts = {"prompt": prompt_verdict(s, text), **config_verdicts(s, value)}
+        if s.flag is not None:
+            verdicts["flag"] = flag_verdict(s, text)
+            assert verdicts["flag"] is not None, f"no script has {s.flag}"
+        assert len(set(verdicts.values())) == 1, (s.field, value, verdicts)
+        on_edge_or_out = value in (s.bounds.lo, s.bounds.hi) or not s.bounds.lo <= value <= s.bounds.hi
+        if on_edge_or_out:   # the declaration decides: open edges refused, closed accepted, outside refused
+            assert verdicts["prompt"] == (value in s.bounds), (s.field, value, s.bounds)
+    capsys.readouterr()
+
+
+def test_every_number_of_the_config_classes_has_declared_bounds():
+    bounded = {s.field for s in BOUNDED}
+    for cls in CONFIGS.values():
+        numbers = [f.name for f in dataclasses.fields(cls) if f.type in ("int", "float", "Optional[int]")]
+        assert numbers and set(numbers) <= bounded, (cls.__name__, set(numbers) - bounded)
+
+
+@pytest.mark.parametrize("field, value, edge", [("lr", 1.0, "(0, 1)"), ("real_label", 0.5, "(0.5, 1]"),
+                                                ("beta2", 1.0, "[0, 1)"), ("ema_decay", 1.0, "[0, 1)")])
+def test_the_edges_the_config_classes_once_disagreed_on(field, value, edge):
+    """Issue 28: the flags took lr 1.0 and real_label 0.5, which the networks refused."""
+    setting = next(s for s in ALL if s.field == field)
+    assert str(setting.bounds) == edge
+    with pytest.raises(ValueError, match=re.escape(f"outside {edge}")):
+        setting.parse(str(value))
+    with pytest.raises(UserError, match=re.escape(setting.named)):
+        gan_model.GANConfig(**{field: value})
+
+
+def test_a_refused_flag_is_one_line_naming_it():
+    r = run_script("rawDataToImage.py", "--count", "0")
+    assert r.returncode == 2
+    assert r.stderr.strip() == "error: argument --count: 0 is outside [1, 10000000]; see rawDataToImage.py --help"

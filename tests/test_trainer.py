@@ -194,7 +194,8 @@ def test_resume_extends_epochs_and_keeps_the_saved_settings(tiny_workdir):
     assert cfg["epochs"] == 2                                            # extended, and recorded
     assert cfg["milestones"] == [1] and cfg["keep_checkpoint_every"] == 1   # not reset to the defaults
     assert cfg["evaluate"] is False and cfg["batch_size"] == 8 and cfg["eval_samples"] == 16
-    assert (model / "checkpoints/epoch_0002.pt").exists()               # kept every epoch, as saved
+    assert (model / "checkpoints/epoch_0001.pt").exists()     # kept every epoch, as saved (the first run's last)
+    assert not (model / "checkpoints/epoch_0002.pt").exists()  # the last epoch: only its network files hold it
     summary = load_json(model / "info/training_summary_ext.json")
     assert summary["status"] == "complete" and summary["epochs_done"] == 2
     # When the model was first trained survives the resume (the summary's "updated" says when it last ran).

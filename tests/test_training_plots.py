@@ -1,7 +1,5 @@
-"""training_plots.py: history PNGs per fruit and for all fruits, written atomically; the redraw CLI."""
-import copy
+"""fruitgan/learn/plots.py: history PNGs per fruit and for all fruits, written atomically."""
 import json
-import shutil
 import subprocess
 import sys
 
@@ -9,9 +7,8 @@ import pytest
 from PIL import Image
 
 from fruitgan.learn import plots as tp
-from conftest import ROOT, run_script
+from conftest import ROOT
 from fruitgan.util.safe_files import FRUITS
-from fruitgan.util.user_io import UserError
 
 REPORT = ROOT / "report_assets" / "model_report"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -131,50 +128,6 @@ def test_drawing_leaves_the_callers_matplotlib_alone(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     _assert_png(tmp_path / "a.png")
-
-
-def test_cli_redraws_a_model_folder(tmp_path, capsys):
-    model = tmp_path / "model_report"
-    shutil.copytree(REPORT / "info", model / "info")
-    assert tp.main([str(model)]) == 0
-    names = sorted(p.name for p in (model / "info").glob("*.png"))
-    assert names == sorted([f"training_history_{f}.png" for f in FRUITS] + ["training_history_all.png"])
-    for name in names:
-        _assert_png(model / "info" / name)
-    assert capsys.readouterr().out.count("wrote ") == len(names)
-
-
-def test_cli_gives_one_line_for_a_broken_json(tmp_path):
-    model = tmp_path / "model_report"
-    shutil.copytree(REPORT / "info", model / "info")
-    broken = model / "info" / "training_history_pear.json"
-    broken.write_text(broken.read_text()[:500])               # cut off mid-way, as a bad hand edit would
-    r = run_script("training_plots.py", str(model))
-    assert r.returncode == 2
-    assert r.stderr.count("\n") == 1 and "training_history_pear.json" in r.stderr and "Traceback" not in r.stderr
-    assert not list((model / "info").glob("*.png"))             # nothing redrawn from a half-read model
-
-
-@pytest.mark.parametrize("content", ["[1, 2]", '{"epochs": "none"}', "not json"])
-def test_reader_refuses_what_is_not_a_history(tmp_path, content):
-    path = tmp_path / "training_history_apple.json"
-    path.write_text(content)
-    with pytest.raises(UserError, match="training_history_apple.json"):
-        tp.read_history(path)
-
-
-def test_reader_accepts_an_old_history_without_the_new_keys(tmp_path):
-    old = copy.deepcopy(_history())
-    for key in ("best_epoch", "reference_quality", "quality"):
-        old.pop(key)
-    path = tmp_path / "training_history_apple.json"
-    path.write_text(json.dumps(old))
-    assert tp.read_history(path)["epochs"] == old["epochs"]
-
-
-def test_cli_on_a_folder_without_histories(tmp_path):
-    with pytest.raises(UserError, match="no training_history"):
-        tp.main([str(tmp_path)])
 
 
 def test_title_says_what_the_fruit_trained_on_when_drawings_were_held_out():

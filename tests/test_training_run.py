@@ -4,7 +4,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -13,7 +12,7 @@ import torch
 from conftest import ROOT, TINY_VERSION, run_script
 from gan_trainer import MultiFruitGANTrainer
 from fruitgan.learn.config import TrainConfig, fruit_seed
-from fruitgan.learn.run_control import Cadence, CheckpointWriter, RunClock, StopRequest
+from fruitgan.learn.run_control import Cadence, RunClock, StopRequest
 from fruitgan.util.user_io import EXIT_INTERRUPTED
 
 
@@ -142,10 +141,12 @@ def test_a_stream_walks_seeded_passes_whatever_the_batch_boundaries():
 
 
 def _checkpoint_epochs(trainer, monkeypatch):
+    from fruitgan.models.checkpoint_files import CheckpointFiles
+
     written = []
-    original = trainer.store.write_checkpoint
-    monkeypatch.setattr(trainer.store, "write_checkpoint",
-                        lambda ckpt, epoch, keep: (written.append(epoch), original(ckpt, epoch, keep)))
+    original = CheckpointFiles.save
+    monkeypatch.setattr(CheckpointFiles, "save",
+                        lambda files, ckpt, keep: (written.append(ckpt["epoch"]), original(files, ckpt, keep)))
     return written
 
 
@@ -244,36 +245,6 @@ def test_cadence_is_due_after_its_minutes_and_zero_is_always_due():
     assert Cadence(0.0, lambda: now[0]).due()
 
 
-def test_checkpoint_writer_never_runs_two_writes_at_once_and_reraises_errors():
-    writer = CheckpointWriter()
-    running, overlaps, order = [0], [], []
-    lock = threading.Lock()
-
-    def write(i):
-        def run():
-            with lock:
-                running[0] += 1
-                overlaps.append(running[0])
-            time.sleep(0.05)
-            order.append(i)
-            with lock:
-                running[0] -= 1
-        return run
-
-    for i in range(3):
-        writer.submit(write(i))
-    writer.wait()
-    assert order == [0, 1, 2] and max(overlaps) == 1
-
-    def fail():
-        raise OSError("disk full")
-
-    writer.submit(fail)
-    with pytest.raises(OSError, match="disk full"):
-        writer.wait()
-    writer.wait()                                      # reported once
-
-
 def test_stop_request_handles_sigterm_only_while_active():
     before = signal.getsignal(signal.SIGTERM)
     with StopRequest(lambda name: f"{name} seen") as stop:
@@ -291,7 +262,8 @@ def test_the_estimate_times_a_plot_with_the_run_s_rows_and_figures(tiny_workdir,
     trainer._build_models()
     figures = {"fid": 3.0, "recognizability": 0.5, "coverage": 0.9}
     monkeypatch.setattr(trainer.estimate, "_milestone_seconds", lambda gi: {
-        "milestone_images": 0.0, "evaluation": 0.0, "figures": {f: dict(figures) for f in trainer.groups[gi]}})
+        "milestone_images": 0.0, "evaluation": {}, "final": {},
+        "figures": {f: dict(figures) for f in trainer.groups[gi]}})
     drawn = []
     monkeypatch.setattr(training_plots, "plot_fruit_history", lambda history, path: drawn.append(history) or path)
     trainer.estimate.run(1, 10)

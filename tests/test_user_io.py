@@ -84,3 +84,29 @@ def test_a_text_default_is_checked_like_an_answer():
     with pytest.raises(UserError, match=r"default 'taken' .* cannot be used .*; give --model-name NAME$"):
         Prompter(assume_yes=True).ask("Model name", "taken", parse, flag="--model-name NAME")
     assert Prompter(assume_yes=True).ask("Epochs", 400, parse) == 400   # declared numbers need no check
+
+
+def test_bounds_with_open_and_closed_edges():
+    from fruitgan.util.user_io import Bounds, number_in
+
+    half_open = Bounds(0.0, 1.0, hi_open=True)
+    assert str(half_open) == "[0, 1)" and 0.0 in half_open and 1.0 not in half_open
+    assert str(Bounds(1, 10_000_000)) == "[1, 10000000]"
+    parse = number_in(Bounds(0.5, 1.0, lo_open=True))
+    assert parse("1") == 1.0
+    for text, why in (("0.5", "0.5 is outside (0.5, 1]"), ("nan", "nan is outside"), ("x", "'x' is not a number")):
+        with pytest.raises(ValueError, match=why.replace("(", r"\(").replace("]", r"\]")):
+            parse(text)
+    with pytest.raises(ValueError, match="'1.5' is not a whole number"):
+        number_in(Bounds(1, 3), int)("1.5")
+
+
+def test_argument_errors_are_one_line(capsys):
+    from fruitgan.util.user_io import ArgumentParser, cli_value
+
+    parser = ArgumentParser(prog="x.py")
+    parser.add_argument("--n", type=cli_value(int_in_range(1, 3), "--n"))
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args(["--n", "9"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == "error: argument --n: 9 is outside [1, 3]; see x.py --help\n"

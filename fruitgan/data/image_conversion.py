@@ -31,10 +31,12 @@ import numpy as np
 from fruitgan.data import quickdraw_formats as qf
 from fruitgan.data import stroke_render as sr
 from fruitgan.data.image_version import (IMAGE_DIR, FruitWriter, existing_version_fruits, heldout_record, next_free_version,
-                           recover_fruit_folder, version_lock, version_metadata)
+                                         recover_fruit_folder, unfinished_fruits, version_folder, version_lock,
+                                         version_metadata)
 from fruitgan.data.heldout_split import choose_heldout, split_note, split_seed_key
 from fruitgan.util import settings as st
-from fruitgan.util.safe_files import FRUITS, check_name, default_workdir, write_error
+from fruitgan.util.run_lock import unfinished_until_done
+from fruitgan.util.safe_files import FRUITS, check_name, clean_stale_temp, default_workdir, write_error
 from fruitgan.util.user_io import UserError
 
 IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: keeps them busy while bounding memory
@@ -60,6 +62,17 @@ class ConvertOptions:
     overwrite: bool = False  # replace an existing version (only once the new one is complete)
     progress: bool = True  # tqdm bars on stderr
     augment_settings: sr.AugmentSettings = field(default_factory=sr.AugmentSettings)
+
+    def __post_init__(self) -> None:
+        """Each option within the bounds settings.py declares (a one-line UserError naming its flag)."""
+        st.check_values(dataclasses.asdict(self), (st.RESOLUTION, st.QUALITY, st.COUNT, st.SEED, st.WORKERS, st.AUGMENT),
+                        "conversion options", "choose a value within its bounds (see rawDataToImage.py --help)",
+                        by_flag=True)
+        if self.formats != qf.AUTO:
+            bad = [f for f in self.formats if f not in qf.FORMATS]
+            if bad or not self.formats or isinstance(self.formats, str):
+                raise UserError(f"conversion options: --formats {self.formats!r} is not valid; "
+                                f"use auto or some of {', '.join(qf.FORMATS)}")
 
 
 # ----------------------------------------------------------------------------------------- worker side
@@ -190,17 +203,6 @@ class TaskRunner:
 
 # ----------------------------------------------------------------------------------------- main side
 
-
-
-def _validate(opts: ConvertOptions) -> None:
-    """The options a caller of convert() gave: each within the bounds settings.py declares."""
-    values = {"resolution": opts.resolution, "quality": opts.quality, "count": opts.count, "workers": opts.workers}
-    st.check_values(values, (st.RESOLUTION, st.QUALITY, st.COUNT, st.WORKERS), "conversion options",
-                    "choose a value within the bounds (see rawDataToImage.py --help)")
-    if opts.formats != qf.AUTO:
-        bad = [f for f in opts.formats if f not in qf.FORMATS]
-        if bad or not opts.formats:
-            raise UserError(f"unknown formats {bad}; use auto or some of {', '.join(qf.FORMATS)}")
 
 
 def scan_workdir(workdir: Path) -> qf.RawDataScan:
@@ -409,7 +411,6 @@ def convert(options: Union[ConvertOptions, dict]) -> dict:
     """
     opts = options if isinstance(options, ConvertOptions) else ConvertOptions(**options)
     opts = dataclasses.replace(opts, workdir=Path(opts.workdir))  # the caller's object stays as it was
-    _validate(opts)
     scan = scan_workdir(opts.workdir)
     fruits = _resolve_fruits(opts, scan)
     version = check_name(opts.version or next_free_version(opts.workdir), "version")
@@ -418,18 +419,26 @@ def convert(options: Union[ConvertOptions, dict]) -> dict:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise write_error(root, exc) from None
-    with version_lock(opts.workdir, version):   # one writer per version; a second one is refused here
+    with version_lock(opts.workdir, version) as lock:   # one writer per version; a second one is refused here
+        clean_stale_temp(root, recursive=False)   # temp files of dead writers (e.g. of the record below)
         for fruit in fruits:   # what a killed writer of this version left: old version back, partials gone
             recover_fruit_folder(opts.workdir, fruit, version)
         existing = existing_version_fruits(opts.workdir, version, fruits)
         if existing and not opts.overwrite:
             raise UserError(f"version {version} already exists for {', '.join(existing)}; "
                             "choose another --version or add --overwrite to replace it")
+        redo = [f for f in unfinished_fruits(opts.workdir, version) if f in fruits
+                and version_folder(opts.workdir, f, version).exists()]
+        if redo:
+            print(f"version {version} of {', '.join(redo)} was left unfinished by a run that stopped early; "
+                  "replacing it", flush=True)
         started = time.perf_counter()
         per_fruit = {}
-        with TaskRunner(int(opts.workers)) as runner:
+        with unfinished_until_done(lock.folder, [f for f in fruits if f not in existing], fruits) as done, \
+                TaskRunner(int(opts.workers)) as runner:
             for fruit in fruits:
                 per_fruit[fruit] = convert_fruit(runner, opts, scan, fruit, version)
+                done.append(fruit)
     return {
         "workdir": str(opts.workdir), "version": version, "resolution": int(opts.resolution),
         "quality": opts.quality, "quality_rule": qf.QUALITY_PRESETS[opts.quality].rule(),

@@ -35,9 +35,11 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from fruitgan.util.run_lock import RunLock
-from fruitgan.util.safe_files import (FRUITS, NAME_PATTERN, atomic_write_json, check_name, checked_size, clean_stale_temp, inside, owner_dead,
-                        owner_tag, parse_owner, partial_folder, write_error)
+from fruitgan.util.run_lock import RunLock, left_unfinished
+from fruitgan.util.settings import RESOLUTION
+from fruitgan.util.safe_files import (FRUITS, NAME_PATTERN, atomic_write_json, check_name, checked_size, clean_stale_temp,
+                                     inside, list_folder, open_regular, owner_dead, owner_tag, parse_owner,
+                                     partial_folder, read_regular, write_error)
 from fruitgan.util.user_io import UserError
 
 IMAGE_DIR = "imageData"
@@ -51,8 +53,6 @@ TOOL = "rawDataToImage.py"
 RERUN_HINT = "run rawDataToImage.py again to recreate the version"
 STATUS_COMPLETE = "complete"
 OLD_MARK = ".old-"   # .version<NAME>.old-<owner>: the previous version while the new one is swapped in
-# Largest image side read from a PNG header (the networks stop at 256 px): a bigger claim is not ours.
-MAX_PNG_SIDE = 4096
 
 
 def real_name(index: int) -> str:
@@ -80,8 +80,15 @@ def relative_path(workdir: Path, path: Path) -> str:
 
 
 def existing_version_fruits(workdir: Path, version: str, fruits: Sequence[str]) -> List[str]:
-    """The fruits that already have a version<NAME>/ folder (complete or not)."""
-    return [f for f in fruits if version_folder(workdir, f, version).exists()]
+    """The fruits that already have a version<NAME>/ folder, except those a run that never finished left
+    (``unfinished_fruits``: its own output, which the next run replaces without --overwrite)."""
+    left = unfinished_fruits(workdir, version)
+    return [f for f in fruits if version_folder(workdir, f, version).exists() and f not in left]
+
+
+def unfinished_fruits(workdir: Path, version: str) -> List[str]:
+    """Fruits of version NAME that a run stopped before its end (kill -9, Ctrl+C, an error) was creating."""
+    return left_unfinished(version_lock(workdir, version).folder)
 
 
 def next_free_version(workdir: Path) -> str:
@@ -149,7 +156,10 @@ def recover_fruit_folder(workdir: Path, fruit: str, version: str) -> None:
         if owner is None or not owner_dead(*owner) or not old.is_dir():
             continue
         if not final.exists():
-            os.replace(old, final)
+            try:
+                os.replace(old, final)
+            except OSError as exc:
+                raise write_error(final, exc) from None
         else:
             shutil.rmtree(old, ignore_errors=True)
     clean_stale_temp(parent, recursive=False)
@@ -229,9 +239,9 @@ def _first_png_side(folder: Path) -> Optional[int]:
     for name in sorted(os.listdir(folder)):
         if name.endswith(".png"):
             try:
-                with Image.open(folder / name) as img:  # reads the header only
+                with open_regular(folder / name, RERUN_HINT) as fh, Image.open(fh) as img:  # the header only
                     return img.size[0]
-            except Exception:  # only for the listing; packing reports the bad file properly
+            except Exception:  # only for the listing (a FIFO is never waited on); packing reports it properly
                 return None
     return None
 
@@ -249,17 +259,20 @@ def _created_time(meta: dict, meta_path: Path) -> float:
 
 def describe_folder(fruit: str, version: str, folder: Path) -> FruitVersion:
     """Status, image count and resolution of one version folder, without reading pixels."""
-    count = _count_pngs(folder)
+    try:
+        count = _count_pngs(folder)
+    except OSError as exc:   # the listing shows it as broken and goes on with the others
+        return FruitVersion(fruit, version, folder, 0, None, f"unreadable ({exc.strerror or exc}: fix its permissions)")
     meta_path = folder / METADATA_FILE
     if count == 0:
         return FruitVersion(fruit, version, folder, 0, None, "empty")
     if not meta_path.is_file():
         return FruitVersion(fruit, version, folder, count, _first_png_side(folder), "incomplete (no metadata.json)")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json.loads(read_regular(meta_path, RERUN_HINT).decode("utf-8"))
         if not isinstance(meta, dict):
             raise ValueError("not a JSON object")
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, UserError):
         return FruitVersion(fruit, version, folder, count, _first_png_side(folder), "metadata.json unreadable")
     resolution = meta.get("resolution")
     if not isinstance(resolution, int):
@@ -278,10 +291,17 @@ def scan_image_versions(workdir: Path) -> list:
     found = []
     if not root.is_dir():
         return found
-    for fruit_dir in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: fruit_order(p.name)):
+    fruit_dirs = (Path(e.path) for e in list_folder(root, "fix its permissions") if e.is_dir())
+    for fruit_dir in sorted(fruit_dirs, key=lambda p: fruit_order(p.name)):
         if not NAME_PATTERN.match(fruit_dir.name):
             continue
-        for vdir in sorted(fruit_dir.iterdir()):
+        try:
+            versions = sorted(fruit_dir.iterdir())
+        except OSError as exc:   # one broken fruit folder: said, and the others still listed
+            print(f"note: skipping {fruit_dir}: cannot list it ({exc.strerror or exc}); fix its permissions",
+                  file=sys.stderr)
+            continue
+        for vdir in versions:
             name = vdir.name[len(VERSION_PREFIX):]
             if vdir.is_dir() and vdir.name.startswith(VERSION_PREFIX) and NAME_PATTERN.match(name):
                 found.append(describe_folder(fruit_dir.name, name, vdir))
@@ -303,7 +323,7 @@ def fruit_folder(workdir: Path, fruit: str, version: str) -> Path:
 def list_image_files(folder: Path, workdir: Path) -> tuple:
     """(real file names, augmented file names), each sorted; UserError on an unexpected or orphan file."""
     real, aug = [], []
-    for name in sorted(os.listdir(folder)):
+    for name in (e.name for e in list_folder(folder, "fix its permissions")):
         if name == METADATA_FILE:
             continue
         if REAL_NAME.match(name):
@@ -326,11 +346,11 @@ def list_image_files(folder: Path, workdir: Path) -> tuple:
 
 def read_folder_metadata(folder: Path, workdir: Path, fruit: str, version: str) -> dict:
     path = folder / METADATA_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise UserError(f"{relative_path(workdir, path)} is missing, so the version is incomplete "
                         f"(rawDataToImage.py did not finish); {RERUN_HINT}")
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads(read_regular(path, RERUN_HINT).decode("utf-8"))
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read {relative_path(workdir, path)}: {exc}; {RERUN_HINT}") from None
     if not isinstance(meta, dict):
@@ -355,9 +375,9 @@ def read_png(path: Path, workdir: Path):
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
-            for side in img.size:  # from the header: checked before the pixels are allocated
-                checked_size(side, "image side", 1, MAX_PNG_SIDE, relative_path(workdir, path))
+        with open_regular(path, f"delete it or {RERUN_HINT}") as fh, Image.open(fh) as img:
+            for side in img.size:  # from the header, before the pixels are allocated: a side the networks train
+                checked_size(side, "image side", RESOLUTION.bounds.lo, RESOLUTION.bounds.hi, relative_path(workdir, path))
             img.load()  # decodes now, so a truncated or corrupt file fails here
             if img.mode != GRAYSCALE_MODE:
                 raise UserError(f"{relative_path(workdir, path)} is a {img.mode} image, not 8-bit grayscale (mode L); "

@@ -27,7 +27,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from fruitgan.util.run_lock import RunLock
-from fruitgan.util.safe_files import atomic_save_npz, check_name, checked_size, inside, read_npy_header
+from fruitgan.util import settings
+from fruitgan.util.safe_files import atomic_save_npz, check_name, checked_size, inside, list_folder, open_regular, read_npy_header
 from fruitgan.util.user_io import UserError
 
 NPZ_DIR = "npzData"
@@ -61,8 +62,12 @@ def npz_path(workdir: Path, fruit: str, version: str) -> Path:
 
 def version_lock(workdir: Path, version: str) -> RunLock:
     """The lock one packer of version NAME holds while writing its npz files: npzData/.version<NAME>.lock."""
-    folder = inside(Path(workdir), NPZ_DIR, VERSION_PREFIX + check_name(version, "version"))
-    return RunLock(folder, f"npz version {version}", "wait for it to finish")
+    return RunLock(version_key(workdir, version), f"npz version {version}", "wait for it to finish")
+
+
+def version_key(workdir: Path, version: str) -> Path:
+    """npzData/version<NAME>: no folder, the name its lock and its unfinished-run record are kept beside."""
+    return inside(Path(workdir), NPZ_DIR, VERSION_PREFIX + check_name(version, "version"))
 
 
 def list_versions(workdir: Path) -> dict:
@@ -70,9 +75,9 @@ def list_versions(workdir: Path) -> dict:
     folder = Path(workdir) / NPZ_DIR
     versions: dict = {}
     if folder.is_dir():
-        for path in folder.iterdir():
+        for path in (Path(e.path) for e in list_folder(folder, "fix its permissions")):
             match = NPZ_NAME.match(path.name)
-            if match and path.is_file():
+            if match:   # a FIFO or folder of that name is listed too: reading it refuses it in one line
                 versions.setdefault(match.group(2), []).append(match.group(1))
     return {v: sorted(versions[v]) for v in sorted(versions)}
 
@@ -108,7 +113,7 @@ def repack_hint(fruit: str, version: str) -> str:
 def _read_arrays(path: Path, fruit: str, version: str) -> dict:
     """The four arrays of the file (pickled objects refused); UserError when unreadable or incomplete."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with open_regular(path, repack_hint(fruit, version)) as fh, np.load(fh, allow_pickle=False) as npz:
             missing = [k for k in REQUIRED_ARRAYS if k not in npz.files]
             if missing:
                 raise UserError(f"{path} lacks {', '.join(missing)}: not an imageToNPZ.py dataset; "
@@ -139,6 +144,8 @@ def _check_headers(npz, path: Path) -> None:
             raise ValueError(f"{key}'s header claims {count} x {dtype.itemsize} bytes, "
                              f"the entry holds {info.file_size - offset}")
         claimed[key] = (count, dtype)
+        if key == "images" and len(shape) == 3:   # the side any network of this suite can train (settings' rule)
+            settings.RESOLUTION.check(int(shape[1]))
     # Only sizes here: what the shapes must be is checked, with clearer messages, once loaded.
     checked_size(claimed["images"][0], "images element count", 0, MAX_PIXELS, path)
     for key in ("augmented", "source_index", *OPTIONAL_ARRAYS):
@@ -190,7 +197,8 @@ def _parse_metadata(meta_array: np.ndarray, path: Path, fruit: str, hint: str) -
 
 def image_shape(path: Path) -> tuple:
     """The (N, R, R) shape of a file's images, read from its header alone (nothing else is loaded)."""
-    with zipfile.ZipFile(path) as archive, archive.open("images.npy") as fh:
+    with open_regular(path, "recreate it with imageToNPZ.py") as raw, zipfile.ZipFile(raw) as archive, \
+            archive.open("images.npy") as fh:
         shape, _, _ = read_npy_header(fh, path)
     return tuple(int(n) for n in shape)
 

@@ -11,6 +11,7 @@ Memory: one fruit's uint8 images at a time.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Collection, Optional, Sequence
@@ -18,9 +19,9 @@ from typing import Callable, Collection, Optional, Sequence
 from fruitgan.data.image_version import (IMAGE_DIR, METADATA_FILE, VERSION_PREFIX, FruitVersion, VersionImages, check_folder,
                            fruit_order, read_version, relative_path, scan_image_versions)
 from fruitgan.data.image_version import version_lock as image_version_lock
-from fruitgan.data.npz_format import NPZ_DIR, PackedFruit, npz_path, packed_metadata, write_npz
+from fruitgan.data.npz_format import NPZ_DIR, PackedFruit, npz_path, packed_metadata, version_key, write_npz
 from fruitgan.data.npz_format import version_lock as npz_version_lock
-from fruitgan.util.run_lock import refuse_if_held
+from fruitgan.util.run_lock import left_unfinished, refuse_if_held, unfinished_until_done
 from fruitgan.util.safe_files import check_name, clean_stale_temp
 from fruitgan.util.user_io import UserError
 
@@ -121,11 +122,23 @@ def pack(workdir: Path, version: str, fruits: Optional[Sequence[str]] = None, ov
     entries = scan_image_versions(workdir)
     version = resolve_version(check_name(str(version), "version"), entries)
     chosen = default_fruits(entries, version, log) if fruits is None else resolve_fruits(list(fruits), version, entries)
-    existing = [npz_path(workdir, f, version) for f in chosen if npz_path(workdir, f, version).exists()]
+    existing = [npz_path(workdir, f, version) for f in existing_npz_fruits(workdir, version, chosen)]
     if existing and not overwrite:
         raise UserError(f"{', '.join(relative_path(workdir, p) for p in existing)} already exist"
                         f"{'s' if len(existing) == 1 else ''}; add --overwrite to replace")
     return pack_fruits(workdir, version, chosen, progress, log, replace=None if overwrite else ())
+
+
+def unfinished_npz_fruits(workdir: Path, version: str) -> list:
+    """Fruits whose npz a packer of the version that stopped early (kill -9, Ctrl+C, an error) was writing."""
+    return left_unfinished(version_key(workdir, version))
+
+
+def existing_npz_fruits(workdir: Path, version: str, fruits: Sequence[str]) -> list:
+    """The fruits whose npz exists, except those a packer that never finished wrote (its own output, which
+    the next run replaces without --overwrite)."""
+    left = unfinished_npz_fruits(workdir, version)
+    return [f for f in fruits if os.path.lexists(npz_path(workdir, f, version)) and f not in left]
 
 
 def default_fruits(entries: Sequence[FruitVersion], version: str, log: Callable[[str], None] = print) -> list:
@@ -149,17 +162,23 @@ def pack_fruits(workdir: Path, version: str, fruits: Sequence[str], progress: bo
     """
     images = image_version_lock(workdir, version)
     refuse_if_held(images.folder, images.what, "wait for rawDataToImage.py to finish, then pack")
-    with npz_version_lock(workdir, version):
+    with npz_version_lock(workdir, version) as lock:
         clean_stale_temp(Path(workdir) / NPZ_DIR, recursive=False)   # temp files of dead packers
         if replace is not None:
             refuse_new_files(workdir, version, fruits, replace)
-        return _pack_locked(workdir, version, fruits, progress, log)
+        redo = [f for f in unfinished_npz_fruits(workdir, version) if f in fruits
+                and os.path.lexists(npz_path(workdir, f, version))]
+        if redo:
+            log(f"{', '.join(redo)} of npz version {version} left unfinished by a packer that stopped early; "
+                "replacing")
+        creates = [f for f in fruits if f not in existing_npz_fruits(workdir, version, fruits)]
+        with unfinished_until_done(lock.folder, creates, fruits) as done:
+            return _pack_locked(workdir, version, fruits, progress, log, done)
 
 
 def refuse_new_files(workdir: Path, version: str, fruits: Sequence[str], replace: Collection[str]) -> None:
     """UserError if a fruit's npz exists that the caller did not agree to replace (written meanwhile)."""
-    appeared = [npz_path(workdir, f, version) for f in fruits
-                if f not in replace and npz_path(workdir, f, version).exists()]
+    appeared = [npz_path(workdir, f, version) for f in existing_npz_fruits(workdir, version, fruits) if f not in replace]
     if appeared:
         names = ", ".join(relative_path(workdir, p) for p in appeared)
         raise UserError(f"{names} {'was' if len(appeared) == 1 else 'were'} written by another run meanwhile; "
@@ -167,7 +186,8 @@ def refuse_new_files(workdir: Path, version: str, fruits: Sequence[str], replace
 
 
 def _pack_locked(workdir: Path, version: str, fruits: Sequence[str], progress: bool,
-                 log: Callable[[str], None]) -> list:
+                 log: Callable[[str], None], done: list) -> list:
+    """Pack ``fruits``; each is appended to ``done`` as soon as its npz is complete. Returns the npz paths."""
     for fruit in fruits:  # cheap checks first, so a bad folder fails before anything is written
         check_folder(workdir, fruit, version)
     written = []
@@ -179,6 +199,7 @@ def _pack_locked(workdir: Path, version: str, fruits: Sequence[str], progress: b
             if written:  # say what is already done, so nothing is redone or feared lost
                 raise UserError(f"{exc} (already written: {', '.join(relative_path(workdir, p) for p in written)})") from None
             raise
+        done.append(fruit)
         log(summary_line(workdir, written[-1], packed))
     return written
 

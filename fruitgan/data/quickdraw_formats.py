@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     _loads = _std_json.loads
     _JSON_ERRORS = (ValueError, TypeError, RecursionError)
 
-from fruitgan.util.safe_files import FRUITS, read_npy_header
+from fruitgan.util.safe_files import FRUITS, list_folder, not_regular, open_regular, read_npy_header
 from fruitgan.util.user_io import UserError
 
 SIMPLIFIED = "simplified"
@@ -57,6 +57,8 @@ CHUNK_LINES = 128  # lines per chunk handed to a worker
 CHUNK_BYTES = 1024 * 1024  # ... or fewer when the lines are long (raw drawings)
 BITMAP_CHUNK_ROWS = 256
 IGNORED_NAMES = {"readme.md", "attribution.md"}  # documentation beside the data, not data
+SAMPLE_DIR = "sample"  # rawData/sample/<format>/: the bundled sample
+SPECIAL_FIX = "put the downloaded Quick, Draw! file there instead, or remove it"
 
 # Reasons a record is skipped (keys of the "skipped" counters).
 SKIP_JSON = "malformed JSON line"
@@ -281,7 +283,7 @@ def iter_lines(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Tup
 
     Reads with a bounded ``readline`` so even a file with no newline at all never sits in memory whole.
     """
-    with open(path, "rb") as fh:
+    with open_regular(path, SPECIAL_FIX) as fh:
         line_no = 0
         while True:
             line = fh.readline(max_line_bytes)
@@ -339,7 +341,7 @@ def _bitmap_rows(path: Path) -> int:
     holds or than MAX_BITMAP_ROWS: nothing is mapped or allocated for a damaged or hostile file.
     """
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path, SPECIAL_FIX) as fh:
             shape, dtype, offset = read_npy_header(fh, path)
             size = os.fstat(fh.fileno()).st_size
     except UserError as exc:
@@ -390,7 +392,7 @@ def detect_format(path: Path) -> FileInfo:
     """Recognise a file from its content: .npy header, or the first valid ndjson line."""
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path, SPECIAL_FIX) as fh:
             head = fh.read(len(NPY_MAGIC))
         if head == NPY_MAGIC:
             return _detect_npy(path)
@@ -410,7 +412,7 @@ def detect_format(path: Path) -> FileInfo:
                 break
         # A file of nothing but blank lines counts as empty.
         return FileInfo(path, None, NOTE_NOT_QUICKDRAW if saw_content else NOTE_EMPTY)
-    except OSError:
+    except (OSError, UserError):
         return FileInfo(path, None, NOTE_UNREADABLE)
 
 
@@ -479,11 +481,24 @@ def _is_data_candidate(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(".") and path.name.lower() not in IGNORED_NAMES
 
 
+def _refuse_special(path: Path, fruits: Sequence[str]) -> None:
+    """A fruit's file in rawData/ that is a FIFO, folder, socket, device or broken link is refused, never
+    skipped in silence (the sample would quietly stand in for it) nor opened (a FIFO would wait forever)."""
+    if path.name.startswith(".") or path.name == SAMPLE_DIR or fruit_from_name(path.name, fruits) is None:
+        return
+    kind = not_regular(path)
+    if kind is not None:
+        raise UserError(f"rawData/{path.name} is {kind}, not a regular file; {SPECIAL_FIX}")
+
+
 def scan_raw_data(raw_dir: Path, fruits: Sequence[str] = FRUITS) -> RawDataScan:
     """Find the user's files (directly in rawData/) and the bundled sample (rawData/sample/<format>/)."""
     raw_dir = Path(raw_dir)
     scan = RawDataScan(raw_dir)
-    for path in sorted(p for p in raw_dir.iterdir() if _is_data_candidate(p)):
+    entries = [Path(e.path) for e in list_folder(raw_dir, "fix its permissions")]
+    for path in entries:
+        _refuse_special(path, fruits)
+    for path in (p for p in entries if _is_data_candidate(p)):
         info = detect_format(path)
         if info.format is None:
             scan.notes.append((path.name, info.note or NOTE_NOT_QUICKDRAW))
@@ -493,7 +508,7 @@ def scan_raw_data(raw_dir: Path, fruits: Sequence[str] = FRUITS) -> RawDataScan:
             scan.notes.append((path.name, NOTE_NO_FRUIT))
             continue
         scan.user.setdefault(fruit, []).append(info)
-    sample_dir = raw_dir / "sample"
+    sample_dir = raw_dir / SAMPLE_DIR
     if sample_dir.is_dir():
         for path in sorted(p for p in sample_dir.rglob("*") if _is_data_candidate(p)):
             fruit = fruit_from_name(path.name, fruits)
@@ -509,12 +524,3 @@ def scan_raw_data(raw_dir: Path, fruits: Sequence[str] = FRUITS) -> RawDataScan:
 
 def is_blank_bitmap(row: np.ndarray) -> bool:
     return not np.any(row)
-
-
-__all__ = [
-    "SIMPLIFIED", "RAW", "BITMAP", "FORMATS", "STROKE_FORMATS", "AUTO", "QUALITY_PRESETS", "DEFAULT_QUALITY",
-    "Drawing", "Skip", "QualityPreset", "FileInfo", "RawDataScan", "LineChunk",
-    "parse_record", "parse_line", "iter_lines", "iter_line_chunks", "iter_drawings", "open_bitmaps",
-    "iter_bitmap_chunks", "iter_bitmaps", "detect_format", "fruit_from_name", "scan_raw_data", "select_files",
-    "is_blank_bitmap",
-]

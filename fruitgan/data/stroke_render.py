@@ -259,11 +259,3 @@ def render_augmented_strokes(renderer: StrokeRenderer, strokes: Sequence[np.ndar
     """A real drawing with its strokes augmented (see augment_strokes), rendered."""
     moved, placement = augment_strokes(strokes, rng, settings)
     return renderer.render(moved, placement)
-
-
-__all__ = [
-    "SUPERSAMPLE", "MIN_CANVAS", "supersample_for", "STROKE_WIDTH_FRACTION", "MARGIN_FRACTION", "BITMAP_SIDE", "FOREGROUND", "BACKGROUND",
-    "Placement", "IDENTITY", "StrokeRenderer", "render_strokes", "render_bitmap", "encode_png",
-    "AugmentSettings", "augment_strokes", "augment_placement", "image_array", "render_augmented_bitmap",
-    "render_augmented_strokes",
-]

@@ -3,11 +3,13 @@
 A checkpoint holds, per fruit in the plain networks' state_dict format (independent of how fruits were
 grouped): both networks, the moving average, both Adam states; plus every random stream (torch's and
 each fruit's own noise generator), the histories, the cost so far and each fruit's best score. It is
-snapshotted to CPU copies at the end of its epoch and written by a background thread (CheckpointWriter),
-atomically, by model_store. The data order needs no saving: training_data derives it from the step count.
+snapshotted to CPU copies at the end of its epoch; fruitgan.models.checkpoint_files writes it (latest.pt in
+full, a kept epoch with only what drawing needs) and reads it back. The data order needs no saving:
+training_data derives it from the step count.
 
 The network files (generator_<fruit>.pt, discriminator_<fruit>.pt, best/generator_<fruit>.pt) are
-gan_model payloads: a state_dict and the config that rebuilds it, loadable with weights_only=True.
+gan_model payloads: a state_dict and the config that rebuilds it, loadable with weights_only=True; a
+generator file holds the one generator that draws (the moving average when the run keeps one).
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from typing import Dict, List
 import torch
 
 from gan_model import Discriminator, GANConfig, Generator, network_payload
-from fruitgan.models.store import CHECKPOINT_FORMAT, ModelFolder
-from fruitgan.learn.run_control import CheckpointWriter
+from fruitgan.models.checkpoint_files import CHECKPOINT_FORMAT, CheckpointFiles, drawing_state
+from fruitgan.models.folder import ModelFolder
 from fruitgan.util.user_io import UserError
 
 
@@ -32,7 +34,7 @@ class TrainingCheckpoints:
                  states: dict, device: torch.device, keep_every: int):
         self.store, self.gan_config, self.groups, self.models = store, gan_config, groups, models
         self.states, self.device, self.keep_every = states, device, keep_every
-        self.writer = CheckpointWriter()        # checkpoint files, serialised off the training thread
+        self.files = CheckpointFiles(store)     # writes them: checkpoints off the training thread
 
     def _where(self):
         """(group index, position in it, fruit) of every fruit."""
@@ -48,28 +50,26 @@ class TrainingCheckpoints:
         return net
 
     def save_generator(self, gi: int, i: int, fruit: str, epoch: int, best: bool = False, **extra) -> None:
-        states = self.models[gi].fruit_state_dicts(i)
-        g = self._plain_network(Generator, states["generator"])
-        self.store.write_network(network_payload(g, self.gan_config, "generator", fruit=fruit, epoch=epoch,
-                                                 ema_state_dict=states.get("ema"), **extra), best=best)
+        state, averaged = drawing_state(self.models[gi].fruit_state_dicts(i))
+        g = self._plain_network(Generator, state)
+        self.files.write_network(network_payload(g, self.gan_config, "generator", fruit=fruit, epoch=epoch,
+                                                 averaged=averaged, **extra), best=best)
 
     def save_networks(self, epoch: int) -> None:
         """generator_<fruit>.pt and discriminator_<fruit>.pt: the latest weights, rebuildable alone."""
         for gi, i, f in self._where():
             self.save_generator(gi, i, f, epoch)
             d = self._plain_network(Discriminator, self.models[gi].fruit_state_dicts(i)["discriminator"])
-            self.store.write_network(network_payload(d, self.gan_config, "discriminator", fruit=f, epoch=epoch))
+            self.files.write_network(network_payload(d, self.gan_config, "discriminator", fruit=f, epoch=epoch))
 
     def save(self, epoch: int) -> None:
         """Everything needed to continue, as of the end of ``epoch``: snapshotted now (so the file is this
         epoch's whatever training does next), written by the writer's thread (one at a time, atomically)."""
-        ckpt = self.snapshot(epoch)
-        keep = bool(self.keep_every and epoch % self.keep_every == 0)
-        self.writer.submit(lambda: self.store.write_checkpoint(ckpt, epoch, keep=keep))
+        self.files.save(self.snapshot(epoch), keep=bool(self.keep_every and epoch % self.keep_every == 0))
 
     def wait(self) -> None:
         """Block until the write in progress is on disk (its error raised here)."""
-        self.writer.wait()
+        self.files.wait()
 
     def snapshot(self, epoch: int) -> dict:
         return {
@@ -97,7 +97,7 @@ class TrainingCheckpoints:
             # Stopped before its first epoch ended (only the config was written): start over, same settings.
             log(f"model {store.name!r} has no checkpoint yet: starting at epoch 1 with its saved settings")
             return 1
-        ckpt = store.read_checkpoint("latest", map_location=self.device)
+        ckpt = self.files.read_resume(map_location=self.device)
         missing = [f for f in fruits if f not in ckpt["fruits"]]
         if missing:
             raise UserError(f"checkpoint {store.checkpoint_path('latest').name} has no {', '.join(missing)}; "

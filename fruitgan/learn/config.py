@@ -1,7 +1,8 @@
 """One training run's settings and the rules derived from them (no training here).
 
 ``TrainConfig`` is what train_gan.py builds from flags and prompts (each field declared in settings.py)
-and what a run saves as info/training_config_<name>.json; ``resumed`` says what a resume may change.
+and what a run saves as info/training_config_<name>.json; ``resumed`` says what a resume may change and
+``load_resume`` reads a resume's saved settings (once).
 The rest are small rules the trainer and the benchmarks share: which device and arithmetic a run uses,
 each fruit's own seed, the milestone epochs, the epochs that always checkpoint, and where a process
 stands under torchrun.
@@ -18,6 +19,7 @@ import torch
 from fruitgan.util import settings
 from gan_model import GANConfig
 from fruitgan.learn.grouped import cpu_has_bf16
+from fruitgan.models.folder import ModelFolder
 from fruitgan.util.safe_files import FRUITS
 from fruitgan.util.user_io import UserError
 
@@ -111,25 +113,39 @@ class TrainConfig:
         return cfg
 
 
-def resumed_config(saved: dict, given: TrainConfig) -> tuple:
-    """A resumed run's config: the saved settings (``saved``, its training_config JSON) with what the user gave
-    and may change (TrainConfig.resumed). Returns (config, the precision asked for, when the model was
-    created): the saved request (e.g. "auto") while the saved arithmetic is kept."""
-    changes = given.to_dict()
-    if changes["fruits"] is None:   # "every fruit of the version": the saved list says which those were
-        del changes["fruits"]
-    cfg = TrainConfig.from_saved(saved, f"saved settings of model {given.model_name!r}").resumed(changes)
+@dataclass
+class Resumed:
+    """A resume's settings, read once from the model's saved config (train_gan.py hands them to the trainer)."""
+
+    config: TrainConfig
+    requested_precision: str      # what was asked (e.g. "auto") while the saved arithmetic is kept
+    created: Optional[str]        # when the model's first run began
+
+
+def load_resume(folder: ModelFolder, changes: dict) -> Resumed:
+    """The saved settings of ``folder``'s model, read here and only here, with ``changes`` ({field: value} the
+    user gave; fruits None: the saved list) applied as TrainConfig.resumed allows; one-line UserErrors."""
+    saved = folder.read_config()
+    if saved is None:
+        raise UserError(f"model {folder.name!r} has no readable saved settings ({folder.config_path().name} "
+                        "missing or damaged); train it again with --overwrite")
+    config = TrainConfig.from_saved(saved, f"saved settings of model {folder.name!r}")
+    if config.model_name != folder.name:   # a hand-edited name would resume (and write into) another model
+        raise UserError(f"{folder.config_path()}: model_name {config.model_name!r} is not {folder.name!r}; "
+                        "fix the file or train a new model")
+    config = config.resumed({k: v for k, v in changes.items() if not (k == "fruits" and v is None)})
+    requested = config.precision
+    if config.precision == saved.get("precision"):          # the saved arithmetic kept: so is what was asked
+        requested = saved.get("requested_precision") or config.precision
     created = saved.get("created") if isinstance(saved.get("created"), str) else None
-    requested = cfg.precision
-    if cfg.precision == saved.get("precision"):          # the saved arithmetic kept: so is what was asked
-        requested = saved.get("requested_precision") or cfg.precision
-    return cfg, requested, created
+    return Resumed(config, requested, created)
 
 
 def check_bounds(cfg: TrainConfig) -> None:
     """Every setting within its declared bounds (UserError); the device is resolve_device's to check."""
     checked = [s for s in settings.TRAIN_SETTINGS if s is not settings.DEVICE]
-    settings.check_values(cfg.to_dict(), checked, "training settings", "fix that setting")
+    settings.check_values(cfg.to_dict(), checked, "training settings", "choose a value within its bounds",
+                          by_flag=True)
 
 
 def _same_setting(given, saved) -> bool:

@@ -1,7 +1,7 @@
 """How real a run's fakes look at its milestones, and which milestone is each fruit's best.
 
 The trainer hands this part its datasets once (``setup``) and a group's networks at every milestone
-(``figures``); it gets back plain dicts for the histories. What is measured (gan_evaluation.py):
+(``figures``); it gets back plain dicts for the histories. What is measured (fruitgan/metrics/):
 
 * on the fruit's **validation part** of the held-out drawings, at every milestone: the two-sample test
   (``val_``-prefixed figures); the best checkpoint is the milestone where it is lowest;
@@ -23,10 +23,14 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from fruitgan.metrics import evaluation as ge
+from fruitgan.metrics import classifier as fc
+from fruitgan.metrics import memorisation, scores, two_sample
+from fruitgan.metrics.features import QualityEvaluator
+from fruitgan.metrics.images import EVAL_BATCH
 import gan_model as gm
 from fruitgan.data.heldout_split import VALIDATION_PREFIX
 from fruitgan.learn.config import SEED_STRIDE
+from fruitgan.models.loading import read_generator
 
 EVAL_SEED_OFFSET = 7919           # evaluation noise comes from its own stream, so it never shifts training RNG
 TEST_SEED_OFFSET = 104729         # ... and the test part's fakes from another: never the validation's
@@ -73,13 +77,13 @@ class MilestoneQuality:
         if not self.active:
             return
         images, augmented, sources = classifier_inputs(self.datasets)
-        classifier, info = ge.load_or_train_classifier(self.workdir, self.version, images,
+        classifier, info = fc.load_or_train_classifier(self.workdir, self.version, images,
                                                         source_index_by_fruit=sources, augmented_by_fruit=augmented,
                                                         device=self.device, seed=self.seed)
         del images
         real = {f: ds.images_at(self._capped(ds, ds.real_index, REFERENCE_MAX_REAL))
                 for f, ds in self.datasets.items()}
-        self.evaluator = ge.QualityEvaluator(classifier, list(self.datasets), real, device=self.device)
+        self.evaluator = QualityEvaluator(classifier, list(self.datasets), real, device=self.device)
         self._setup_recognizer()
         for f in self.fruits:
             ref = self.evaluator.reference(f)
@@ -97,7 +101,7 @@ class MilestoneQuality:
         formats = {f: d.metadata["formats"] for f, d in self.datasets.items()
                    if isinstance(d.metadata.get("formats"), list)}
         resolution = next(iter(self.datasets.values())).resolution
-        self.recognizer, self.recognizer_info = ge.load_or_train_recognizer(
+        self.recognizer, self.recognizer_info = fc.load_or_train_recognizer(
             self.workdir, self.version, resolution, exclude_images=torch.cat(held) if held else None,
             formats=formats, device=self.device, seed=self.seed, log=self.log)
         if self.recognizer is None:
@@ -110,7 +114,7 @@ class MilestoneQuality:
             return {"recognizability_note": f"the recogniser has too few real {fruit} drawings in rawData/ to know it"}
         if images.shape[0] == 0:
             return {}
-        _, probs = ge.predict(self.recognizer, images, self.device)      # (N, F)
+        _, probs = fc.predict(self.recognizer, images, self.device)      # (N, F)
         label = self.recognizer.fruits.index(fruit)
         return {"recognizability": (probs.argmax(dim=1) == label).double().mean().item(),
                 "confidence": probs[:, label].double().mean().item()}
@@ -145,13 +149,14 @@ class MilestoneQuality:
         if not ds.has_split:
             return {"two_sample_accuracy": None, "two_sample_note": ds.split_note,
                     "memorisation_ratio": None, "memorisation_note": ds.split_note}
-        real = ds.images_at(self._capped(ds, part, ge.TWO_SAMPLE_MAX_REAL))   # a full download's part is large
-        return {**ge.two_sample_test(real, fakes),
-                **ge.memorisation_ratio(fakes[:ge.MEMORISATION_MAX_GENERATED], ds.pixels[ds.train_index], real)}
+        real = ds.images_at(self._capped(ds, part, two_sample.TWO_SAMPLE_MAX_REAL))   # a full download's part is large
+        kept = fakes[:memorisation.MEMORISATION_MAX_GENERATED]
+        return {**two_sample.two_sample_test(real, fakes),
+                **memorisation.memorisation_ratio(kept, ds.pixels[ds.train_index], real)}
 
     def _two_sample_fakes(self, group: List[str], model, offset: int, epoch: int, part_of) -> Dict[str, torch.Tensor]:
         """{fruit: fakes} for the two-sample test of each fruit with a split, as many as its part needs."""
-        need = max((ge.two_sample_fakes_needed(part_of(self.datasets[f]).numel()) for f in group
+        need = max((two_sample.two_sample_fakes_needed(part_of(self.datasets[f]).numel()) for f in group
                     if self.datasets[f].has_split), default=0)
         if not need:
             return {}
@@ -178,7 +183,7 @@ class MilestoneQuality:
             ds = self.datasets[f]
             t0 = time.perf_counter()
             found = self._heldout_figures(f, ds.validation_index, held.get(f, fakes.cpu()))
-            steps = ge.two_sample_steps(ds.validation_index.numel())
+            steps = two_sample.two_sample_steps(ds.validation_index.numel())
             if steps:     # what one step of the two-sample test cost here: the end's test part is priced by it
                 self.seconds_per_test_step = (time.perf_counter() - t0) / steps
             metrics.update({VALIDATION_PREFIX + k: v for k, v in found.items()})
@@ -204,7 +209,7 @@ class MilestoneQuality:
             best, known = s.history.get("best_epoch"), s.history.get("test_quality") or {}
             if best is None or known.get("epoch") == best:
                 continue
-            net, _ = store.read_generator(f, best=True)
+            net, _ = read_generator(store, f, best=True)
             figures = self.test_figures(f, OneGenerator(net.to(device)), best)
             if figures is not None:
                 s.history["test_quality"] = figures
@@ -214,17 +219,17 @@ class MilestoneQuality:
         the cost per step measured by the last ``figures`` call (0 before one, or without evaluation)."""
         if not self.active:
             return 0.0
-        steps = sum(ge.two_sample_steps(self.datasets[f].test_index.numel()) for f in group)
+        steps = sum(two_sample.two_sample_steps(self.datasets[f].test_index.numel()) for f in group)
         return steps * self.seconds_per_test_step
 
     # ------------------------------------------------------------------ the best checkpoint
     @staticmethod
     def score(metrics: dict) -> float:
-        """gan_evaluation.quality_score on the figures that may choose: the validation part's, never the test's."""
+        """scores.quality_score on the figures that may choose: the validation part's, never the test's."""
         chosen = {k[len(VALIDATION_PREFIX):]: v for k, v in metrics.items() if k.startswith(VALIDATION_PREFIX)}
         plain = {k: v for k, v in metrics.items() if not k.startswith(VALIDATION_PREFIX)
                  and k not in ("two_sample_accuracy", "memorisation_ratio")}
-        return ge.quality_score({**plain, **chosen})
+        return scores.quality_score({**plain, **chosen})
 
 
 
@@ -237,4 +242,4 @@ class OneGenerator:
 
     def generate(self, noise: torch.Tensor) -> torch.Tensor:
         """(1, B, nz) -> (1, B, 1, R, R), eval mode, in bounded batches."""
-        return gm.generate(self.net, noise[0], batch_size=ge.EVAL_BATCH).unsqueeze(0)
+        return gm.generate(self.net, noise[0], batch_size=EVAL_BATCH).unsqueeze(0)

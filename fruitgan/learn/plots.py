@@ -1,26 +1,19 @@
 """Training-history plots: info/training_history_<fruit>.png per fruit and training_history_all.png.
 
 The trainer redraws them at every milestone and at the end, so anyone opening the PNG during a run sees
-it "live"; ``python training_plots.py models/model_v1`` redraws them from the model's JSON histories.
+it "live".
 Figures are plain ``matplotlib.figure.Figure`` objects on an Agg canvas (no pyplot), so drawing neither
 changes the caller's backend nor keeps figures alive, and every PNG is written atomically.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import re
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from fruitgan.data.heldout_split import validation_key
 from fruitgan.util.safe_files import FRUITS, atomic_save_figure
-from fruitgan.util.user_io import UserError, run_main
 
-HISTORY_FILE = re.compile(r"^training_history_([A-Za-z0-9_][A-Za-z0-9_-]*)\.json$")
-ALL_FRUITS_PNG = "training_history_all.png"
 DPI = 80                       # small PNGs that still read well; redrawn often, so cheap matters
 PANEL_SIZE = (4.6, 3.2)        # inches per panel
 # Figure margins in inches (top: figure title and a two-line panel title), gaps as a share of a panel.
@@ -244,42 +237,3 @@ def all_fruits_figure(histories: Dict[str, dict]):
     plural = "" if len(fruits) == 1 else "s"
     fig.suptitle(f"All fruits: training history ({len(fruits)} fruit{plural}; * = best epoch)")
     return fig
-
-
-def read_history(path: Path) -> dict:
-    """A training_history_<fruit>.json as a dict; a one-line UserError naming the file when it is unusable."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}); restore it or delete it and retrain") from None
-    bad = not isinstance(data, dict) or any(not isinstance(data.get(k) or [], list) for k in ("epochs", "quality"))
-    if bad:
-        raise UserError(f"{path} is not a training history (an object with 'epochs' and 'quality' lists); "
-                        "restore it or delete it and retrain")
-    return data
-
-
-def redraw_model(folder: Path) -> List[Path]:
-    """Redraw every training_history_<fruit>.png and training_history_all.png of a model folder."""
-    info = Path(folder) / "info"
-    files = sorted(p for p in info.glob("training_history_*.json") if HISTORY_FILE.match(p.name))
-    if not files:
-        raise UserError(f"no training_history_<fruit>.json in {info}; give a model folder such as models/model_v1")
-    histories = {HISTORY_FILE.match(p.name).group(1): read_history(p) for p in files}
-    written = [plot_fruit_history(h, info / f"training_history_{f}.png") for f, h in histories.items()]
-    return written + [plot_all_fruits(histories, info / ALL_FRUITS_PNG)]
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Redraw a model's training-history plots from its JSON files.")
-    parser.add_argument("model_folder", type=Path, help="a model folder, e.g. models/model_v1")
-    args = parser.parse_args(argv)
-    for written in redraw_model(args.model_folder):
-        print(f"wrote {written}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_main(main))

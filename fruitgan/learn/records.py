@@ -7,10 +7,11 @@ fruits into the model-wide files (config, summary, cost report, description, the
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional
 
-import cost_analysis_training as cost_mod
-from fruitgan.models.store import ModelFolder, update_index
+from fruitgan.learn.cost_report import build_cost_report, cost_fields_for_history, description_text, format_cost_summary
+from fruitgan.models.index import update_index
+from fruitgan.models.sizes import kept_bytes
 
 
 def now() -> str:
@@ -27,48 +28,52 @@ def new_history(cfg, fruit: str, ds, steps_per_epoch: int) -> dict:
             "reference_quality": None, "best_epoch": None, "test_quality": None}
 
 
+def resolved_settings(cfg, data, device, requested_precision: str, world: int) -> dict:
+    """The run's settings as it trains them: the device and arithmetic resolved, with what was asked."""
+    return {"model_name": cfg.model_name, **cfg.to_dict(), "fruits": list(data.datasets),
+            "resolution": data.resolution, "gan_config": data.gan_config.to_dict(),
+            "steps_per_epoch_used": data.steps_per_epoch, "device": str(device), "requested_device": cfg.device,
+            "requested_precision": requested_precision, "world_size": world}
+
+
+def dataset_info(version: str, data) -> dict:
+    datasets = data.datasets
+    return {"version": version, "resolution": data.resolution, "fruits": list(datasets),
+            "images": {f: len(d) for f, d in datasets.items()},
+            "real_images": {f: int((~d.augmented).sum()) for f, d in datasets.items()},
+            "augmentation": {f: d.metadata.get("augmentation") for f, d in datasets.items()},
+            "quality": {f: d.metadata.get("quality") for f, d in datasets.items()}}
+
+
 class RunRecords:
-    """Writes one run's records. ``trainer`` provides the run's settings and per-fruit states."""
+    """Writes one run's records from values: its resolved ``settings``, its ``dataset`` description, this
+    rank's fruit ``states`` (histories and cost sections, filled in as the run goes), the prices, and
+    ``folder_bytes()``: what the model folder holds on disk, {part: bytes}, when the records are written
+    (its storage cost)."""
 
-    def __init__(self, trainer):
-        self.t = trainer
+    def __init__(self, store, dist, workdir, settings: dict, dataset: dict, states: dict, pricing,
+                 folder_bytes: Optional[Callable[[], Dict[str, int]]] = None):
+        self.store, self.dist, self.workdir, self.pricing = store, dist, workdir, pricing
+        self.settings, self.dataset, self.states = settings, dataset, states
+        self.folder_bytes = folder_bytes or (lambda: kept_bytes(store))
+        self.created: Optional[str] = None
 
-    @property
-    def store(self) -> ModelFolder:
-        return self.t.store
-
-    def resolved_settings(self) -> dict:
-        """The run's settings as it trains them: the device and arithmetic resolved, with what was asked."""
-        t = self.t
-        return {"model_name": t.cfg.model_name, **t.cfg.to_dict(), "fruits": t.all_fruits,
-                "resolution": t.resolution, "gan_config": t.gan_config.to_dict(), "steps_per_epoch_used": t.steps_per_epoch,
-                "device": str(t.device), "requested_device": t.cfg.device,
-                "requested_precision": t.requested_precision, "world_size": t.dist.world}
-
-    def write_config(self) -> None:
-        t = self.t
-        if t.dist.is_main:
-            self.store.write_config({**self.resolved_settings(), "dataset": self.dataset_info(),
-                                     "created": t.created or now()})
-
-    def dataset_info(self) -> dict:
-        t = self.t
-        return {"version": t.cfg.dataset_version, "resolution": t.resolution, "fruits": t.all_fruits,
-                "images": {f: len(d) for f, d in t.datasets.items()},
-                "real_images": {f: int((~d.augmented).sum()) for f, d in t.datasets.items()},
-                "augmentation": {f: d.metadata.get("augmentation") for f, d in t.datasets.items()},
-                "quality": {f: d.metadata.get("quality") for f, d in t.datasets.items()}}
+    def write_config(self, created: Optional[str]) -> str:
+        """training_config_<name>.json (main rank); returns when the model was created (now, for a new one)."""
+        self.created = created or now()
+        if self.dist.is_main:
+            self.store.write_config({**self.settings, "dataset": self.dataset, "created": self.created})
+        return self.created
 
     def write_histories(self) -> None:
-        for f, s in self.t.states.items():
+        for f, s in self.states.items():
             doc = dict(s.history)
             if s.cost:
-                doc["cost"] = s.cost
-                doc.update(cost_mod.cost_fields_for_history(s.cost))
+                doc.update(cost_fields_for_history(s.cost))
             self.store.write_history(f, doc)
 
     def fruit_summary(self, f: str) -> dict:
-        s = self.t.states[f]
+        s = self.states[f]
         h = s.history
         last = h["epochs"][-1] if h["epochs"] else {}
         best = next((q for q in h["quality"] if q["epoch"] == h["best_epoch"]), None)
@@ -79,49 +84,59 @@ class RunRecords:
                 "num_real_images": h["num_real_images"], "cost": s.cost}
 
     def _gathered(self, per_fruit: dict) -> dict:
-        t = self.t
-        if t.dist.world <= 1:
+        if self.dist.world <= 1:
             return per_fruit
         import torch.distributed as dist
 
-        parts: List[Optional[dict]] = [None] * t.dist.world
+        parts: List[Optional[dict]] = [None] * self.dist.world
         dist.all_gather_object(parts, per_fruit)
         return {k: v for p in parts for k, v in p.items()}
 
-    def write_summary(self, epochs_done: int, status: str) -> None:
-        """training_summary_<name>.json (rank 0 gathers every rank's fruits under torchrun), the cost report,
-        description.txt and the models index."""
-        t = self.t
-        per_fruit = self._gathered({f: self.fruit_summary(f) for f in t.fruits})
-        if not t.dist.is_main:
+    def write_summary(self, epochs_done: int, status: str, timing: dict) -> None:
+        """training_summary_<name>.json (rank 0 gathers every rank's fruits under torchrun) with ``timing`` (the
+        estimate and where the time went), the cost report, description.txt and the models index."""
+        per_fruit = self._gathered({f: self.fruit_summary(f) for f in self.states})
+        if not self.dist.is_main:
             return
+        c = self.settings
         sections = {f: v["cost"] for f, v in per_fruit.items() if v.get("cost")}
-        summary = {"model_name": t.cfg.model_name, "dataset_version": t.cfg.dataset_version,
-                   "resolution": t.resolution, "fruits": t.all_fruits, "epochs_done": epochs_done,
-                   "epochs_planned": t.cfg.epochs, "status": status, "device": str(t.device),
-                   "precision": t.cfg.precision, "world_size": t.dist.world,
-                   "created": t.created or now(), "updated": now(), "per_fruit": per_fruit, **t.run_timing}
+        summary = {"model_name": c["model_name"], "dataset_version": c["dataset_version"],
+                   "resolution": c["resolution"], "fruits": c["fruits"], "epochs_done": epochs_done,
+                   "epochs_planned": c["epochs"], "status": status, "device": c["device"],
+                   "precision": c["precision"], "world_size": c["world_size"],
+                   "created": self.created or now(), "updated": now(), "per_fruit": per_fruit, **timing}
         if sections:
-            settings = self.resolved_settings()
-            report = cost_mod.build_cost_report(sections, self.store.path, settings, t.pricing)
+            report = build_cost_report(sections, self.folder_bytes(), self.store.path, c, self.pricing)
             summary["cost"] = {k: report[k] for k in report if k not in ("per_fruit", "fruits")}
             self.store.write_cost_report(report)
-            self.store.write_description(cost_mod.description_text(
-                t.cfg.description, self.dataset_info(), settings, sections, report))
+            self.store.write_description(description_text(c["description"], self.dataset, c, sections, report))
         self.store.write_summary(summary)
-        update_index(t.workdir, t.cfg.model_name)     # models_index.json follows the run as it goes
+        update_index(self.workdir, c["model_name"])     # models_index.json follows the run as it goes
 
-    def where_to_look(self, done: int, status: str) -> List[str]:
-        """The lines that end a run: where a student finds what it made."""
-        s, name, first = self.store, self.t.cfg.model_name, self.t.fruits[0]
-        return [f"model saved in {s.path} (status: {status}, epoch {done} of {self.t.cfg.epochs})",
-                f"  images by epoch: {s.progress_grid_path(first, 1).parent} (a folder per fruit)",
-                f"  training plots:  {s.history_plot_path(first)} (a plot per fruit), {s.all_histories_plot_path()}",
-                f"  new images:      python generate_images.py {name} {first}"]
+    def plot_histories(self, every_fruit: bool = False) -> None:
+        """info/training_history_<fruit>.png for this rank's fruits (and, ``every_fruit``, the all-fruit figure
+        on the main rank, other ranks' fruits read from their files), redrawn atomically from memory."""
+        from fruitgan.learn import plots
+        for f, s in self.states.items():
+            plots.plot_fruit_history(s.history, self.store.history_plot_path(f))
+        if every_fruit and self.dist.is_main:
+            histories = {f: self.states[f].history if f in self.states else self.store.read_history(f)
+                         for f in self.settings["fruits"]}
+            plots.plot_all_fruits({f: h for f, h in histories.items() if h}, self.store.all_histories_plot_path())
+
+    def end_lines(self, done: int, status: str) -> List[str]:
+        """The lines that end a run: each fruit's cost, and where a student finds what it made."""
+        s, name, first = self.store, self.settings["model_name"], next(iter(self.states))
+        costs = [format_cost_summary(f, st.cost) for f, st in self.states.items() if st.cost]
+        return costs + [f"model saved in {s.path} (status: {status}, epoch {done} of {self.settings['epochs']})",
+                        f"  images by epoch: {s.progress_grid_path(first, 1).parent} (a folder per fruit)",
+                        f"  training plots:  {s.history_plot_path(first)} (a plot per fruit), "
+                        f"{s.all_histories_plot_path()}",
+                        f"  new images:      python generate_images.py {name} {first}"]
 
     def mark_interrupted(self, done: int) -> None:
         """Say so in the summary; everything else stays as the last checkpoint's write left it."""
-        if not self.t.dist.is_main:
+        if not self.dist.is_main:
             return
         summary = self.store.read_summary()
         if summary is None:

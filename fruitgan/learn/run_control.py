@@ -1,17 +1,16 @@
-"""The parts of a training run around its steps: where the time goes, when to checkpoint, how to stop.
+"""The parts of a training run around its steps: where the time goes, when to checkpoint, how to stop, what
+the console shows.
 
 MultiFruitGANTrainer.train() uses them:
 
 * ``RunClock``: wall seconds per part of a run (steps, checkpoints, evaluation, milestone images,
   history writes, the rest), recorded in the run's summary.
 * ``Cadence``: "is a checkpoint due?" on a wall-clock cadence (settings.CHECKPOINT_MINUTES).
-* ``CheckpointWriter``: one background thread that serialises checkpoints. The caller snapshots to CPU
-  copies first (synchronously, so the file is one consistent epoch); the thread only pickles and writes
-  atomically. Never two writes at once; a failed write is raised in the trainer at the next call.
 * ``StopRequest``: Ctrl+C or SIGTERM while training asks the run to finish the current epoch, write a
   checkpoint and stop; a second one stops at once (the epochs since the last checkpoint are lost). The
   handlers are installed only while training and restored afterwards.
-* ``FruitProgress``: one tqdm bar per fruit, updated in place (epoch, losses, time left).
+* ``Console``: every line a run prints goes through it. While the progress bars (one per fruit: epoch n/N,
+  losses, time left) are on screen a line is written above them, never over one.
 """
 from __future__ import annotations
 
@@ -23,6 +22,9 @@ import time
 from typing import Callable, Dict, Iterable, Optional
 
 from tqdm import tqdm
+
+from fruitgan.data.heldout_split import validation_key
+from fruitgan.util.user_io import Interrupted
 
 TIME_PARTS = ("steps", "checkpoints", "evaluation", "milestone_images", "history_writes", "other")
 SECONDS_PER_MINUTE = 60.0
@@ -78,49 +80,16 @@ class Cadence:
         self._last = self._clock()
 
 
-class CheckpointWriter:
-    """Runs each ``write`` callable in one background thread, one at a time."""
-
-    def __init__(self, background: bool = True):
-        self.background = background
-        self._thread: Optional[threading.Thread] = None
-        self._error: Optional[BaseException] = None
-        self.writes = 0
-
-    def submit(self, write: Callable[[], None]) -> None:
-        """Wait for the previous write (never two at once), then start this one."""
-        self.wait()
-        self.writes += 1
-        if not self.background:
-            write()
-            return
-
-        def run() -> None:
-            try:
-                write()
-            except BaseException as exc:   # handed to the training thread by wait()
-                self._error = exc
-
-        # Not a daemon: the interpreter waits for a write in progress rather than cutting it off.
-        self._thread = threading.Thread(target=run, name="checkpoint-writer")
-        self._thread.start()
-
-    def wait(self) -> None:
-        """Block until the write in progress is on disk; re-raise its error here."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-
 class StopRequest:
-    """Context manager: the first Ctrl+C / SIGTERM sets ``requested``; a second one raises KeyboardInterrupt."""
+    """Context manager: the first Ctrl+C / SIGTERM sets ``requested`` and ``write``s ``message(signal name)``;
+    a second one stops at once: leaving the block on it raises user_io.Interrupted with ``unfinished()``, the
+    hint of a run stopped mid-epoch. ``stop(hint)`` is the clean stop, after an epoch."""
 
-    def __init__(self, message: Callable[[str], str] = lambda name: f"{name}: stopping after this epoch"):
+    def __init__(self, message: Callable[[str], str] = lambda name: f"{name}: stopping after this epoch",
+                 write: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+                 unfinished: Callable[[], str] = lambda: "stopped during an epoch"):
         self.requested: Optional[str] = None
-        self._message = message
+        self._message, self._write, self._unfinished = message, write, unfinished
         self._saved: dict = {}
 
     def _handle(self, signum, _frame) -> None:
@@ -128,7 +97,11 @@ class StopRequest:
         if self.requested:
             raise KeyboardInterrupt(name)
         self.requested = name
-        print("\n" + self._message(name), file=sys.stderr, flush=True)
+        self._write(self._message(name))
+
+    @staticmethod
+    def stop(hint: str) -> None:
+        raise Interrupted(hint)
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():   # signal handlers live in the main thread
@@ -138,28 +111,37 @@ class StopRequest:
                     self._saved[sig] = signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *_exc) -> None:
         for sig, old in self._saved.items():
             signal.signal(sig, old)
         self._saved.clear()
+        if exc_type is KeyboardInterrupt:        # a second Ctrl+C (not the clean stop): back to the last checkpoint
+            raise Interrupted(self._unfinished()) from None
 
 
-class FruitProgress:
-    """One progress bar per fruit (epoch n/N, losses, time left), redrawn in place.
+class Console:
+    """The one way a training run prints: ``say`` a line; ``bars`` for the epochs, one per fruit.
 
-    Disabled (``enabled=False``) or on a non-terminal the bars print nothing; ``write`` then goes to ``log``.
+    While bars are on screen a line goes above them (tqdm.write clears the bars, prints, redraws them), so
+    nothing is ever printed over a bar. Without a terminal (or ``enabled=False``) there are no bars and lines
+    go straight to ``log``.
     """
 
-    def __init__(self, fruits: Iterable[str], first: int, last: int, enabled: bool,
-                 log: Callable[[str], None] = print):
+    def __init__(self, log: Callable[[str], None] = print):
         self.log = log
+        self.bars: Dict[str, tqdm] = {}
+
+    def start_bars(self, fruits: Iterable[str], first: int, last: int, enabled: bool) -> None:
         fruits = list(fruits)
         width = max(map(len, fruits), default=0)
         disable = None if enabled else True        # None: tqdm shows bars only on a terminal
         self.bars = {f: tqdm(total=last, initial=first - 1, desc=f.ljust(width), position=i, unit="ep",
                              leave=True, dynamic_ncols=True, disable=disable, file=sys.stderr)
                      for i, f in enumerate(fruits)}
-        self.active = any(not b.disable for b in self.bars.values())
+
+    @property
+    def active(self) -> bool:
+        return any(not b.disable for b in self.bars.values())
 
     def update(self, fruit: str, row: dict) -> None:
         bar = self.bars[fruit]
@@ -167,15 +149,52 @@ class FruitProgress:
                             f"D(G(z)) {row['d_fake']:.2f}", refresh=False)
         bar.update(1)
 
-    def write(self, message: str) -> None:
+    def say(self, message: str) -> None:
         if self.active:
-            tqdm.write(message, file=sys.stdout)
+            tqdm.write(message, file=sys.stdout)      # on screen with the bars; clears them first
         else:
             self.log(message)
 
     def close(self) -> None:
+        """The bars stay on screen as they ended; later lines start below them."""
         for bar in self.bars.values():
             bar.close()
+        self.bars = {}
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def _figure(metrics: dict, key: str, label: str, spec: str) -> str:
+    """'label value', or 'label: note' when the figure was not measured (e.g. not enough real drawings)."""
+    value = metrics.get(key)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{label} {value:{spec}}"
+    return f"{label}: {metrics.get(key + '_note') or 'not measured'}"
+
+
+def milestone_line(epoch: int, epochs: int, fruit: str, row: dict, metrics: Optional[dict]) -> str:
+    """The one console line a fruit gets at a milestone: losses, D's outputs and the quality figures."""
+    line = (f"epoch {epoch:>4}/{epochs} {fruit:<10} D {row['d_loss']:.3f} G {row['g_loss']:.3f} "
+            f"D(x) {row['d_real']:.2f} D(G(z)) {row['d_fake']:.2f}")
+    if not metrics:
+        return line
+    acc, half = metrics.get(validation_key("two_sample_accuracy")), metrics.get(validation_key("two_sample_half_width"))
+    held = (f"validation 2-sample {acc:.2f}±{half:.2f}" if isinstance(acc, float) and isinstance(half, float)
+            else "held-out tests: no split" if metrics.get(validation_key("two_sample_note")) else "")
+    parts = [held, _figure(metrics, "recognizability", "recognised", ".0%"), _figure(metrics, "fid", "FID", ".2f")]
+    return line + " | " + "  ".join(p for p in parts if p)
+
+
+def time_line(estimated: float, actual: float, parts: Dict[str, float]) -> str:
+    """The end of a run: the estimate against the time it took, and where the time went."""
+    off = (actual - estimated) / estimated if estimated else 0.0
+    return (f"time: estimated {fmt_duration(estimated)}, took {fmt_duration(actual)} ({off:+.0%}); "
+            + ", ".join(f"{k} {v:.1f}s" for k, v in parts.items() if k != "total"))
 
 
 def stop_message(signal_name: str, saved_epoch: int) -> str:

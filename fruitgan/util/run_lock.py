@@ -13,6 +13,9 @@ Public API::
     lock_path(folder) -> Path          # where the lock of ``folder`` lives
     current_holder(folder) -> Holder | None   # who writes ``folder`` now (None: nobody)
     refuse_if_held(folder, what, advice=...)  # the same one-line refusal, early (e.g. before prompts)
+    left_unfinished(folder); with unfinished_until_done(folder, creates, writes) as done: ...
+        # which outputs a run that never finished (kill -9, Ctrl+C, an error) left: the next run of the
+        # same command replaces them instead of refusing them as "already exists"
 
 A second writer gets a one-line ``user_io.UserError``::
 
@@ -49,14 +52,16 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Iterator, List, Optional, Sequence
 
-from fruitgan.util.safe_files import process_alive
+from fruitgan.util.safe_files import atomic_write_json, not_regular, process_alive, read_regular
 from fruitgan.util.user_io import UserError
 
 LOCK_SUFFIX = ".lock"
@@ -175,11 +180,17 @@ class RunLock:
 
     def _open(self) -> int:
         try:
-            # os.open's descriptors are close-on-exec (not inherited by subprocesses).
-            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            # os.open's descriptors are close-on-exec (not inherited by subprocesses); O_NONBLOCK: a FIFO
+            # put where the lock file belongs must be refused, not waited on.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY, 0o666)
         except OSError as exc:
+            kind = not_regular(self.path)
+            if kind not in (None, "missing") and not kind.startswith("unreadable"):
+                raise UserError(_special(self.path, kind)) from None
             raise UserError(f"cannot create the lock file {self.path} for {self.what}: {exc.strerror or exc}; "
                             "choose a writable folder") from None
+        _refuse_special(fd, self.path)
+        return fd
 
     def _try_flock(self, fd: int) -> bool:
         """True when locked; UserError naming the holder when another process has it."""
@@ -245,6 +256,18 @@ class RunLock:
         os.close(fd)  # releases the flock
 
 
+def _special(path: Path, kind: str) -> str:
+    return f"the lock file {path} is {kind}, not a regular file; remove it (it only marks a running writer) and run again"
+
+
+def _refuse_special(fd: int, path: Path) -> None:
+    """UserError (closing ``fd``) when the lock file opened as ``fd`` is a FIFO, folder, socket or device."""
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise UserError(_special(path, not_regular(path) or "a special file"))
+
+
 def current_holder(folder: Path) -> Optional[Holder]:
     """Who holds ``folder``'s lock now, or None when nobody does.
 
@@ -256,9 +279,10 @@ def current_holder(folder: Path) -> Optional[Holder]:
         if str(path) in _HELD:
             return Holder(os.getpid(), socket.gethostname(), None)
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)   # never waits on a FIFO
     except OSError:
         return None
+    _refuse_special(fd, path)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -298,3 +322,63 @@ def _close_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_close_in_child)
+
+
+# ----------------------------------------------------------------------------- unfinished runs
+UNFINISHED_SUFFIX = ".unfinished"
+UNFINISHED_FIX = "remove it (it only lists a stopped run's outputs) and run again"
+
+
+def unfinished_path(folder: Path) -> Path:
+    """``<parent>/.<name>.unfinished``: the outputs a run of ``folder`` creates, until it finishes."""
+    path = lock_path(folder)
+    return path.with_name(path.name[:-len(LOCK_SUFFIX)] + UNFINISHED_SUFFIX)
+
+
+def left_unfinished(folder: Path) -> List[str]:
+    """The outputs (e.g. fruits) a run of ``folder`` was creating when it stopped without finishing.
+
+    Its own half-done output, which the next run replaces without --overwrite (saying so). Read it
+    holding ``folder``'s RunLock: then no live run owns the record. A damaged record names nothing.
+    """
+    path = unfinished_path(folder)
+    if not os.path.lexists(path):
+        return []
+    try:
+        doc = json.loads(read_regular(path, UNFINISHED_FIX, limit=MAX_RECORD_BYTES * 16).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return []
+    outputs = doc.get("outputs") if isinstance(doc, dict) else None
+    return [o for o in outputs if isinstance(o, str)] if isinstance(outputs, list) else []
+
+
+def _record(folder: Path, outputs: Sequence[str], best_effort: bool = False, start: bool = False) -> None:
+    """Write (atomically) the record of ``outputs``, or remove it when there are none (but at the ``start``: a
+    run writes the same files whatever it creates). ``best_effort``: on the way out of a failed run, whose own
+    error must not be masked by one of the record's."""
+    path = unfinished_path(folder)
+    try:
+        if outputs or start:
+            atomic_write_json(path, {"outputs": list(outputs), "pid": os.getpid(), "host": socket.gethostname()})
+        elif os.path.lexists(path):
+            os.unlink(path)
+    except (OSError, UserError):
+        if not best_effort:
+            raise
+
+
+@contextmanager
+def unfinished_until_done(folder: Path, creates: Sequence[str], writes: Sequence[str]) -> Iterator[List[str]]:
+    """Hold ``folder``'s RunLock around this block. Until it ends, the outputs it ``creates`` (new ones) are
+    recorded as unfinished, beside those an earlier stopped run left and this one does not rewrite (not in
+    ``writes``). Append each output to the yielded list once complete: if the block fails (Ctrl+C, an error),
+    the complete ones it created stay recorded, its own half-done work for the next run to replace."""
+    kept = [o for o in left_unfinished(folder) if o not in writes]
+    _record(folder, [*kept, *creates], start=True)
+    done: List[str] = []
+    try:
+        yield done
+    except BaseException:
+        _record(folder, [*kept, *(o for o in done if o in creates)], best_effort=True)
+        raise
+    _record(folder, kept)

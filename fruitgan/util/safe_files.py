@@ -21,6 +21,9 @@ Legacy ``.<name>.partial-<pid>`` folders (no host part) count as this host's.
 
 Hostile files: ``checked_size`` checks a size, count or dimension read from a file
 against sane bounds BEFORE anything is allocated for it, with a one-line UserError naming the file.
+``open_regular`` / ``read_regular`` open a file that must be a regular one, refusing a FIFO, socket,
+device, folder, symlink loop or unreadable file with one line (never blocking on a FIFO);
+``not_regular`` says what a path is instead; ``list_folder`` lists a folder or says why it cannot.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import tempfile
 import zlib
 from pathlib import Path
@@ -315,3 +319,84 @@ def read_npy_header(fh: Any, path: Path) -> Tuple[Tuple[int, ...], Any, int]:
                         "the file is damaged or not one this suite wrote: recreate it") from None
 
 
+
+
+# ----------------------------------------------------------------------------- special files
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+
+
+def _kind(mode: int) -> str:
+    return next((what for test, what in _KINDS if test(mode)), "a special file")
+
+
+def _problem(exc: OSError, path: Path) -> str:
+    if exc.errno == errno.ELOOP:
+        return "a symlink loop"
+    if exc.errno == errno.ENOENT:
+        return "a broken link" if os.path.islink(path) else "missing"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "unreadable (permission denied: fix its permissions)"
+    return f"unreadable ({exc.strerror or exc})"
+
+
+def not_regular(path: Path) -> Optional[str]:
+    """None when ``path`` is a regular file (links followed), else what it is instead: "a named pipe
+    (FIFO)", "a folder", "a socket", "a device", "a symlink loop", "a broken link", "missing"; nothing is opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return _problem(exc, Path(path))
+    return None if stat.S_ISREG(mode) else _kind(mode)
+
+
+def _refusal(path: Path, kind: str, fix: str) -> UserError:
+    what = "does not exist" if kind == "missing" else f"is {kind}" + ("" if kind.startswith("unreadable")
+                                                                       else ", not a regular file")
+    return UserError(f"{path} {what}; {fix}")
+
+
+def open_regular(path: Path, fix: str):
+    """``path`` opened for binary reading if it is a regular file, else a one-line UserError
+    "<path> is a named pipe (FIFO), not a regular file; <fix>".
+
+    Never blocks: a FIFO is refused before it is opened, and opened with O_NONBLOCK in case one was
+    swapped in since (then fstat refuses it); a device is never opened at all.
+    """
+    kind = not_regular(path)
+    if kind is not None:
+        raise _refusal(path, kind, fix)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as exc:
+        raise _refusal(path, _problem(exc, Path(path)), fix) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise _refusal(path, _kind(mode), fix)
+    os.set_blocking(fd, True)
+    return open(fd, "rb")
+
+
+def read_regular(path: Path, fix: str, limit: Optional[int] = None) -> bytes:
+    """The bytes of regular file ``path`` (at most ``limit``: more is a UserError), refused like open_regular."""
+    with open_regular(path, fix) as fh:
+        try:
+            data = fh.read() if limit is None else fh.read(limit + 1)
+        except OSError as exc:
+            raise UserError(f"cannot read {path}: {exc.strerror or exc}; {fix}") from None
+    if limit is not None and len(data) > limit:
+        raise UserError(f"{path} is larger than {limit} bytes, not one this suite wrote; {fix}")
+    return data
+
+
+def list_folder(path: Path, fix: str) -> List[os.DirEntry]:
+    """The entries of folder ``path`` sorted by name, or a one-line UserError saying why it cannot be listed."""
+    try:
+        with os.scandir(path) as entries:
+            return sorted(entries, key=lambda e: e.name)
+    except OSError as exc:
+        kind = not_regular(path)
+        what = (_problem(exc, Path(path)) if kind == "a folder" else "a file, not a folder" if kind is None
+                else f"{kind}, not a folder")
+        raise UserError(f"cannot list {path}: it is {what}; {fix}") from None

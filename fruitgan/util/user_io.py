@@ -9,13 +9,20 @@ one-line UserError: work never starts on defaults nobody chose.
 Public API:
     run_main(main, argv=None, interrupted_hint=None) -> exit code   (UserError -> "error: ...", 2;
         Ctrl+C -> "interrupted; files already written are complete[; <hint>]", 130)
+    interrupt_exits_130()    first line of a script: Ctrl+C during its imports exits 130 too
     Interrupted(hint)        raise it (from a KeyboardInterrupt) to say what can be continued and how
     Prompter(assume_yes).ask(question, default, parse, show_default=None, flag=None) / .confirm(...)
-    int_in_range, float_in_range, choice_of, list_of: answer parsers; cli_value(parse, flag): for argparse
+    Bounds(lo, hi, lo_open, hi_open), number_in(bounds, kind), int_in_range, float_in_range, choice_of, list_of:
+        answer parsers; cli_value(parse, flag): for argparse; ArgumentParser: argparse with one-line errors
 """
 from __future__ import annotations
 
+import argparse
+import os
+import signal
 import sys
+import threading
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, TypeVar, Union
 
 T = TypeVar("T")
@@ -57,6 +64,9 @@ def run_main(main: Callable[[Optional[Sequence[str]]], Optional[int]], argv=None
     script, else ``interrupted_hint`` (a string, or a callable asked at that moment, which may
     return None), else only that the files already written are complete.
     """
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl+C raises KeyboardInterrupt even where SIGINT was inherited as ignored (a shell's background job).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return int(main(argv) or 0)
     except UserError as exc:
@@ -70,6 +80,15 @@ def run_main(main: Callable[[Optional[Sequence[str]]], Optional[int]], argv=None
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def interrupt_exits_130() -> None:
+    """Call first thing in a script: Ctrl+C while its imports load prints the interrupted line and exits 130
+    (no traceback; nothing is written yet); run_main then takes over."""
+    def stop(signum, frame):
+        print("\n" + INTERRUPTED_MESSAGE, file=sys.stderr)
+        os._exit(EXIT_INTERRUPTED)
+    signal.signal(signal.SIGINT, stop)
 
 
 class Prompter:
@@ -141,32 +160,49 @@ def parse_yes_no(text: str) -> bool:
     raise ValueError("answer y or n")
 
 
-def int_in_range(lo: int, hi: int) -> Callable[[str], int]:
-    """Parser for an integer between lo and hi inclusive."""
+@dataclass(frozen=True)
+class Bounds:
+    """A setting's range, declared once: ``lo``..``hi``, either edge open (excluded) or closed."""
 
-    def parse(text: str) -> int:
+    lo: float
+    hi: float
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, value) -> bool:
+        above = value > self.lo if self.lo_open else value >= self.lo
+        below = value < self.hi if self.hi_open else value <= self.hi
+        return above and below
+
+    def __str__(self) -> str:
+        lo, hi = (str(x) if isinstance(x, int) else f"{x:g}" for x in (self.lo, self.hi))
+        return f"{'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
+
+
+def number_in(bounds: Bounds, kind: type = float) -> Callable[[str], Union[int, float]]:
+    """Parser for a number of ``kind`` (int or float) within ``bounds``."""
+    what = "a whole number" if kind is int else "a number"
+
+    def parse(text: str):
         try:
-            value = int(str(text).strip())
+            value = kind(str(text).strip())
         except ValueError:
-            raise ValueError(f"{text!r} is not a whole number") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"{value} is outside {lo}-{hi}")
+            raise ValueError(f"{text!r} is not {what}") from None
+        if value != value or value not in bounds:   # value != value: NaN
+            raise ValueError(f"{value} is outside {bounds}")
         return value
 
     return parse
+
+
+def int_in_range(lo: int, hi: int) -> Callable[[str], int]:
+    """Parser for an integer between lo and hi inclusive."""
+    return number_in(Bounds(lo, hi), int)
 
 
 def float_in_range(lo: float, hi: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(str(text).strip())
-        except ValueError:
-            raise ValueError(f"{text!r} is not a number") from None
-        if not (lo <= value <= hi):
-            raise ValueError(f"{value} is outside {lo}-{hi}")
-        return value
-
-    return parse
+    """Parser for a number between lo and hi inclusive."""
+    return number_in(Bounds(lo, hi), float)
 
 
 def choice_of(options: Sequence[str]) -> Callable[[str], str]:
@@ -198,13 +234,21 @@ def list_of(options: Sequence[str], what: str = "item") -> Callable[[str], list]
 
 
 def cli_value(parse: Callable[[str], T], flag: str):
-    """Wrap a prompt parser for argparse ``type=``: a bad flag value becomes a one-line error."""
-    import argparse
+    """Wrap a prompt parser for argparse ``type=``: a bad flag value becomes an error naming the flag
+    (argparse adds "argument <flag>: " itself)."""
 
     def convert(text: str) -> T:
         try:
             return parse(text)
         except (ValueError, UserError) as exc:
-            raise argparse.ArgumentTypeError(f"{flag}: {exc}") from None
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     return convert
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr ("error: argument --lr: ...; see <prog> --help"), exit 2."""
+
+    def error(self, message: str):
+        print(f"error: {message}; see {self.prog} --help", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR)
