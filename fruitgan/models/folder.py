@@ -18,7 +18,8 @@ import shutil
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
-from fruitgan.util.safe_files import NAME_PATTERN, atomic_save_image, atomic_write_json, atomic_write_text, check_name, inside
+from fruitgan.util.safe_files import (NAME_PATTERN, atomic_save_image, atomic_write_json, atomic_write_text, check_name,
+                                      inside)
 from fruitgan.util.user_io import UserError
 
 MODELS_DIR = "models"
@@ -203,16 +204,10 @@ class ModelFolder:
     def checkpoint_options(self, fruit: str) -> str:
         """What --checkpoint can be for ``fruit``: "latest, milestone, best, 50, 100" (or "none"); "milestone" only
         beside a latest checkpoint (without one, "latest" is the milestone file)."""
-        options = []
-        milestone = self.generator_path(fruit).is_file()
-        latest = bool(self.latest_checkpoints())
-        if latest or milestone:
-            options.append("latest")
-        if latest and milestone:
-            options.append("milestone")
-        if self.generator_path(fruit, best=True).is_file():
-            options.append("best")
-        options += [str(e) for e in self.saved_epochs()]
+        milestone, latest = self.generator_path(fruit).is_file(), bool(self.latest_checkpoints())
+        named = {"latest": latest or milestone, "milestone": latest and milestone,
+                 "best": self.generator_path(fruit, best=True).is_file()}
+        options = [k for k, held in named.items() if held] + [str(e) for e in self.saved_epochs()]
         return ", ".join(options) if options else "none"
 
     # ------------------------------------------------------------------ records: writing
@@ -263,7 +258,8 @@ def model_names(workdir: Path) -> List[str]:
 
 def _there_are(workdir: Path) -> str:
     names = model_names(workdir)
-    return f"models there are: {', '.join(names)}" if names else f"there are no models in {models_root(workdir)} yet; {TRAIN_HINT}"
+    return (f"models there are: {', '.join(names)}" if names
+            else f"there are no models in {models_root(workdir)} yet; {TRAIN_HINT}")
 
 
 def open_model(workdir: Path, name: str) -> ModelFolder:

@@ -43,7 +43,8 @@ def _generator_from_payload(payload, path: Path, use_ema: bool) -> Tuple[Generat
         try:
             net.load_state_dict(ema)
         except RuntimeError:
-            raise UserError(f"{path}: its moving-average weights do not fit the generator; the file is damaged") from None
+            raise UserError(f"{path}: its moving-average weights do not fit the generator; the file is "
+                            "damaged") from None
         return net, True
     return net, False
 

@@ -18,7 +18,8 @@ def check_may_write(folder: ModelFolder, *, overwrite: bool = False, resume: boo
         if folder.path.is_dir():
             raise UserError(f"model {folder.name!r} has no saved settings ({folder.config_path().name} missing); "
                             "train it again with --overwrite")
-        raise UserError(f"no model {folder.name!r} to resume in {folder.path.parent}; train it first (without --resume)")
+        raise UserError(f"no model {folder.name!r} to resume in {folder.path.parent}; train it first (without "
+                        "--resume)")
     if not resume and not overwrite and folder.exists():
         raise UserError(f"model {folder.name!r} already exists in {folder.path}; choose another --model-name, "
                         "continue it with --resume, or replace it with --overwrite")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional
 
-from fruitgan.data.heldout_split import VALIDATION_PREFIX   # the validation part's figures: they chose the best checkpoint
+from fruitgan.data.heldout_split import VALIDATION_PREFIX   # the validation part's figures chose the best checkpoint
 from fruitgan.models.folder import INFO_DIR, ModelFolder, model_names, open_model, read_json
 from fruitgan.util.safe_files import NAME_PATTERN
 
@@ -32,7 +32,8 @@ def quality_of(folder: ModelFolder) -> dict:
         for fruit, rec in per_fruit.items():
             if isinstance(rec, dict) and NAME_PATTERN.match(str(fruit)):
                 out[fruit] = {"latest": _record(rec.get("quality")), "best": _record(rec.get("best_quality")),
-                              "best_epoch": count_or_none(rec.get("best_epoch")), "test": _record(rec.get("test_quality")),
+                              "best_epoch": count_or_none(rec.get("best_epoch")),
+                              "test": _record(rec.get("test_quality")),
                               "reference": _record(rec.get("reference_quality"))}
     return out
 

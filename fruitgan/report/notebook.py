@@ -44,17 +44,7 @@ def execute(nb, folder: Path, run: Optional[Path] = None, heldout: Optional[Path
     """Run every cell in ``folder`` against the runs given (else the set-up cell's defaults); a cell error raises."""
     from nbclient import NotebookClient
 
-    saved = {k: os.environ.get(k) for k in RUN_VARIABLES}
-    for key, path in zip(RUN_VARIABLES, (run, heldout)):
-        if path is not None:
-            os.environ[key] = str(Path(path).resolve())
-    try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(folder)}}).execute()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    given = {key: str(Path(path).resolve()) for key, path in zip(RUN_VARIABLES, (run, heldout)) if path is not None}
+    NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(folder)}}).execute(env={**os.environ, **given})
     return nb
