@@ -25,6 +25,10 @@ The prices come from ``render_pricing_config.json`` (user-editable, USD). The fo
 """
 from __future__ import annotations
 
+if __name__ == "__main__":   # first of all: Ctrl+C while the imports below load exits 130 too
+    from fruitgan.util.user_io import interrupt_exits_130
+    interrupt_exits_130()
+
 import argparse
 import math
 import sys
@@ -37,7 +41,7 @@ from fruitgan.learn.cost_report import FORMULA_TEXT, SECONDS_PER_HOUR, SECONDS_P
 from fruitgan.learn.memory import BYTES_PER_GB, DEFAULT_SAMPLE_INTERVAL_S, MemorySampler, measured_cpus, reset_cuda_peak
 from fruitgan.learn.pricing import (CURRENCY, DEFAULT_PRICING_PATH, PricingConfig, format_money, hourly_rates,
                                     load_pricing)
-from fruitgan.util.user_io import UserError, run_main
+from fruitgan.util.user_io import ArgumentParser, UserError, run_main
 
 
 # ---------------------------------------------------------------------------------------------- tracking
@@ -190,7 +194,7 @@ class EstimateConfig:
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> EstimateConfig:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Check the pricing file and estimate a training's cost. " + FORMULA_TEXT.splitlines()[1])
     parser.add_argument("--pricing", type=Path, default=DEFAULT_PRICING_PATH, help="pricing JSON file")
     parser.add_argument("--cpus", type=float, default=None, help="CPUs charged (default: measured)")

@@ -319,17 +319,17 @@ def network_from_payload(payload: Any, source: str = "model file") -> nn.Module:
     """Rebuild a Generator or Discriminator from ``network_payload`` output (UserError if it is not one);
     ``source`` (the file) is named when its config is out of bounds."""
     if not isinstance(payload, dict) or payload.get("format") != PAYLOAD_FORMAT:
-        raise UserError(f"not a {PAYLOAD_FORMAT} model file; train a model with train_gan.py first")
+        raise UserError(f"{source} is not a {PAYLOAD_FORMAT} model file; train a model with train_gan.py first")
     kind = payload.get("kind")
     if kind not in KINDS:
-        raise UserError(f"model file holds an unknown network kind {kind!r}; expected one of {', '.join(KINDS)}")
+        raise UserError(f"{source} holds an unknown network kind {kind!r}; expected one of {', '.join(KINDS)}")
     cfg = GANConfig.from_dict(payload.get("config"), source)
     net = Generator(cfg) if kind == "generator" else Discriminator(cfg)
     try:
         net.load_state_dict(payload["state_dict"])
-    except (KeyError, RuntimeError) as exc:
+    except (KeyError, RuntimeError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"model file's {kind} weights do not match its config ({first}); the file is damaged") from None
+        raise UserError(f"{source}: its {kind} weights do not match its config ({first}); the file is damaged") from None
     return net.eval()
 
 

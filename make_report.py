@@ -10,6 +10,10 @@ The notebook reads its runs' recorded files only (one generator for step 3): exe
 """
 from __future__ import annotations
 
+if __name__ == "__main__":   # first of all: Ctrl+C while the imports below load exits 130 too
+    from fruitgan.util.user_io import interrupt_exits_130
+    interrupt_exits_130()
+
 import argparse
 import shutil
 import sys
@@ -17,7 +21,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from fruitgan.report import notebook
-from fruitgan.util.user_io import UserError, run_main
+from fruitgan.util.user_io import ArgumentParser, UserError, run_main
 
 HERE = Path(__file__).resolve().parent
 NOTEBOOK = HERE / "report.ipynb"
@@ -71,7 +75,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from fruitgan.models.folder import ModelFolder
     from fruitgan.util.safe_files import atomic_write_text
-    p = argparse.ArgumentParser(description="Rebuild (and execute) report.ipynb.")
+    p = ArgumentParser(description="Rebuild (and execute) report.ipynb.")
     p.add_argument("--collect", type=Path, help="copy this model folder's small files first, to "
                    "report_assets/model_report beside the --out notebook (and read the run from there)")
     p.add_argument("--collect-heldout", type=Path, help="copy this model folder (the held-out run: fruits with a "

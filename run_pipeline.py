@@ -11,6 +11,10 @@ names (dataset version and model "quickstart" by default) and replaces them on e
 """
 from __future__ import annotations
 
+if __name__ == "__main__":   # first of all: Ctrl+C while the imports below load exits 130 too
+    from fruitgan.util.user_io import interrupt_exits_130
+    interrupt_exits_130()
+
 import argparse
 import shlex
 import subprocess
@@ -22,7 +26,7 @@ from typing import List, Optional, Sequence
 
 from fruitgan.util import settings as st
 from fruitgan.util.safe_files import FRUITS, check_name, default_workdir
-from fruitgan.util.user_io import UserError, cli_value, run_main
+from fruitgan.util.user_io import ArgumentParser, UserError, cli_value, run_main
 
 HERE = Path(__file__).resolve().parent
 
@@ -69,7 +73,7 @@ def commands(cfg: PipelineConfig) -> List[List[str]]:
 
 def parse_args(argv: Optional[Sequence[str]]) -> PipelineConfig:
     """The quick run's own defaults (PipelineConfig), the scripts' bounds and parsers (settings.py)."""
-    p = argparse.ArgumentParser(description="Run the whole pipeline on the bundled sample, no prompts.")
+    p = ArgumentParser(description="Run the whole pipeline on the bundled sample, no prompts.")
     p.add_argument("--workdir", type=Path, default=None, help="default: this folder")
     p.add_argument("--name", type=cli_value(lambda s: check_name(s, "name"), "--name"), default=PipelineConfig.name,
                    help=f"dataset version and model name it (re)writes (default: {PipelineConfig.name})")

@@ -10,6 +10,10 @@ folder's info/human_test_<fruit>.jsonl (a session left halfway is not kept).
 """
 from __future__ import annotations
 
+if __name__ == "__main__":   # first of all: Ctrl+C while the imports below load exits 130 too
+    from fruitgan.util.user_io import interrupt_exits_130
+    interrupt_exits_130()
+
 import argparse
 import io
 import math
@@ -24,13 +28,13 @@ import numpy as np
 
 from fruitgan.util import settings as st
 from fruitgan.util.safe_files import atomic_save_image, default_workdir
-from fruitgan.util.user_io import EndOfInput, Prompter, UserError, choice_of, cli_value, run_main
+from fruitgan.util.user_io import ArgumentParser, EndOfInput, Prompter, UserError, choice_of, cli_value, run_main
 
 NOT_KEPT = "the session was not kept (only finished sessions are)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Can people tell a model's fakes from real drawings? A test to take.")
+    p = ArgumentParser(description="Can people tell a model's fakes from real drawings? A test to take.")
     p.add_argument("model", nargs="?", help="model name (models/model_<name>); asked when omitted")
     p.add_argument("fruit", nargs="?", help="one of the model's fruits; asked when omitted")
     st.SPOT_IMAGES.add_to(p)

@@ -9,6 +9,10 @@ Writes models/model_<name>/ (see README: "The models tree").
 """
 from __future__ import annotations
 
+if __name__ == "__main__":   # first of all: Ctrl+C while the imports below load exits 130 too
+    from fruitgan.util.user_io import interrupt_exits_130
+    interrupt_exits_130()
+
 import argparse
 import sys
 from pathlib import Path
@@ -18,7 +22,7 @@ from fruitgan.models.folder import ModelFolder
 from fruitgan.models.may_write import check_may_write
 from fruitgan.util import settings as st
 from fruitgan.util.safe_files import default_workdir
-from fruitgan.util.user_io import Prompter, UserError, run_main
+from fruitgan.util.user_io import ArgumentParser, Prompter, UserError, run_main
 
 # The setting flags in the order --help lists them (--no-eval between the two groups); settings.py declares each.
 VALUE_FLAGS = (st.DATASET_VERSION, st.MODEL_NAME, st.EPOCHS, st.BATCH_SIZE, st.LR, st.DESCRIPTION, st.DEVICE,
@@ -31,7 +35,7 @@ PROMPTED = (st.EPOCHS, st.BATCH_SIZE, st.LR, st.DESCRIPTION, st.DEVICE)   # aske
 
 def build_parser() -> argparse.ArgumentParser:
     """Every setting flag has the argparse default None, so a flag the user gave can be told apart."""
-    p = argparse.ArgumentParser(description="Train one GAN per fruit (MultiFruitGANTrainer).")
+    p = ArgumentParser(description="Train one GAN per fruit (MultiFruitGANTrainer).")
     p.add_argument("--workdir", type=Path, default=None, help="folder holding npzData/ and models/ (default: here)")
     for setting in VALUE_FLAGS:
         setting.add_to(p)

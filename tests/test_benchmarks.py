@@ -72,7 +72,7 @@ def test_bench_quality_trains_each_recipe_and_prints_the_table(tmp_path):
     assert "measured 20" in r.stdout and "command: python benchmarks/bench_quality.py --fruit pear" in r.stdout
     lines = r.stdout.splitlines()
     top = next(i for i, line in enumerate(lines) if line.startswith("| recipe"))
-    assert [c.strip() for c in lines[top].split("|")[1:4]] == ["recipe", "two-sample accuracy (test part)",
+    assert [c.strip() for c in lines[top].split("|")[1:5]] == ["recipe", "seed", "two-sample accuracy (test part)",
                                                                "95% interval"]
     assert [line.split("|")[1].strip() for line in lines[top + 2:top + 4]] == ["default", "no_ema"]
     assert "not enough real drawings" in r.stdout        # pear's 40 drawings allow no held-out split
@@ -157,10 +157,11 @@ def test_run_projection_scales_each_part_by_what_it_is_paid_per():
     # reference: a checkpoint every epoch, so checkpoints scale with epochs like the steps
     assert bench_run.project(measured, "reference", rb) == pytest.approx(3 + 2000 + 100 + 200 + 3 * marks)
     # trainer: 2 measured checkpoints (epoch 1 milestone, the end); over 400 epochs one at each milestone,
-    # every 50th epoch, and one per 5 minutes of the 2000 s of steps
-    written = len(bench_run.checkpoint_epochs(400, bench_run.milestone_epochs(
-        bench_run.settings.MILESTONES.default, 400), 50)) + int(2000 // 300)
-    assert written == 13 + 6
+    # every 100th epoch (the default cadence), and one per 5 minutes of the 2000 s of steps
+    marks_400 = bench_run.milestone_epochs(bench_run.settings.MILESTONES.default, 400)
+    every = bench_run.settings.KEEP_CHECKPOINT_EVERY.default
+    written = len(bench_run.checkpoint_epochs(400, marks_400, every)) + int(2000 // 300)
+    assert written == 9 + 6
     assert bench_run.project(measured, "trainer", rb) == pytest.approx(3 + 2000 + 100 + 3 * marks + 0.5 * written)
 
 

@@ -933,11 +933,34 @@ def test_a_killed_outdir_writer_leaves_nothing_the_next_run_keeps(tiny_workdir, 
 
 
 # ------------------------------------------------------------------------------ refused flags (issue 28, 33)
-# Scripts whose parser is fruitgan.util.user_io.ArgumentParser (train_gan.py joins once it uses it).
+# Every script's parser is fruitgan.util.user_io.ArgumentParser: a refused flag is one line naming it.
 @pytest.mark.parametrize("script, args, flag", [
     ("rawDataToImage.py", ["--resolution", "30"], "--resolution"), ("imageToNPZ.py", ["--bogus"], "--bogus"),
-    ("generate_images.py", ["--num-images", "0"], "--num-images")])
+    ("generate_images.py", ["--num-images", "0"], "--num-images"), ("train_gan.py", ["--lr", "1.0"], "--lr"),
+    ("train_gan.py", ["--beta2", "1"], "--beta2"), ("spot_the_fake.py", ["--port", "80"], "--port"),
+    ("run_pipeline.py", ["--bogus"], "--bogus"), ("make_report.py", ["--bogus"], "--bogus")])
 def test_a_refused_flag_is_one_line_naming_it(script, args, flag, tmp_path):
     r = plain(script, tmp_path, *args)
     assert r.returncode == 2
     assert flag in one_line_error(r.stderr)
+
+
+def test_overwrite_on_a_read_only_file_system_is_one_line(tiny_workdir, monkeypatch, capsys, one_thread):
+    """--overwrite must delete the old folder first: on a read-only file system that is one line, and the old
+    folder is still whole (EROFS is raised by every way of removing or replacing a file)."""
+    import errno
+    import shutil
+
+    first = run_in_process("train_gan.py", ["--workdir", str(tiny_workdir), *TRAIN, "--model-name", "ro"], capsys)
+    assert first[0] == 0, first[1]
+    before = sorted(p.name for p in (tiny_workdir / "models" / "model_ro").rglob("*"))
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+    for mod, name in ((shutil, "rmtree"), (shutil, "move"), (os, "replace"), (os, "rename")):
+        monkeypatch.setattr(mod, name, read_only)
+    code, err = run_in_process("train_gan.py", ["--workdir", str(tiny_workdir), *TRAIN, "--model-name", "ro",
+                                                "--overwrite"], capsys)
+    monkeypatch.undo()
+    assert code == 2 and "read-only" in one_line_error(err).lower()
+    assert sorted(p.name for p in (tiny_workdir / "models" / "model_ro").rglob("*")) == before

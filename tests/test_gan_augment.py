@@ -77,5 +77,5 @@ def test_policies_are_declared_once_and_checked():
     assert st.parse_diff_augment("none") == "none" and ga.policy_ops("none") == ()
     with pytest.raises(ValueError, match="unknown DiffAugment"):
         st.parse_diff_augment("colour")
-    with pytest.raises(Exception, match="diff_augment"):
+    with pytest.raises(Exception, match="--diff-augment"):
         gm.GANConfig(resolution=R, diff_augment="flip")

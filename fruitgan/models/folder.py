@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Union
 
 from fruitgan.util.safe_files import (NAME_PATTERN, atomic_save_image, atomic_write_json, atomic_write_text, check_name,
-                                      inside)
+                                      inside, write_error)
 from fruitgan.util.user_io import UserError
 
 MODELS_DIR = "models"
@@ -212,8 +212,12 @@ class ModelFolder:
 
     # ------------------------------------------------------------------ records: writing
     def remove(self) -> None:
+        """--overwrite: the whole folder goes; a read-only or full disk is one line naming the folder."""
         if self.path.exists():
-            shutil.rmtree(self.path)
+            try:
+                shutil.rmtree(self.path)
+            except OSError as exc:
+                raise (write_error(self.path, exc, existed=True) or exc) from None
 
     def write_config(self, data: dict) -> Path:
         return atomic_write_json(self.config_path(), data)

@@ -31,7 +31,7 @@ def parse_checkpoint(value: Union[str, int]) -> Union[str, int]:
 def _generator_from_payload(payload, path: Path, use_ema: bool) -> Tuple[Generator, bool]:
     """A generator file's network: "averaged" files hold only the moving average; older files may hold the
     moving average beside the raw weights (ema_state_dict)."""
-    net = network_from_payload(payload)
+    net = network_from_payload(payload, str(path))
     if not isinstance(net, Generator):
         raise UserError(f"{path} holds a {payload.get('kind')}, not a generator; the model folder is damaged")
     if payload.get("averaged"):
@@ -42,7 +42,7 @@ def _generator_from_payload(payload, path: Path, use_ema: bool) -> Tuple[Generat
     if use_ema and ema:
         try:
             net.load_state_dict(ema)
-        except RuntimeError:
+        except (RuntimeError, TypeError, AttributeError):
             raise UserError(f"{path}: its moving-average weights do not fit the generator; the file is "
                             "damaged") from None
         return net, True
@@ -50,16 +50,20 @@ def _generator_from_payload(payload, path: Path, use_ema: bool) -> Tuple[Generat
 
 
 def _generator_from_checkpoint(payload: dict, path: Path, fruit: str, use_ema: bool) -> Tuple[Generator, bool, int]:
-    states = payload["fruits"][fruit]
+    states, epoch = (payload.get("fruits") or {}), payload.get("epoch", -1)
+    states = states.get(fruit) if isinstance(states, dict) else None
+    if not isinstance(states, dict) or isinstance(epoch, bool) or not isinstance(epoch, int):
+        raise UserError(f"{path} does not hold a {fruit} checkpoint in this project's format (hand-edited or "
+                        "damaged); draw from another --checkpoint or retrain with --overwrite")
     used_ema = bool(use_ema and states.get("ema"))
     if not used_ema and states.get("generator") is None and states.get("ema"):
         raise UserError(f"{path} keeps only the moving-average {fruit} generator; {RAW_WEIGHTS_HINT}")
-    net = Generator(GANConfig.from_dict(payload.get("gan_config")))
+    net = Generator(GANConfig.from_dict(payload.get("gan_config"), str(path)))
     try:
         net.load_state_dict(states["ema"] if used_ema else states["generator"])
-    except (KeyError, RuntimeError, TypeError):
+    except (KeyError, RuntimeError, TypeError, AttributeError):
         raise UserError(f"{path}: the {fruit} generator weights do not fit its config; the file is damaged") from None
-    return net.eval(), used_ema, int(payload.get("epoch", -1))
+    return net.eval(), used_ema, epoch
 
 
 def read_generator(folder: ModelFolder, fruit: str, best: bool = False, use_ema: bool = True) -> Tuple[Generator, bool]:
