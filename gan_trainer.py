@@ -93,6 +93,7 @@ class MultiFruitGANTrainer:
         sums = None
         for real, noise, random in self._batches(group, epoch):
             out = model.train_step(real, noise, random)                   # dict of (F,) tensors
+            self.console.flush()                     # a Ctrl+C message waits for the step, never crosses a bar
             sums = {k: v.detach().float() for k, v in out.items()} if sums is None else \
                 {k: sums[k] + out[k].detach().float() for k in sums}
         means = {k: (v / self.steps_per_epoch).cpu().tolist() for k, v in sums.items()}
@@ -199,7 +200,7 @@ class MultiFruitGANTrainer:
         self.epoch_running, done, status = self.start_epoch, self.saved_epoch, "interrupted"
         self.console.start_bars(self.fruits, self.start_epoch, last, enabled=self.dist.is_main)
         try:
-            with StopRequest(lambda name: stop_message(name, self.saved_epoch), self.log,
+            with StopRequest(lambda name: stop_message(name, self.saved_epoch), self.console.say_soon,
                              lambda: self._continue_hint(self.epoch_running, finished=False)) as stop:
                 done = self._epochs(self.start_epoch, last, stop)
                 status = "complete" if done >= self.cfg.epochs else "stopped"

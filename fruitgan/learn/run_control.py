@@ -130,6 +130,7 @@ class Console:
     def __init__(self, log: Callable[[str], None] = print):
         self.log = log
         self.bars: Dict[str, tqdm] = {}
+        self.pending: list = []
 
     def start_bars(self, fruits: Iterable[str], first: int, last: int, enabled: bool) -> None:
         fruits = list(fruits)
@@ -144,6 +145,7 @@ class Console:
         return any(not b.disable for b in self.bars.values())
 
     def update(self, fruit: str, row: dict) -> None:
+        self.flush()
         bar = self.bars[fruit]
         bar.set_postfix_str(f"D {row['d_loss']:.3f}  G {row['g_loss']:.3f}  D(x) {row['d_real']:.2f}  "
                             f"D(G(z)) {row['d_fake']:.2f}", refresh=False)
@@ -155,8 +157,21 @@ class Console:
         else:
             self.log(message)
 
+    def say_soon(self, message: str) -> None:
+        """For a signal handler: it may interrupt a bar half drawn, so with bars on screen the line waits for
+        the next ``flush`` (after the step in progress) instead of being written into the middle of one."""
+        if self.active:
+            self.pending.append(message)
+        else:
+            self.log(message)
+
+    def flush(self) -> None:
+        while self.pending:
+            self.say(self.pending.pop(0))
+
     def close(self) -> None:
         """The bars stay on screen as they ended; later lines start below them."""
+        self.flush()
         for bar in self.bars.values():
             bar.close()
         self.bars = {}
