@@ -157,3 +157,17 @@ def test_a_hand_edited_index_entry_leaves_out_that_model_only(model, capsys):
     out = capsys.readouterr().out
     assert [line.split()[0] for line in out.splitlines() if line.startswith(("v1 ", "v2 "))] == ["v1"] * 3
     assert "  v2: not listed (a damaged index entry: AttributeError)" in out.splitlines()
+
+
+@pytest.mark.parametrize("case", list(HAND_EDITED))
+def test_the_loader_itself_refuses_a_hand_edited_checkpoint_with_a_user_error(model, case):
+    """Not only generate_images' safety net: fruitgan.models.loading (also used by spot_the_fake.py and the report)
+    turns every hand-edited structure into a one-line UserError."""
+    from fruitgan.models import loading
+    from fruitgan.util.user_io import UserError
+
+    file, change, checkpoint = HAND_EDITED[case]
+    edit(model / "models" / "model_v1" / file, change)
+    with pytest.raises(UserError) as caught:
+        loading.load_generator(model, "v1", "apple", loading.parse_checkpoint(checkpoint))
+    assert "\n" not in str(caught.value)

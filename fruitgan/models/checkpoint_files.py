@@ -136,9 +136,11 @@ class CheckpointFiles:
 
     def _checkpoint(self, path: Path, damaged: str) -> dict:
         payload = torch_load(path)
-        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-            raise UserError(f"{path} is not a training checkpoint ({CHECKPOINT_FORMAT}); the model folder is "
-                            f"damaged{damaged}")
+        epoch = payload.get("epoch") if isinstance(payload, dict) else None
+        if (not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT
+                or not isinstance(payload.get("fruits"), dict) or isinstance(epoch, bool) or not isinstance(epoch, int)):
+            raise UserError(f"{path} is not a training checkpoint ({CHECKPOINT_FORMAT}) or was edited by hand; the "
+                            f"model folder is damaged{damaged}")
         return payload
 
     def latest_holding(self, fruit: str) -> Optional[Tuple[dict, Path]]:
