@@ -22,10 +22,9 @@ from fruitgan.data.image_version import version_lock as image_version_lock
 from fruitgan.data.npz_format import NPZ_DIR, PackedFruit, npz_path, packed_metadata, version_key, write_npz
 from fruitgan.data.npz_format import version_lock as npz_version_lock
 from fruitgan.util.run_lock import left_unfinished, refuse_if_held, unfinished_until_done
-from fruitgan.util.safe_files import check_name, clean_stale_temp
+from fruitgan.util.safe_files import BYTES_PER_MB, check_name, clean_stale_temp
 from fruitgan.util.user_io import UserError
 
-BYTES_PER_MB = 1024 * 1024
 
 
 # ----------------------------------------------------------------------------- finding versions

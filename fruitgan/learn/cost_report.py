@@ -10,11 +10,10 @@ from typing import Any, List, Mapping
 
 from fruitgan.learn.memory import BYTES_PER_GB
 from fruitgan.learn.pricing import CURRENCY, HOURS_PER_MONTH, PricingConfig, format_money
-from fruitgan.util.safe_files import FRUITS
+from fruitgan.util.safe_files import BYTES_PER_MB, FRUITS
 
 SECONDS_PER_HOUR = 3600.0
 SECONDS_PER_MINUTE = 60.0
-BYTES_PER_MB = 1024 ** 2
 SUMMARY_RULE = "=" * 58  # width of the console summary's frame
 
 FORMULA_TEXT = (

@@ -15,6 +15,7 @@ import torch
 
 from gan_model import Discriminator, GANConfig, Generator
 from fruitgan.models.folder import BEST_DIR, CHECKPOINTS_DIR, EPOCH_FILE, LATEST_FILE, ModelFolder
+from fruitgan.util.safe_files import BYTES_PER_MB
 from fruitgan.util.user_io import UserError
 
 # torch.save's framing per tensor (zip record, alignment, pickle): 317-350 bytes measured with torch 2.x.
@@ -25,7 +26,6 @@ MILESTONE_ROW_BYTES = 2_000    # one milestone's quality figures of a fruit
 RECORDS_BYTES = 100_000        # config, summary, cost report, description, index entry
 ADAM_MOMENTS = 2               # exp_avg and exp_avg_sq per parameter
 PARTS = ("resume state", "kept epochs", "networks", "best", "images and records")
-BYTES_PER_MB = 1024 ** 2       # binary, as cost_analysis_training prices storage
 
 
 def _tensor_bytes(tensors) -> int:

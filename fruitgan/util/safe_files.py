@@ -55,6 +55,7 @@ def _read_umask() -> int:
 
 _UMASK = _read_umask()
 
+BYTES_PER_MB = 1024 ** 2    # file sizes are shown in binary megabytes (MiB), everywhere
 FRUITS = ("apple", "banana", "blackberry", "grapes", "pear", "strawberry", "watermelon")
 
 
