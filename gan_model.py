@@ -49,6 +49,7 @@ class GANConfig:
     real_label: float = settings.REAL_LABEL.default  # target for real images; < 1: one-sided label smoothing
     ema_decay: float = settings.EMA_DECAY.default    # > 0 keeps a moving average copy of the generator
     diff_augment: str = settings.DIFF_AUGMENT.default  # DiffAugment of D's inputs (gan_augment.py); "none": off
+    augment_p: float = settings.AUGMENT_P.default    # share of images each DiffAugment operation touches
     r1_gamma: float = settings.R1_GAMMA.default      # R1 penalty weight on D's gradient at real images; 0: off
 
     def __post_init__(self) -> None:

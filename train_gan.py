@@ -27,7 +27,7 @@ from fruitgan.util.user_io import ArgumentParser, Prompter, UserError, run_main
 # The setting flags in the order --help lists them (--no-eval between the two groups); settings.py declares each.
 VALUE_FLAGS = (st.DATASET_VERSION, st.MODEL_NAME, st.EPOCHS, st.BATCH_SIZE, st.LR, st.DESCRIPTION, st.DEVICE,
                st.FRUIT_LIST, st.SEED, st.PRECISION, st.SCHEDULE, st.MILESTONES, st.KEEP_CHECKPOINT_EVERY)
-LATER_VALUE_FLAGS = (st.EVAL_SAMPLES, st.EMA_DECAY, st.DIFF_AUGMENT, st.G_CHANNELS, st.D_CHANNELS, st.BETA1, st.BETA2,
+LATER_VALUE_FLAGS = (st.EVAL_SAMPLES, st.EMA_DECAY, st.DIFF_AUGMENT, st.AUGMENT_P, st.G_CHANNELS, st.D_CHANNELS, st.BETA1, st.BETA2,
                      st.R1_GAMMA, st.STEPS_PER_EPOCH, st.STOP_AFTER_EPOCHS, st.CHECKPOINT_MINUTES)
 SWITCHES = (st.COMPILE, st.CUDA_GRAPH)
 PROMPTED = (st.EPOCHS, st.BATCH_SIZE, st.LR, st.DESCRIPTION, st.DEVICE)   # asked after version and model name

@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import few_drawings  # noqa: E402
+import torch  # noqa: E402
+from data_loader import load_fruit  # noqa: E402
 from bench_header import add_threads_flag, header, use_threads  # noqa: E402
 from fruitgan.data import image_conversion  # noqa: E402
 from fruitgan.models import folder as model_store  # noqa: E402
@@ -46,6 +48,8 @@ from fruitgan.util import settings as st  # noqa: E402
 from gan_trainer import MultiFruitGANTrainer  # noqa: E402
 from fruitgan.util.safe_files import FRUITS, default_workdir  # noqa: E402
 from fruitgan.learn.config import TrainConfig  # noqa: E402
+from fruitgan.learn.milestones import MilestoneQuality, OneGenerator  # noqa: E402
+from fruitgan.models.loading import load_generator  # noqa: E402
 from fruitgan.util.user_io import UserError, choice_of, cli_value, int_in_range, list_of, run_main  # noqa: E402
 
 BENCH_VERSION = "quality"
@@ -62,6 +66,7 @@ RECIPES = {
     "diffaug": DIFFAUG,
     "translation": {"diff_augment": "translation"},
     "cutout": {"diff_augment": "cutout"},
+    "diffaug_p05": {**DIFFAUG, "augment_p": 0.5},   # each operation on half the images, as adaptive augmentation
     "no_diffaug": {"diff_augment": "none"},  # today's recipe without DiffAugment (the moving average kept)
     "wide": WIDE,
     "r1": {"r1_gamma": 0.1},
@@ -81,6 +86,7 @@ RECIPES = {
     # the few-drawings regime (--train-drawings): stroke-level augmentation, DiffAugment, both, neither
     "few_plain": {"diff_augment": "none"},
     "few_diffaug": DIFFAUG,
+    "few_diffaug_p05": {**DIFFAUG, "augment_p": 0.5},
     "few_strokes": {"diff_augment": "none"},
     "few_strokes_diffaug": DIFFAUG,
 }
@@ -105,20 +111,31 @@ def is_stroke_recipe(name: str) -> bool:
 
 
 def run_recipe(workdir: Path, name: str, fruit: str, epochs: int, version: str = BENCH_VERSION,
-               steps_per_epoch: Optional[int] = None, seed: int = 0) -> dict:
+               steps_per_epoch: Optional[int] = None, seed: int = 0, last_epoch: bool = False) -> dict:
     cfg = TrainConfig(dataset_version=version, model_name=recipe_model(name, seed), epochs=epochs, fruits=[fruit],
                       device="auto", keep_checkpoint_every=0, steps_per_epoch=steps_per_epoch, seed=seed,
-                      **RECIPES[name])
+                      evaluate=not last_epoch, **RECIPES[name])
     started = time.perf_counter()
     summary = MultiFruitGANTrainer(cfg, workdir, log=lambda _: None).train()[fruit]
+    if last_epoch:
+        summary = {**summary, "test_quality": last_epoch_figures(workdir, cfg, fruit)}
     return table_row(name, summary, (time.perf_counter() - started) / 60, seed)
+
+
+def last_epoch_figures(workdir: Path, cfg: TrainConfig, fruit: str) -> dict:
+    """The run's last epoch (its moving average where kept) measured on the test part, as the trainer measures
+    a best checkpoint: the recipe at a fixed budget, with no checkpoint chosen."""
+    net, _ = load_generator(workdir, cfg.model_name, fruit, "latest")
+    quality = MilestoneQuality(workdir, cfg.dataset_version, {fruit: load_fruit(workdir, cfg.dataset_version, fruit)},
+                               [fruit], torch.device("cpu"), cfg.seed, cfg.eval_samples)
+    return quality.test_figures(fruit, OneGenerator(net), cfg.epochs) or {}
 
 
 def table_row(name: str, summary: dict, minutes: float, seed: int = 0) -> dict:
     """One recipe's row from its fruit's training summary (what train() returns, or the summary file holds)."""
     test = summary.get("test_quality") or {}
     best = summary.get("best_quality") or {}
-    return {"recipe": name, "seed": seed, "minutes": minutes, "best_epoch": summary.get("best_epoch"),
+    return {"recipe": name, "seed": seed, "minutes": minutes, "best_epoch": test.get("epoch", summary.get("best_epoch")),
             "recognizability": best.get("recognizability"), "two_sample_note": best.get("val_two_sample_note"),
             **{k: v for k, v in test.items() if k != "epoch"}}
 
@@ -191,7 +208,7 @@ def format_table(rows: Sequence[dict]) -> str:
     """A markdown table: each recipe's best checkpoint (chosen on validation) measured on the test part, one row
     per seed; then each recipe's mean and spread over its seeds, and the verdicts."""
     lines = ["| recipe | seed | two-sample accuracy (test part) | 95% interval | memorisation | recognised "
-             "| best epoch | minutes |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| epoch measured | minutes |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         interval = (f"{r['two_sample_low']:.2f}-{r['two_sample_high']:.2f}"
                     if isinstance(r.get("two_sample_low"), float) else "n/a")
@@ -231,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default=3, type=cli_value(int_in_range(1, 20), "--seeds"),
                    help="seeds per recipe (0, 1, ...): the spread over seeds decides what is called better "
                         "(default: 3)")
+    p.add_argument("--last-epoch", action="store_true",
+                   help="no milestone checks: measure each run's last epoch (its moving average) on the test part, "
+                        "the recipe at a fixed budget with no checkpoint chosen (default: the best checkpoint, "
+                        "chosen on the validation part)")
     add_threads_flag(p, "; two benchmarks side by side: 1 each")
     p.add_argument("--workdir", type=Path, default=None, help="folder holding rawData/ (default: the scripts' folder)")
     p.add_argument("--from-kept", type=Path, default=None,
@@ -258,7 +279,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     source = Path(args.workdir) if args.workdir else default_workdir()
     if not (source / "rawData").is_dir():
         raise UserError(f"no rawData/ in {source}; pass --workdir")
-    runs = [(n, s) for n in args.recipes for s in range(args.seeds)]
+    runs = [(n, s) for s in range(args.seeds) for n in args.recipes]   # seed after seed: a stopped run is even
     kept = [Path(args.keep_models) / model_store.model_folder_name(recipe_model(n, s))
             for n, s in runs] if args.keep_models else []
     taken = [k for k in kept if k.exists()]
@@ -276,14 +297,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rows = []
         for name, seed in runs:
             version = versions.get("strokes" if is_stroke_recipe(name) else "plain", BENCH_VERSION)
-            rows.append(run_recipe(work, name, fruit, args.epochs, version, steps, seed))
+            rows.append(run_recipe(work, name, fruit, args.epochs, version, steps, seed, args.last_epoch))
             if args.keep_models:
                 keep_model(work, name, Path(args.keep_models), seed)
-            print(f"{name} (seed {seed}): done in {rows[-1]['minutes']:.1f} min", file=sys.stderr, flush=True)
+            print(f"{name} (seed {seed}): done in {rows[-1]['minutes']:.1f} min, test part "
+                  f"{_cell(rows[-1], 'two_sample_accuracy', '.3f')}", file=sys.stderr, flush=True)
+    rows.sort(key=lambda r: (args.recipes.index(r["recipe"]), r["seed"]))
     drawings = "every real drawing" if args.count == ALL_REAL else f"the first {args.count} real drawings"
     regime = (f"; trained on {args.train_drawings} real drawings ({versions.get('note', '')})"
               if args.train_drawings else "")
     budget = f", {args.steps_per_epoch} steps per epoch" if args.steps_per_epoch else ""
+    budget += ", the last epoch measured" if args.last_epoch else ""
     print(f"{fruit}, {args.resolution} px, {args.epochs} epochs{budget}, held-out split of {drawings}{regime}")
     print(header("bench_quality.py", argv) + "\n")
     print(format_table(rows))

@@ -79,3 +79,20 @@ def test_policies_are_declared_once_and_checked():
         st.parse_diff_augment("colour")
     with pytest.raises(Exception, match="--diff-augment"):
         gm.GANConfig(resolution=R, diff_augment="flip")
+
+
+def test_augment_p_leaves_the_missed_images_untouched():
+    """augment_p 0.5: about half the images keep shift 0 and no cut square, chosen per image and operation; the
+    others are augmented as with augment_p 1, whose draws it leaves as they were."""
+    full = gm.GANConfig(resolution=R, diff_augment="translation,cutout")
+    half = gm.GANConfig(resolution=R, diff_augment="translation,cutout", augment_p=0.5)
+    a = ga.draw_step_random(full, 4096, torch.Generator().manual_seed(5), "cpu")
+    b = ga.draw_step_random(half, 4096, torch.Generator().manual_seed(5), "cpu")
+    unshifted = (b["shift"] == 0).all(dim=-1)                                    # (K, B)
+    outside = (b["cutout"] == R).all(dim=-1)
+    assert 0.45 < unshifted.float().mean() < 0.55 and 0.45 < outside.float().mean() < 0.55
+    assert 0.2 < (unshifted & outside).float().mean() < 0.3                      # the two are chosen apart
+    assert torch.equal(b["shift"][~unshifted], a["shift"][~unshifted])
+    assert torch.equal(b["cutout"][~outside], a["cutout"][~outside])
+    img = torch.ones(1, 1, R, R)
+    assert torch.equal(ga.cut_out(img, torch.full((1, 1, 2), R), ga.cutout_side(R)), img)   # missed: unchanged

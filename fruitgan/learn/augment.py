@@ -65,6 +65,8 @@ def draw_step_random(cfg, batch: int, generator: Optional[torch.Generator], devi
     "dropout": uniforms (K, B, D+2D+4D), one per channel of each Dropout2d layer of each pass (when
     cfg.dropout > 0); "shift": (K, B, 2) whole pixels in [-s, s] (translation); "cutout": (K, B, 2) the
     cut square's top-left corner (cutout). Drawn in this order from ``generator`` (None: torch's global one).
+    With cfg.augment_p < 1, one uniform per image and operation then leaves the images it misses untouched:
+    their shift becomes 0 and their square moves out of the frame.
     """
     r, out = cfg.resolution, {}
     for name, shape in random_shapes(cfg, batch).items():
@@ -77,6 +79,11 @@ def draw_step_random(cfg, batch: int, generator: Optional[torch.Generator], devi
             c = cutout_side(r)
             # top-left corner from -c/2 to R - c/2: the square may hang over an edge, as in DiffAugment
             out[name] = torch.randint(-(c // 2), r - c + c // 2 + 1, shape, generator=generator, device=device)
+    ops = [k for k in ("shift", "cutout") if k in out]
+    if ops and cfg.augment_p < 1:     # drawn last: with every image augmented the stream is as it always was
+        missed = torch.rand((D_CALLS, batch, len(ops)), generator=generator, device=device) >= cfg.augment_p
+        for i, key in enumerate(ops):  # no shift, or a square wholly outside the frame
+            out[key] = out[key].masked_fill(missed[..., i, None], 0 if key == "shift" else r)
     return out
 
 

@@ -28,10 +28,11 @@ SEED_STRIDE = 1009                # per-fruit seeds: seed * SEED_STRIDE + fruit 
 
 # Settings that shaped the run's past epochs: a resumed run must keep them (the rest may change).
 FIXED_ON_RESUME = ("dataset_version", "batch_size", "lr", "fruits", "seed", "schedule", "ema_decay", "real_label",
-                   "g_channels", "d_channels", "beta1", "beta2", "diff_augment", "r1_gamma", "steps_per_epoch")
+                   "g_channels", "d_channels", "beta1", "beta2", "diff_augment", "augment_p", "r1_gamma",
+                   "steps_per_epoch")
 # What a setting was before it existed: a run saved without it trained that way, and resumes that way.
 BEFORE_IT_EXISTED = {"g_channels": 128, "d_channels": 32, "beta1": 0.5, "beta2": 0.999, "diff_augment": "none",
-                     "r1_gamma": 0.0}
+                     "augment_p": 1.0, "r1_gamma": 0.0}
 
 
 @dataclass
@@ -64,6 +65,7 @@ class TrainConfig:
     beta1: float = settings.BETA1.default                      # Adam betas, both networks
     beta2: float = settings.BETA2.default
     diff_augment: str = settings.DIFF_AUGMENT.default          # DiffAugment policy of D's inputs ("none": off)
+    augment_p: float = settings.AUGMENT_P.default              # share of images each DiffAugment op touches
     r1_gamma: float = settings.R1_GAMMA.default                # R1 penalty weight (0: off)
     steps_per_epoch: Optional[int] = settings.STEPS_PER_EPOCH.default  # None: the largest fruit's one pass
     stop_after_epochs: Optional[int] = settings.STOP_AFTER_EPOCHS.default  # at most this many epochs now
@@ -74,7 +76,8 @@ class TrainConfig:
         """The networks and optimisers this config trains at ``resolution``."""
         return GANConfig(resolution=resolution, lr=self.lr, ema_decay=self.ema_decay, real_label=self.real_label,
                          g_channels=self.g_channels, d_channels=self.d_channels, beta1=self.beta1,
-                         beta2=self.beta2, diff_augment=self.diff_augment, r1_gamma=self.r1_gamma)
+                         beta2=self.beta2, diff_augment=self.diff_augment,
+                         augment_p=self.augment_p, r1_gamma=self.r1_gamma)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -261,6 +261,10 @@ BETA2 = _number("beta2", 0.999, float, Bounds(0.0, 1.0, hi_open=True), "Adam bet
 DIFF_AUGMENT = _flag_setting("diff_augment", "translation,cutout", str, parse_diff_augment,
                              "DiffAugment of every image the discriminator sees: none, translation, cutout "
                              "or translation,cutout (shift and cut-out filled with the black background)")
+# 1: every image the discriminator sees is shifted and cut (DiffAugment); 0.5: each operation touches half of
+# them, chosen per image, as adaptive augmentation (ADA) applies its operations.
+AUGMENT_P = _number("augment_p", 1.0, float, Bounds(0.0, 1.0, lo_open=True),
+                    "share of images each DiffAugment operation touches, chosen per image (1: all)")
 R1_GAMMA = _number("r1_gamma", 0.0, float, Bounds(0.0, R1_GAMMA_MAX),
                    "R1 penalty weight on the discriminator's gradient at real images (0: off)")
 STEPS_PER_EPOCH = _number("steps_per_epoch", None, int, Bounds(1, STEPS_PER_EPOCH_MAX),
@@ -284,11 +288,12 @@ DROPOUT = _number("dropout", 0.25, float, Bounds(0.0, 1.0, hi_open=True),
 LEAKY_SLOPE = _number("leaky_slope", 0.2, float, Bounds(0.0, 1.0, hi_open=True), "LeakyReLU negative slope",
                       flag=False)
 GAN_SETTINGS = (RESOLUTION, NOISE_DIM, G_CHANNELS, D_CHANNELS, DROPOUT, LEAKY_SLOPE, LR, BETA1, BETA2, REAL_LABEL,
-                EMA_DECAY, DIFF_AUGMENT, R1_GAMMA)
+                EMA_DECAY, DIFF_AUGMENT, AUGMENT_P, R1_GAMMA)
 
 TRAIN_SETTINGS = (DATASET_VERSION, MODEL_NAME, EPOCHS, BATCH_SIZE, LR, DESCRIPTION, DEVICE, FRUIT_LIST, SEED,
                   PRECISION, SCHEDULE, MILESTONES, KEEP_CHECKPOINT_EVERY, CHECKPOINT_MINUTES, EVALUATE, EVAL_SAMPLES, EMA_DECAY,
-                  REAL_LABEL, G_CHANNELS, D_CHANNELS, BETA1, BETA2, DIFF_AUGMENT, R1_GAMMA, STEPS_PER_EPOCH,
+                  REAL_LABEL, G_CHANNELS, D_CHANNELS, BETA1, BETA2, DIFF_AUGMENT, AUGMENT_P, R1_GAMMA,
+                  STEPS_PER_EPOCH,
                   STOP_AFTER_EPOCHS, COMPILE, CUDA_GRAPH)
 CONVERT_SETTINGS = (FRUIT_LIST, RESOLUTION, QUALITY, COUNT, IMAGE_VERSION, AUGMENT, SEED, FORMATS, WORKERS)
 
