@@ -137,10 +137,13 @@ def quick_two_sample(monkeypatch):
     monkeypatch.setattr(ts, "TWO_SAMPLE_MAX_STEPS", 20)
 
 
-def test_trainer_history_carries_the_heldout_figures(split_workdir, tmp_path, quick_two_sample):
+def test_trainer_history_carries_the_heldout_figures(split_workdir, tmp_path, quick_two_sample, monkeypatch):
     import shutil
 
     base, _ = split_workdir
+    passes, full_test = [], ts.two_sample_test          # the cheap check at milestones, the full test at the end
+    monkeypatch.setattr(ts, "two_sample_test", lambda *a, **k: passes.append(k["epochs"]) or full_test(*a, **k))
+    monkeypatch.setattr(ts, "CHECK_MAX_REAL", 60)
     shutil.copytree(base / "npzData", tmp_path / "npzData")
     shutil.copytree(base / "rawData", tmp_path / "rawData")
     logs = []
@@ -153,7 +156,7 @@ def test_trainer_history_carries_the_heldout_figures(split_workdir, tmp_path, qu
     q = apple["quality"][-1]
     # At milestones: the validation part only (it picks the best checkpoint) ...
     assert 0.0 <= q["val_two_sample_accuracy"] <= 1.0 and q["val_memorisation_ratio"] > 0
-    assert q["val_two_sample_real"] == 100 and q["val_two_sample_low"] <= q["val_two_sample_accuracy"]
+    assert q["val_two_sample_real"] == 60 and q["val_two_sample_low"] <= q["val_two_sample_accuracy"]
     assert "two_sample_accuracy" not in q
     assert 0.0 <= q["recognizability"] <= 1.0 and "recognizability_note" not in q
     # ... and at the end the best checkpoint on the test part: the reported figure, with its interval.
@@ -161,6 +164,8 @@ def test_trainer_history_carries_the_heldout_figures(split_workdir, tmp_path, qu
     assert t["epoch"] == apple["best_epoch"] == 1 and t["part"] == "test" and t["two_sample_real"] == 200
     assert t["two_sample_low"] <= t["two_sample_accuracy"] <= t["two_sample_high"] and t["memorisation_ratio"] > 0
     assert summary["apple"]["test_quality"] == t
+    # apple: the estimate's probe and the one milestone check cheaply, then the test part once, in full
+    assert passes == [ts.CHECK_EPOCHS, ts.CHECK_EPOCHS, ts.TWO_SAMPLE_EPOCHS]
     pear = json.loads((tmp_path / "models" / "model_q" / "info" / "training_history_pear.json").read_text())
     p = pear["quality"][-1]
     assert p["val_two_sample_accuracy"] is None and p["val_two_sample_note"].startswith("not enough real drawings")

@@ -3,8 +3,9 @@
 The trainer hands this part its datasets once (``setup``) and a group's networks at every milestone
 (``figures``); it gets back plain dicts for the histories. What is measured (fruitgan/metrics/):
 
-* on the fruit's **validation part** of the held-out drawings, at every milestone: the two-sample test
-  (``val_``-prefixed figures); the best checkpoint is the milestone where it is lowest;
+* on the fruit's **validation part** of the held-out drawings, at every milestone: a cheap two-sample check
+  (``val_``-prefixed figures: two_sample.CHECK_EPOCHS passes on at most CHECK_MAX_REAL drawings), which only
+  ranks the checkpoints; the best checkpoint is the milestone where it is lowest;
 * on the **test part**, once the run ends, for the best checkpoint only (``test_quality``): the figure
   the README, the model table and the report show, measured on drawings and fakes that took part in no
   choice;
@@ -143,21 +144,24 @@ class MilestoneQuality:
         gen = torch.Generator().manual_seed(self.seed * SEED_STRIDE + offset + epoch)
         return torch.randn(n_fruits, count, nz, generator=gen).to(self.device)
 
-    def _heldout_figures(self, fruit: str, part: torch.Tensor, fakes: torch.Tensor) -> dict:
-        """The two-sample test and the memorisation ratio of ``fakes`` against the held-out drawings ``part``."""
+    def _heldout_figures(self, fruit: str, part: torch.Tensor, fakes: torch.Tensor, check: bool = False) -> dict:
+        """The two-sample test (``check``: the milestones' cheap one) and the memorisation ratio of ``fakes``
+        against the held-out drawings ``part``."""
         ds = self.datasets[fruit]
         if not ds.has_split:
             return {"two_sample_accuracy": None, "two_sample_note": ds.split_note,
                     "memorisation_ratio": None, "memorisation_note": ds.split_note}
-        real = ds.images_at(self._capped(ds, part, two_sample.TWO_SAMPLE_MAX_REAL))   # a full download's part is large
+        real = ds.images_at(self._capped(ds, part, _max_real(check)))   # a full download's part is large
         kept = fakes[:memorisation.MEMORISATION_MAX_GENERATED]
-        return {**two_sample.two_sample_test(real, fakes),
+        epochs = two_sample.CHECK_EPOCHS if check else two_sample.TWO_SAMPLE_EPOCHS
+        return {**two_sample.two_sample_test(real, fakes, epochs=epochs),
                 **memorisation.memorisation_ratio(kept, ds.pixels[ds.train_index], real)}
 
-    def _two_sample_fakes(self, group: List[str], model, offset: int, epoch: int, part_of) -> Dict[str, torch.Tensor]:
+    def _two_sample_fakes(self, group: List[str], model, offset: int, epoch: int, part_of,
+                          check: bool = False) -> Dict[str, torch.Tensor]:
         """{fruit: fakes} for the two-sample test of each fruit with a split, as many as its part needs."""
-        need = max((two_sample.two_sample_fakes_needed(part_of(self.datasets[f]).numel()) for f in group
-                    if self.datasets[f].has_split), default=0)
+        need = max((two_sample.two_sample_fakes_needed(part_of(self.datasets[f]).numel(), _max_real(check))
+                    for f in group if self.datasets[f].has_split), default=0)
         if not need:
             return {}
         samples = model.generate(self._noise(len(group), need, offset, epoch, model.config.noise_dim))
@@ -168,7 +172,8 @@ class MilestoneQuality:
         recognisability and, on the validation part, the two-sample test and memorisation ratio."""
         noise = self._noise(len(group), self.eval_samples, EVAL_SEED_OFFSET, epoch, model.config.noise_dim)
         samples = model.generate(noise)                                     # (F, S, 1, R, R)
-        held = self._two_sample_fakes(group, model, EVAL_SEED_OFFSET + 1, epoch, lambda ds: ds.validation_index)
+        held = self._two_sample_fakes(group, model, EVAL_SEED_OFFSET + 1, epoch, lambda ds: ds.validation_index,
+                                      check=True)
         out = {}
         for i, f in enumerate(group):
             fakes = samples[i].float()
@@ -182,8 +187,9 @@ class MilestoneQuality:
                 metrics["recognizer_note"] = self.recognizer_info["note"]
             ds = self.datasets[f]
             t0 = time.perf_counter()
-            found = self._heldout_figures(f, ds.validation_index, held.get(f, fakes.cpu()))
-            steps = two_sample.two_sample_steps(ds.validation_index.numel())
+            found = self._heldout_figures(f, ds.validation_index, held.get(f, fakes.cpu()), check=True)
+            steps = two_sample.two_sample_steps(min(ds.validation_index.numel(), two_sample.CHECK_MAX_REAL),
+                                                epochs=two_sample.CHECK_EPOCHS)
             if steps:     # what one step of the two-sample test cost here: the end's test part is priced by it
                 self.seconds_per_test_step = (time.perf_counter() - t0) / steps
             metrics.update({VALIDATION_PREFIX + k: v for k, v in found.items()})
@@ -231,6 +237,9 @@ class MilestoneQuality:
                  and k not in ("two_sample_accuracy", "memorisation_ratio")}
         return scores.quality_score({**plain, **chosen})
 
+
+def _max_real(check: bool) -> int:
+    return two_sample.CHECK_MAX_REAL if check else two_sample.TWO_SAMPLE_MAX_REAL
 
 
 class OneGenerator:

@@ -28,6 +28,10 @@ TWO_SAMPLE_LR = 2e-3              # one-cycle peak learning rate
 TWO_SAMPLE_WEIGHT_DECAY = 1e-2
 TWO_SAMPLE_WIDTH = 16             # first convolution's channels of the two-sample CNN
 TWO_SAMPLE_MAX_REAL = 4000        # real drawings used at most (a seeded choice): time stays bounded
+# At milestones the test only ranks a run's checkpoints, on the validation part: a fifth of the passes on at most
+# a quarter of the drawings keeps evaluation under a fifth of a run (bench_checkpoint_choice.py: the same picks).
+CHECK_EPOCHS = 40
+CHECK_MAX_REAL = 1000
 TWO_SAMPLE_SEED = 0
 CONFIDENCE_Z = 1.959964           # 95% two-sided
 # A figure is called only when its interval is this narrow: 0.5 and 0.7 are then told apart.
@@ -47,8 +51,8 @@ def wilson_interval(correct: int, total: int, z: float = CONFIDENCE_Z) -> Tuple[
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def two_sample_fakes_needed(n_real: int) -> int:
-    return min(int(n_real), TWO_SAMPLE_MAX_REAL)
+def two_sample_fakes_needed(n_real: int, max_real: int = TWO_SAMPLE_MAX_REAL) -> int:
+    return min(int(n_real), max_real)
 
 
 class TwoSampleNet(nn.Module):
