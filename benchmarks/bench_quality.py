@@ -119,7 +119,8 @@ def run_recipe(workdir: Path, name: str, fruit: str, epochs: int, version: str =
     summary = MultiFruitGANTrainer(cfg, workdir, log=lambda _: None).train()[fruit]
     if last_epoch:
         summary = {**summary, "test_quality": last_epoch_figures(workdir, cfg, fruit)}
-    return table_row(name, summary, (time.perf_counter() - started) / 60, seed)
+    run = model_store.ModelFolder.at(model_store.model_dir(workdir, cfg.model_name)).read_summary()
+    return table_row(name, summary, (time.perf_counter() - started) / 60, seed, run)
 
 
 def last_epoch_figures(workdir: Path, cfg: TrainConfig, fruit: str) -> dict:
@@ -131,11 +132,15 @@ def last_epoch_figures(workdir: Path, cfg: TrainConfig, fruit: str) -> dict:
     return quality.test_figures(fruit, OneGenerator(net), cfg.epochs) or {}
 
 
-def table_row(name: str, summary: dict, minutes: float, seed: int = 0) -> dict:
-    """One recipe's row from its fruit's training summary (what train() returns, or the summary file holds)."""
+def table_row(name: str, summary: dict, minutes: float, seed: int = 0, run: Optional[dict] = None) -> dict:
+    """One recipe's row from its fruit's training summary (what train() returns, or the summary file holds) and
+    the run's summary file: the evaluation's share of the trainer's wall time, and how far off its estimate was."""
     test = summary.get("test_quality") or {}
     best = summary.get("best_quality") or {}
-    return {"recipe": name, "seed": seed, "minutes": minutes, "best_epoch": test.get("epoch", summary.get("best_epoch")),
+    split, estimate = (run or {}).get("time") or {}, (run or {}).get("estimate") or {}
+    share = split["evaluation"] / split["total"] if split.get("total") else None
+    off = estimate["seconds"] / estimate["actual_seconds"] - 1 if estimate.get("actual_seconds") else None
+    return {"recipe": name, "seed": seed, "minutes": minutes, "evaluation_share": share, "estimate_off": off, "best_epoch": test.get("epoch", summary.get("best_epoch")),
             "recognizability": best.get("recognizability"), "two_sample_note": best.get("val_two_sample_note"),
             **{k: v for k, v in test.items() if k != "epoch"}}
 
@@ -165,7 +170,7 @@ def rows_from_kept(kept: Path, fruit: str, recipes: Sequence[str], seeds: int = 
             raise UserError(f"{folder.path} holds no finished {fruit} run of recipe {name}; "
                             "pass the --keep-models folder of a run that trained it")
         seconds = ((summary.get("time") or {}).get("total") or 0.0)
-        rows.append(table_row(name, per_fruit[fruit], seconds / 60, seed))
+        rows.append(table_row(name, per_fruit[fruit], seconds / 60, seed, summary))
         dates.append(f"{summary.get('resolution', '?')} px, {summary.get('epochs_done', '?')} epochs, trained "
                      f"{str(summary.get('updated', '?'))[:10]}")
     return rows, sorted(set(dates))
@@ -208,14 +213,16 @@ def format_table(rows: Sequence[dict]) -> str:
     """A markdown table: each recipe's best checkpoint (chosen on validation) measured on the test part, one row
     per seed; then each recipe's mean and spread over its seeds, and the verdicts."""
     lines = ["| recipe | seed | two-sample accuracy (test part) | 95% interval | memorisation | recognised "
-             "| epoch measured | minutes |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| epoch measured | evaluation share | estimate off by | minutes |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         interval = (f"{r['two_sample_low']:.2f}-{r['two_sample_high']:.2f}"
                     if isinstance(r.get("two_sample_low"), float) else "n/a")
         lines.append(f"| {r['recipe']} | {r.get('seed', 0)} | {_cell(r, 'two_sample_accuracy', '.3f')} | "
                      f"{interval} | "
                      f"{_cell(r, 'memorisation_ratio', '.2f')} | {_cell(r, 'recognizability', '.0%')} | "
-                     f"{r.get('best_epoch') or 'n/a'} | {r['minutes']:.1f} |")
+                     f"{r.get('best_epoch') or 'n/a'} | {_cell(r, 'evaluation_share', '.0%')} | "
+                     f"{_cell(r, 'estimate_off', '+.0%')} | {r['minutes']:.1f} |")
     notes = {r.get("two_sample_note") or r.get("recognizability_note") for r in rows} - {None}
     lines += [f"\n* {n}" for n in sorted(notes)]
     stats = spreads(rows)
