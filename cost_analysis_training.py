@@ -1,27 +1,10 @@
 """What training a model cost: time, peak memory and dollars, per fruit and per model.
 
-The prices come from ``render_pricing_config.json`` (user-editable, USD). The formula:
-
-    HOURS_PER_MONTH = 720                      (30 days x 24 h, the course's convention; not 730)
-    compute per hour = cost_per_cpu_per_month    x CPUs charged      / HOURS_PER_MONTH
-    memory per hour  = cost_per_gb_ram_per_month x RAM GB charged    / HOURS_PER_MONTH
-    cost per hour    = compute per hour + memory per hour
-    compute cost     = compute per hour x training hours
-    memory cost      = memory per hour  x training hours
-    training cost    = compute cost + memory cost
-    storage cost     = size of the model folder in GB x additional_storage_cost_per_gb   (one month of storage)
-
-- CPUs charged = the CPUs the training could use: torch.get_num_threads(), capped at the CPUs available to
-  the process (os.sched_getaffinity, else os.cpu_count()); or the number configured with ``cpus=``.
-- RAM GB charged = the measured PEAK resident memory (RSS) of the training process in GB, sampled by a
-  background thread every 0.5 s (fruitgan/learn/memory.py). GB here is 2**30 bytes
-  (memory and disk plans are sized in binary gigabytes). GPU memory is measured and reported, not charged:
-  the plan prices only CPUs and RAM.
-- ``fixed_monthly_cost`` is the plan's subscription from which the unit prices were derived
-  (19/64 per CPU, 19/512 per GB): it is reported but NOT added, because adding it would charge the same
-  CPUs and RAM twice.
-- Several fruits trained together in one "segment" share the machine: the segment's time and cost are
-  split equally among its fruits. A resumed run adds its new time and cost to the earlier totals.
+Prices come from ``render_pricing_config.json`` (user-editable, USD); the formula is FORMULA_TEXT
+(fruitgan/learn/cost_report.py), also written into every model's description.txt, with
+HOURS_PER_MONTH = 720 (the course's convention, not 730); GB are 2**30 bytes (plans are sized in binary
+gigabytes). RAM charged is the peak RSS, sampled every 0.5 s by fruitgan/learn/memory.py. ``fixed_monthly_cost``
+is the subscription the unit prices were derived from (19/64 per CPU, 19/512 per GB): reported, NOT added.
 """
 from __future__ import annotations
 
@@ -45,8 +28,6 @@ from fruitgan.util.user_io import ArgumentParser, UserError, run_main
 
 
 # ---------------------------------------------------------------------------------------------- tracking
-
-
 @dataclass
 class _Segment:
     """One group of fruits trained together, from begin() to end()."""
@@ -85,11 +66,9 @@ def make_section(seconds: float, epochs: int, peak_bytes: int, peak_gpu_bytes: i
 
 def add_sections(previous: Optional[Mapping[str, Any]], new: Mapping[str, Any], fruit: str = "?",
                  pricing: Optional["PricingConfig"] = None) -> dict:
-    """Totals of an earlier section plus a new one (the next epoch, or a resume): times, epochs and compute
-    add, peaks max. Memory is charged as the formula says, one figure: the RAM price x the larger peak (the
-    "Peak memory" shown) x all the hours, so a run's peak, wherever it fell, is what it pays for. Without
-    ``pricing`` (older callers) the memory costs add as computed. ``cpus_charged`` is the latest section's.
-    """
+    """An earlier section plus a new one (the next epoch, or a resume): times, epochs and compute add, peaks
+    max; memory is the RAM price x the larger peak x all the hours, as the formula says (without ``pricing``
+    the memory costs add). ``cpus_charged`` is the latest section's."""
     if not previous:
         return dict(new)
     prev_cost = previous.get("cost")
@@ -111,16 +90,9 @@ def add_sections(previous: Optional[Mapping[str, Any]], new: Mapping[str, Any], 
 
 
 class CostTracker:
-    """Measures training segments (time, peak memory) and turns them into per-fruit cost sections.
-
-    Usage by the trainer, per group of fruits trained together::
-
-        tracker.begin(["apple", "pear"], previous={"apple": old_section_or_None, ...})
-        ... train the group (a background thread samples the memory) ...
-        sections = tracker.end(["apple", "pear"], {"apple": epochs_run_now, "pear": epochs_run_now})
-
-    ``clock`` (seconds), ``memory_reader`` and ``gpu_memory_reader`` (bytes) are injectable for tests.
-    """
+    """Measures training segments (time, peak memory; begin() and end() around each group of fruits trained
+    together) and turns them into per-fruit cost sections. ``clock`` (seconds), ``memory_reader`` and
+    ``gpu_memory_reader`` (bytes) are injectable for tests."""
 
     def __init__(self, pricing: PricingConfig, *, clock: Callable[[], float] = time.perf_counter,
                  memory_reader: Optional[Callable[[], int]] = None,
@@ -134,10 +106,8 @@ class CostTracker:
         self._segments: Dict[frozenset, _Segment] = {}
 
     def begin(self, fruits: Sequence[str], previous: Optional[Mapping[str, Optional[dict]]] = None) -> None:
-        """Start the clock and memory sampling for ``fruits`` trained together.
-
-        ``previous``: per fruit, the cost section of an earlier (interrupted) run to add to, or None.
-        """
+        """Start the clock and memory sampling for ``fruits`` trained together. ``previous``: per fruit, the cost
+        section of an earlier (interrupted) run to add to, or None."""
         fruits = list(fruits)
         if not fruits or len(set(fruits)) != len(fruits):
             raise ValueError(f"a segment needs distinct fruits, got {fruits}")
@@ -153,10 +123,8 @@ class CostTracker:
         sampler.start()
 
     def end(self, fruits: Sequence[str], epochs_by_fruit: Mapping[str, int]) -> Dict[str, dict]:
-        """Stop the segment and return {fruit: cost_section}, the earlier run's totals added.
-
-        ``epochs_by_fruit``: epochs trained IN THIS SEGMENT per fruit (not counting ``previous``).
-        """
+        """Stop the segment: {fruit: cost_section}, the earlier run's totals added. ``epochs_by_fruit``: epochs
+        trained IN THIS SEGMENT per fruit (not counting ``previous``)."""
         segment = self._segments.pop(frozenset(fruits), None)
         if segment is None:
             raise ValueError(f"no training segment begun for fruits {sorted(fruits)}")
@@ -180,20 +148,8 @@ class CostTracker:
 
 
 # ------------------------------------------------------------------------------------------------ CLI
-
-
-@dataclass
-class EstimateConfig:
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     """Options of ``python cost_analysis_training.py``: estimate a training's cost before running it."""
-
-    pricing_path: Path  # the pricing file to check and use
-    cpus: float  # CPUs charged
-    ram_gb: float  # peak RAM charged, GB
-    hours: float  # training hours
-    epochs: int  # epochs, for the cost per epoch (0: not shown)
-
-
-def parse_args(argv: Optional[Sequence[str]]) -> EstimateConfig:
     parser = ArgumentParser(
         description="Check the pricing file and estimate a training's cost. " + FORMULA_TEXT.splitlines()[1])
     parser.add_argument("--pricing", type=Path, default=DEFAULT_PRICING_PATH, help="pricing JSON file")
@@ -206,13 +162,14 @@ def parse_args(argv: Optional[Sequence[str]]) -> EstimateConfig:
         value = getattr(args, name)
         if value is not None and (not math.isfinite(value) or value < 0):
             raise UserError(f"--{name.replace('_', '-')} must be a non-negative number, got {value}")
-    cpus = args.cpus if args.cpus is not None else float(measured_cpus())
-    return EstimateConfig(args.pricing, cpus, args.ram_gb, args.hours, args.epochs)
+    if args.cpus is None:
+        args.cpus = float(measured_cpus())
+    return args
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     cfg = parse_args(argv)
-    pricing = load_pricing(cfg.pricing_path)
+    pricing = load_pricing(cfg.pricing)
     rates = hourly_rates(pricing, cfg.cpus, cfg.ram_gb)
     total = rates["total"] * cfg.hours
     print(f"Pricing file {pricing.source}: OK")

@@ -2,16 +2,12 @@
 
     npzData/<fruit>_version<NAME>.npz  ->  FruitDataset(pixels (N,R,R) uint8, the split as indices, ...)
 
-The file format (names, arrays, checks) is npz_format.py's; the held-out split and its validation and
-test parts are heldout_split.py's; the pixel map (0 -> -1.0, 255 -> +1.0, matching the generator's tanh
-output) is pictures.py's, applied to the few images a caller asks for (``images_at``) or, in training,
-to each batch on the device. Every problem (missing version or fruit,
-wrong shape or dtype, unreadable file) is a UserError that says what exists and what to run.
+The file format is npz_format.py's, the held-out split heldout_split.py's, the pixel map pictures.py's.
+Every problem (missing version or fruit, a malformed file) is a UserError saying what exists and what to run.
 """
 from __future__ import annotations
 
 import os
-
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -28,12 +24,8 @@ from fruitgan.util.user_io import UserError
 
 @dataclass
 class FruitDataset:
-    """One fruit of one dataset version, its pixels kept as stored: uint8, one copy.
-
-    The training part, the held-out drawings and their validation and test parts are index tensors into
-    ``pixels``; ``images_at`` turns the few images a caller needs into network values ([-1, 1]), so a
-    fruit of 150,000 drawings costs its 8 bits per pixel and nothing more.
-    """
+    """One fruit of one dataset version, its pixels kept as stored (uint8, one copy): the parts are index
+    tensors into ``pixels`` and ``images_at`` converts only the images a caller needs to [-1, 1]."""
 
     fruit: str
     version: str
@@ -137,15 +129,10 @@ def load_fruit(workdir: Path, version: str, fruit: str) -> FruitDataset:
     if not os.path.lexists(path):   # a FIFO or folder there is refused by read_npz, in one line
         raise UserError(_missing_message(workdir, version, fruit))
     packed = read_npz(path, fruit, version)
-    return FruitDataset(
-        fruit=fruit,
-        version=version,
-        pixels=torch.from_numpy(packed.images),           # the array read from the file: no copy
-        augmented=torch.from_numpy(packed.augmented.copy()),
-        source_index=torch.from_numpy(packed.source_index.astype(np.int64)),
-        metadata=packed.metadata,
-        heldout=None if packed.heldout is None else torch.from_numpy(packed.heldout.copy()),
-    )
+    return FruitDataset(fruit, version, pixels=torch.from_numpy(packed.images),   # the file's array: no copy
+                        augmented=torch.from_numpy(packed.augmented.copy()),
+                        source_index=torch.from_numpy(packed.source_index.astype(np.int64)), metadata=packed.metadata,
+                        heldout=None if packed.heldout is None else torch.from_numpy(packed.heldout.copy()))
 
 
 def load_version(workdir: Path, version: str, fruits: Optional[Sequence[str]] = None) -> dict:

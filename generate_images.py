@@ -36,6 +36,7 @@ from fruitgan.util import pictures
 from fruitgan.data.heldout_split import validation_as_plain
 from fruitgan.models import folder as model_folder, index as model_index
 from fruitgan.models import loading as model_loading, reported as model_reported
+from fruitgan.report.runs import number
 from fruitgan.util.safe_files import atomic_save_image, clean_stale_temp, default_workdir, owner_tag
 from fruitgan.util.settings import SEED, SEED_MAX
 from fruitgan.util.user_io import ArgumentParser, UserError, cli_value, int_in_range, run_main
@@ -91,11 +92,9 @@ def noise_batches(n: int, noise_dim: int, seed: int, batch: int) -> Iterator[tor
 
 
 def write_image_files(batches: Iterable[np.ndarray], total: int, outdir: Path, tag: str) -> None:
-    """One PNG per image, <tag>_0001.png ... (more digits past 9999), from (B,R,R) uint8 batches, with a
-    progress bar; every file atomically (a full disk stops with one line, the files so far stay whole)."""
+    """One PNG per image, <tag>_0001.png ... (more digits past 9999), from (B,R,R) uint8 batches, each atomically."""
     from PIL import Image
     from tqdm import tqdm
-
     digits = max(4, len(str(total)))
     written = 0
     with tqdm(total=total, unit="image", desc="writing", disable=None) as bar:
@@ -112,10 +111,10 @@ def show_in_window(image, title: str) -> bool:
     """Show the image in a matplotlib window if there is a display and a GUI backend works; False (never raises)
     otherwise, and the caller saves a PNG instead."""
     wanted = os.environ.get("MPLBACKEND")
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    no_display = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    # MPLBACKEND=Agg (say): the user asked for no window
+    if no_display or (wanted and wanted.lower() not in {b.lower() for b in INTERACTIVE_BACKENDS}):
         return False
-    if wanted and wanted.lower() not in {b.lower() for b in INTERACTIVE_BACKENDS}:
-        return False                                # e.g. MPLBACKEND=Agg: the user asked for no window
     try:
         import matplotlib
     except ImportError:
@@ -131,7 +130,6 @@ def show_in_window(image, title: str) -> bool:
         else:
             return False
         import matplotlib.pyplot as plt
-
         fig = plt.figure(title)
         plt.imshow(np.asarray(image), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         plt.axis("off")
@@ -174,19 +172,15 @@ LEGEND = {
 NOT_MEASURED = "'-' = not measured (python generate_images.py MODEL says why)"
 
 
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
-
-
 def _fmt(value, spec: str) -> str:
     """A figure as ``spec``, '-' when it is missing or not a number (records may be hand-edited)."""
-    return format(value, spec) if _number(value) and (spec != "d" or isinstance(value, int)) else "-"
+    return format(value, spec) if number(value) and (spec != "d" or isinstance(value, int)) else "-"
 
 
 def _with_interval(figures: dict, prefix: str) -> str:
     """<prefix>accuracy with its interval, '0.80 (0.75-0.85)'; '0.80' without one; '-' without a figure."""
     value, low, high = (figures.get(prefix + k) for k in ("accuracy", "low", "high"))
-    return _fmt(value, ".2f") + (f" ({low:.2f}-{high:.2f})" if all(map(_number, (value, low, high))) else "")
+    return _fmt(value, ".2f") + (f" ({low:.2f}-{high:.2f})" if all(map(number, (value, low, high))) else "")
 
 
 def text_table(rows: Sequence[Sequence[str]]) -> str:
@@ -266,7 +260,7 @@ def measured_checkpoints(q: dict) -> List[dict]:
         if rec:
             figures = model_reported.reported_figures(q) if best else validation_as_plain(rec)
             epoch = q["best_epoch"] if best and q.get("best_epoch") is not None else rec.get("epoch")
-            measured = _number(figures.get("two_sample_accuracy"))
+            measured = number(figures.get("two_sample_accuracy"))
             part = (", test part" if best else ", validation part") if measured else ""
             out.append({"label": f"{'best' if best else 'last milestone'} (epoch {_fmt(epoch, 'd')}{part})",
                         "epoch": epoch, "best": best, "figures": figures})
@@ -287,12 +281,12 @@ def drawn_figures_line(workdir: Path, model: str, fruit: str, meta: dict) -> str
                 f"measured at milestones; measured: {', '.join(m['label'] for m in measured) or 'none'})")
     q = same[-1]["figures"]
     acc, memo = q.get("two_sample_accuracy"), q.get("memorisation_ratio")
-    two = (f"two-sample accuracy {_with_interval(q, 'two_sample_')} (0.5 = indistinguishable from real)" if _number(acc)
+    two = (f"two-sample accuracy {_with_interval(q, 'two_sample_')} (0.5 = indistinguishable from real)" if number(acc)
            else f"two-sample accuracy: {q.get('two_sample_note') or 'not measured'}")
-    memo = (f"memorisation ratio {memo:.2f}" if _number(memo)
+    memo = (f"memorisation ratio {memo:.2f}" if number(memo)
             else f"memorisation ratio: {q.get('memorisation_note') or 'not measured'}")
     seen = [f"{name} {_fmt(q.get(key), spec)}" for key, name, spec in
-            (("recognizability", "recognised", ".0%"), ("fid", "FID", ".2f")) if _number(q.get(key))]
+            (("recognizability", "recognised", ".0%"), ("fid", "FID", ".2f")) if number(q.get(key))]
     return f"quality of this checkpoint, {same[-1]['label']}: {'; '.join([two, memo] + seen)}"
 
 
@@ -304,7 +298,7 @@ def print_model(workdir: Path, name: str) -> int:
           f"epochs {_fmt(info['epochs_done'], 'd')}/{_fmt(info['epochs_planned'], 'd')}, status {info['status'] or '-'}")
     shown = {k for k, _, _ in scores.TABLE_COLUMNS} - {"score"}      # a checkpoint's figures, not its ranking
     rows = [{"fruit": fruit, "checkpoint": m["label"],
-             **{k: v for k, v in m["figures"].items() if k in shown and _number(v)}}
+             **{k: v for k, v in m["figures"].items() if k in shown and number(v)}}
             for fruit in info["fruits"] for m in measured_checkpoints(info["quality"].get(fruit, {}))]
     if rows:
         table = scores.format_metrics_table(rows)
@@ -321,7 +315,6 @@ def load_classifier_for(workdir: Path, meta: dict, fruits: Sequence[str], log=pr
     import data_loader
     from fruitgan.metrics import classifier as fruit_classifier
     from fruitgan.learn.milestones import classifier_inputs
-
     version = meta.get("dataset_version")
     if not version:
         raise UserError(f"model {meta['model']!r} does not record its dataset version, so there is no classifier "
@@ -355,8 +348,8 @@ def load_classifier_for(workdir: Path, meta: dict, fruits: Sequence[str], log=pr
 
 
 def cache_unwritable(folder: Path) -> Optional[str]:
-    """Why no file can be written into ``folder`` (None: one can): a probe temp file, named like safe_files'
-    temp files so that a leftover of a killed run is cleaned like theirs."""
+    """Why no file can be written into ``folder`` (None: one can), by a probe named like safe_files' temp files
+    (so a killed run's leftover is cleaned like theirs)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=f".probe.{owner_tag()}.", suffix=".tmp", dir=folder)
@@ -372,16 +365,15 @@ def classification_report(images: torch.Tensor, labels: Sequence[str], fruit: st
     from fruitgan.metrics.classifier import predict
     pred, probs = predict(classifier, images)
     names = list(classifier.fruits)
-    lines = [f"  {label}: {names[int(p)]:<11} {float(probs[i, int(p)]):.0%}" for i, (label, p) in enumerate(zip(labels, pred))]
-    target = names.index(fruit)
+    lines = [f"  {label}: {names[int(p)]:<11} {float(probs[i, int(p)]):.0%}"
+             for i, (label, p) in enumerate(zip(labels, pred))]
+    target, n = names.index(fruit), len(labels)
     hits = int((pred == target).sum())
-    n = len(labels)
     counts = torch.bincount(pred, minlength=len(names)).tolist()
     seen = ", ".join(f"{names[i]} {c}" for i, c in sorted(enumerate(counts), key=lambda x: -x[1]) if c)
-    lines.append(f"recognised as {fruit}: {hits} of {n} ({hits / n:.0%}); mean probability of {fruit} "
-                 f"{float(probs[:, target].mean()):.2f}, of the predicted fruit {float(probs.max(dim=1).values.mean()):.2f}")
-    lines.append(f"predicted: {seen}")
-    return lines
+    return lines + [f"recognised as {fruit}: {hits} of {n} ({hits / n:.0%}); mean probability of {fruit} "
+                    f"{float(probs[:, target].mean()):.2f}, of the predicted fruit "
+                    f"{float(probs.max(dim=1).values.mean()):.2f}", f"predicted: {seen}"]
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -411,8 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beside-real", action="store_true",
                    help="show as many real drawings above the fakes: the model's held-out test drawings where it has "
                         "them, else its real training drawings (needs the model's dataset version in npzData/)")
-    p.add_argument("--no-ema", action="store_true", help="use the raw generator weights even if a moving average was kept")
-    p.add_argument("--workdir", type=Path, default=default_workdir(), help="folder holding models/ (default: the scripts' folder)")
+    p.add_argument("--no-ema", action="store_true",
+                   help="use the raw generator weights even if a moving average was kept")
+    p.add_argument("--workdir", type=Path, default=default_workdir(),
+                   help="folder holding models/ (default: the scripts' folder)")
     return p
 
 
@@ -424,8 +418,8 @@ def parse_config(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         raise UserError(f"--checkpoint: {exc}") from None
     if args.interpolate and args.num_images == 1:
         raise UserError("--num-images: a transition needs at least 2 frames (its two ends)")
-    files_only = args.outdir is not None and args.save is None and not args.classify and not args.interpolate
-    if (args.num_images or 0) > MAX_IMAGES and not files_only:
+    args.files_only = args.outdir is not None and args.save is None and not args.classify and not args.interpolate
+    if (args.num_images or 0) > MAX_IMAGES and not args.files_only:
         raise UserError(f"--num-images: a grid, a transition or --classify takes at most {MAX_IMAGES} images (got "
                         f"{args.num_images}); write more as files with --outdir DIR alone")
     if args.save is not None and args.save.suffix.lower() != ".png":
@@ -438,7 +432,6 @@ def parse_config(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         raise UserError("give a model name first, e.g. generate_images.py v1 apple (run it alone to list the models)")
     if args.beside_real and (args.interpolate or args.outdir is not None):
         raise UserError("--beside-real goes with a grid of new images, not with --interpolate or --outdir")
-    args.use_ema = not args.no_ema
     return args
 
 
@@ -453,7 +446,7 @@ def output_tag(cfg: argparse.Namespace, seed: int) -> str:
 def load_drawn(cfg: argparse.Namespace):
     """load_generator's (generator, meta); a file of a structure the loader does not check is one line too."""
     try:
-        return model_loading.load_generator(cfg.workdir, cfg.model, cfg.fruit, cfg.checkpoint, use_ema=cfg.use_ema)
+        return model_loading.load_generator(cfg.workdir, cfg.model, cfg.fruit, cfg.checkpoint, use_ema=not cfg.no_ema)
     except (AttributeError, KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
         raise UserError(f"model {cfg.model!r}: the {cfg.fruit} file of --checkpoint {cfg.checkpoint} does not hold "
                         f"what this suite writes ({type(exc).__name__}); it is damaged or was edited by hand: use "
@@ -479,7 +472,7 @@ def draw(cfg: argparse.Namespace) -> int:
           f"{'' if cfg.seed is not None else f' (use --seed {seed} to get the same images again)'}")
     print(drawn_figures_line(cfg.workdir, cfg.model, cfg.fruit, meta))
     tag = output_tag(cfg, seed)
-    if cfg.outdir is not None and cfg.save is None and not cfg.classify and not cfg.interpolate:
+    if cfg.files_only:
         batches = (pictures.to_uint8(gan_model.generate(generator, z, GENERATE_BATCH))
                    for z in noise_batches(n, nz, seed, FILE_BATCH))
         write_image_files(batches, n, cfg.outdir, tag)        # no grid: any number, in bounded memory
@@ -501,8 +494,7 @@ def draw(cfg: argparse.Namespace) -> int:
     if cfg.save is not None:
         print(f"saved {atomic_save_image(grid, cfg.save)}")
     elif cfg.outdir is None and not show_in_window(grid, f"{cfg.model} {cfg.fruit} seed {seed}"):
-        path = atomic_save_image(grid, Path(cfg.workdir) / OUTPUTS_DIR / f"{tag}.png")
-        print(f"saved {path}")
+        print(f"saved {atomic_save_image(grid, Path(cfg.workdir) / OUTPUTS_DIR / f'{tag}.png')}")
     if cfg.classify:
         fruits = model_folder.open_model(cfg.workdir, cfg.model).fruits()
         classifier, info = load_classifier_for(cfg.workdir, meta, fruits)
@@ -517,7 +509,6 @@ def real_drawings_for(workdir: Path, meta: dict, fruit: str, n: int, seed: int):
     """(n, R, R) uint8 real drawings of the model's dataset version, a seeded choice: its held-out test part
     (never trained on, never used to choose) where it has one, else its real drawings; and which they are."""
     import data_loader
-
     version = meta.get("dataset_version")
     if not version:
         raise UserError(f"model {meta['model']!r} does not record its dataset version; --beside-real needs it")
@@ -530,7 +521,6 @@ def real_drawings_for(workdir: Path, meta: dict, fruit: str, n: int, seed: int):
 def stacked_grids(labelled: Sequence[tuple]):
     """PIL grids one above another, each under its label (a strip of text), on the grids' grey."""
     from PIL import Image, ImageDraw
-
     label_h, width = 14, max(g.size[0] for _, g in labelled)
     out = Image.new("L", (width, sum(g.size[1] + label_h for _, g in labelled)), GRID_PAD_VALUE)
     draw, y = ImageDraw.Draw(out), 0

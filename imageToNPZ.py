@@ -1,10 +1,8 @@
 """Pack one image version into per-fruit NPZ datasets.
 
-Reads  imageData/<fruit>/version<NAME>/  (layout: image_version.py; written by rawDataToImage.py) and
-writes  npzData/<fruit>_version<NAME>.npz  (format: npz_format.py; read by data_loader.py).
-
-The packing itself (checks, atomic writes, the version's lock) is npz_packing.py's; this script asks
-which version and fruits, and whether to replace existing files.
+Reads imageData/<fruit>/version<NAME>/ (image_version.py), writes npzData/<fruit>_version<NAME>.npz
+(npz_format.py). The packing itself is npz_packing.py's; this script asks which version and fruits, and
+whether to replace existing files.
 
 Examples:
   python imageToNPZ.py                                  # list versions, ask which to pack
@@ -42,12 +40,8 @@ class PackConfig:
     overwrite: bool = False  # replace existing npz files without asking
 
 
-# ----------------------------------------------------------------------------- command line
-
-
 def parse_args(argv: Optional[Sequence[str]]) -> PackConfig:
-    parser = ArgumentParser(
-        description="Pack imageData/<fruit>/version<NAME>/ into npzData/<fruit>_version<NAME>.npz.")
+    parser = ArgumentParser(description="Pack imageData/<fruit>/version<NAME>/ into npzData/<fruit>_version<NAME>.npz.")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="folder holding imageData/ and npzData/ (default: this script's folder)")
     parser.add_argument("--version", default=None, help="version NAME to pack (default: newest complete version)")
@@ -92,11 +86,8 @@ def choose_fruits(cfg: PackConfig, entries: Sequence[FruitVersion], version: str
 
 
 def confirm_overwrites(cfg: PackConfig, fruits: Sequence[str], version: str, prompter: Prompter) -> tuple:
-    """(fruits whose npz may be written, those of them that may be replaced: None = any).
-
-    Existing files need --overwrite, or a 'y' when asked; a file that appears after this look
-    was not agreed to (pack_fruits checks again under the lock).
-    """
+    """(fruits whose npz may be written, those of them that may be replaced: None = any). Existing files need
+    --overwrite or a 'y'; one that appears after this look was not agreed to (pack_fruits checks again)."""
     existing = existing_npz_fruits(cfg.workdir, version, fruits)
     if cfg.overwrite:
         return list(fruits), None
@@ -108,12 +99,11 @@ def confirm_overwrites(cfg: PackConfig, fruits: Sequence[str], version: str, pro
                         "add --overwrite to replace (nothing was written)")
     keep = []
     for fruit in fruits:
-        path = npz_path(cfg.workdir, fruit, version)
-        if fruit in existing and not prompter.confirm(f"{relative_path(cfg.workdir, path)} exists. Overwrite it?", False,
-                                                     flag="--overwrite"):
-            print(f"keeping {relative_path(cfg.workdir, path)}")
-            continue
-        keep.append(fruit)
+        shown = relative_path(cfg.workdir, npz_path(cfg.workdir, fruit, version))
+        if fruit not in existing or prompter.confirm(f"{shown} exists. Overwrite it?", False, flag="--overwrite"):
+            keep.append(fruit)
+        else:
+            print(f"keeping {shown}")
     return keep, [f for f in keep if f in existing]
 
 

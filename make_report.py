@@ -14,7 +14,6 @@ if __name__ == "__main__":   # first of all: Ctrl+C while the imports below load
     from fruitgan.util.user_io import interrupt_exits_130
     interrupt_exits_130()
 
-import argparse
 import shutil
 import sys
 from pathlib import Path
@@ -42,7 +41,7 @@ def assets_for(out: Path) -> Path:
 
 def collect(model_dir: Path, dest: Path = ASSETS, generators: Sequence[str] = ()) -> Path:
     """Copy a run's small files (JSON, text, milestone grids) into ``dest``, replacing what was there, plus the
-    final generator of each fruit in ``generators`` (its moving average only: step 3 draws from it)."""
+    moving-average generator of each fruit in ``generators`` (step 3 draws from it)."""
     import torch
 
     from fruitgan.models.checkpoint_files import CheckpointFiles

@@ -3,14 +3,9 @@
     python rawDataToImage.py                      # asks each question, showing its default
     python rawDataToImage.py --yes --resolution 28 --count 500 --fruits apple,pear
 
-Output (layout owned by image_version.py): imageData/<fruit>/version<NAME>/real_000000.png ... (+ aug_*.png with
---augment) and metadata.json, written LAST. Images are mode "L", white strokes (255) on black (0).
-A version is built in a hidden ".version<NAME>.partial-<pid>" sibling and renamed into place when
-complete, so an interrupted run never leaves a half dataset and --overwrite swaps the old version
-out only at the very end.
-
-The work itself (streaming, rendering in worker processes, the held-out split) is image_conversion.py's;
-this script asks the questions and prints the summary.
+Output (layout: image_version.py): imageData/<fruit>/version<NAME>/real_000000.png ... (+ aug_*.png with
+--augment) and metadata.json; an interrupted run never leaves a half version. The work itself is
+image_conversion.py's; this script asks the questions and prints the summary.
 """
 from __future__ import annotations
 
@@ -32,13 +27,10 @@ from fruitgan.util.safe_files import default_workdir
 from fruitgan.util.user_io import ArgumentParser, Prompter, UserError, list_of, run_main
 
 
-# ----------------------------------------------------------------------------------------- command line
-
 def build_parser() -> argparse.ArgumentParser:
     """Setting flags have the argparse default None (the prompt asks then); see settings.py for each."""
-    parser = ArgumentParser(
-        prog="rawDataToImage.py",
-        description="Render Quick, Draw! fruit drawings from rawData/ as PNG datasets in imageData/.")
+    parser = ArgumentParser(prog="rawDataToImage.py", description="Render Quick, Draw! fruit drawings from "
+                            "rawData/ as PNG datasets in imageData/.")
     st.FRUIT_LIST.add_to(parser, shown="every fruit with data")
     st.RESOLUTION.add_to(parser)
     st.QUALITY.add_to(parser)

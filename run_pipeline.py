@@ -3,11 +3,10 @@
     python run_pipeline.py                 # strokes -> images -> NPZ -> one GAN per fruit -> new images
     python run_pipeline.py --epochs 400    # a longer run (same steps)
 
-It runs the project's own scripts with flags, printing each command so that you can rerun or change any
-step by hand. Its settings are chosen to finish in about 7 minutes on a 2-core CPU without a GPU (28 px
-images, the sample's real drawings filled up to 160 per fruit with stroke-level augmentation, batch 32,
-100 epochs); a full run uses the scripts' defaults instead (64 px, 400 epochs). It writes only its own
-names (dataset version and model "quickstart" by default) and replaces them on each run.
+It runs the project's own scripts with flags, printing each command so that you can rerun or change any step
+by hand. Its settings (PipelineConfig) finish in about 7 minutes on a 2-core CPU without a GPU; a full run uses
+the scripts' defaults (64 px, 400 epochs). It writes only its own names ("quickstart" by default), replaced on
+each run.
 """
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ if __name__ == "__main__":   # first of all: Ctrl+C while the imports below load
     from fruitgan.util.user_io import interrupt_exits_130
     interrupt_exits_130()
 
-import argparse
 import shlex
 import subprocess
 import sys
@@ -81,9 +79,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> PipelineConfig:
         setting.add_to(p, default=getattr(PipelineConfig, setting.field))
     st.FRUIT_LIST.add_to(p, default=list(FRUITS), shown="all seven")
     a = p.parse_args(argv)
-    return PipelineConfig(workdir=(a.workdir or default_workdir()).resolve(), name=a.name,
-                          resolution=a.resolution, count=a.count, epochs=a.epochs, batch_size=a.batch_size,
-                          seed=a.seed, fruits=a.fruits)
+    return PipelineConfig(**{**vars(a), "workdir": (a.workdir or default_workdir()).resolve()})
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -51,6 +51,33 @@ def tiny_dataset_dir(tmp_path_factory) -> Path:
     return base
 
 
+TINY_RUN = "t1"
+TINY_RUN_DESCRIPTION = "tiny test run"
+TINY_RUN_FLAGS = ("--epochs", "2", "--batch-size", "8", "--eval-samples", "16", "--milestones", "1", "--device", "cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_dataset_dir: Path, tmp_path_factory):
+    """(work folder, CompletedProcess): one real, finished train_gan.py run TINY_RUN on the tiny dataset (2 epochs,
+    evaluation on), with the bundled rawData/ beside it so the all-fruit recogniser learns from it as in a real
+    run. Trained once for the tests that read what a run writes (the trainer's tree, the report notebook): a test
+    that writes works on its own copy (tiny_run_copy)."""
+    base = tmp_path_factory.mktemp("tinyrun")
+    shutil.copytree(tiny_dataset_dir / "npzData", base / "npzData")
+    (base / "rawData").symlink_to(ROOT / "rawData")
+    r = run_script("train_gan.py", "--workdir", str(base), "--yes", "--dataset-version", TINY_VERSION,
+                   "--model-name", TINY_RUN, *TINY_RUN_FLAGS, "--description", TINY_RUN_DESCRIPTION)
+    assert r.returncode == 0, r.stderr
+    return base, r
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run, tmp_path: Path) -> Path:
+    """A fresh copy of tiny_run's work folder (its rawData/ link kept a link) for one test to write into."""
+    shutil.copytree(tiny_run[0], tmp_path / "run", symlinks=True)
+    return tmp_path / "run"
+
+
 @pytest.fixture
 def tiny_workdir(tiny_dataset_dir: Path, tmp_path: Path) -> Path:
     """A fresh copy of the tiny dataset work folder (npzData only) for one test to write models into."""

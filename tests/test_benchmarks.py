@@ -14,21 +14,51 @@ def _floats(line: str) -> list:
     return [float(x) for x in re.findall(r"\d+\.\d+", line)]
 
 
-def test_bench_train_prints_both_methods_and_their_ratio():
-    r = run_script("benchmarks/bench_train.py", "--sizes", "28", "--steps", "1", "--warmup", "0", "--rounds", "1",
-                   "--batch", "4", "--threads", "1")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "SYNTHETIC data" in r.stdout
-    row = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith("28 "))
+def bench_main(name: str, argv, capsys, monkeypatch):
+    """(exit code, stdout, stderr) of benchmark ``name``'s main() through run_main in this process, as run_script
+    would start it (from the repository, no display). Its timed runs are still fresh processes of their own (its
+    workers); only the orchestrating process is this one, whose torch threads and random state are restored."""
+    import importlib
+
+    from fruitgan.util.user_io import run_main
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    module = importlib.import_module(name)
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    threads, state = torch.get_num_threads(), torch.get_rng_state()
+    capsys.readouterr()
+    try:
+        code = run_main(module.main, list(argv))
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_rng_state(state)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_bench_train_prints_both_methods_and_their_ratio(capsys, monkeypatch):
+    code, out, err = bench_main("bench_train", ["--sizes", "28", "--steps", "1", "--warmup", "0", "--rounds", "1",
+                                                "--batch", "4", "--threads", "1"], capsys, monkeypatch)
+    assert code == 0, out + err
+    assert "SYNTHETIC data" in out
+    row = next(ln for ln in out.splitlines() if ln.strip().startswith("28 "))
     ref, trainer, ratio = _floats(row)[:3]
     assert ref > 0 and trainer > 0
     assert abs(ratio - trainer / ref) <= 0.01 * ratio + 0.005   # the ratio is of the two printed rates
 
 
-def test_bench_train_refuses_bad_sizes_in_one_line():
-    r = run_script("benchmarks/bench_train.py", "--sizes", "abc")
-    assert r.returncode == 2
-    assert "Traceback" not in r.stderr and "--sizes" in r.stderr
+def test_bench_train_refuses_bad_sizes_in_one_line(capsys):
+    """Through the script's own main() and run_main, in process (the refusal is under test, not torch's start)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_train
+    from fruitgan.util.user_io import run_main
+
+    capsys.readouterr()
+    assert run_main(bench_train.main, ["--sizes", "abc"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "--sizes" in err
 
 
 def test_bench_convert_times_both_methods_on_the_same_drawings():
@@ -44,7 +74,18 @@ def test_bench_convert_times_both_methods_on_the_same_drawings():
     assert abs(printed - expected) < 0.05 * expected + 0.01   # rates are printed rounded to whole drawings/s
 
 
-def test_bench_quality_trains_each_recipe_and_prints_the_table(tmp_path):
+def test_bench_quality_trains_each_recipe_and_prints_the_table(tmp_path, capsys):
+    """The training run is the script as a user starts it; the refusals and the read-back go through the same
+    main() and run_main in process (what they print and return is under test, not a second start of torch)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_quality
+    from fruitgan.util.user_io import run_main
+
+    def in_process(*argv):
+        code = run_main(bench_quality.main, list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
     args = ("benchmarks/bench_quality.py", "--fruit", "pear", "--count", "30", "--epochs", "1",
             "--recipes", "default,no_ema", "--keep-models", str(tmp_path / "kept"), "--steps-per-epoch", "2",
             "--seeds", "1")
@@ -54,20 +95,20 @@ def test_bench_quality_trains_each_recipe_and_prints_the_table(tmp_path):
     config = json.loads((tmp_path / "kept" / "model_bench_default" / "info" /
                          "training_config_bench_default.json").read_text())
     assert config["steps_per_epoch"] == 2
-    both = run_script("benchmarks/bench_quality.py", "--train-drawings", "30", "--steps-per-epoch", "2")
-    assert both.returncode != 0 and "does not go with --train-drawings" in both.stderr
+    code, _, err = in_process("--train-drawings", "30", "--steps-per-epoch", "2")
+    assert code != 0 and "does not go with --train-drawings" in err
     assert all((tmp_path / "kept" / f"model_bench_{n}" / "generator_pear.pt").is_file() for n in ("default", "no_ema"))
-    again = run_script(*args)          # a kept folder is never overwritten: refused before any training
-    assert again.returncode != 0 and "already exists" in again.stderr and "Traceback" not in again.stderr
+    code, _, err = in_process(*args[1:])     # a kept folder is never overwritten: refused before any training
+    assert code != 0 and "already exists" in err and err.count("\n") == 1 and err.startswith("error: ")
     table = [ln.split("|")[1:-2] for ln in r.stdout.splitlines() if ln.startswith("| ")]   # all but minutes
-    back = run_script("benchmarks/bench_quality.py", "--fruit", "pear", "--recipes", "default,no_ema",
-                      "--from-kept", str(tmp_path / "kept"), "--seeds", "1")
-    assert back.returncode == 0, back.stderr
-    assert [ln.split("|")[1:-2] for ln in back.stdout.splitlines() if ln.startswith("| ")] == table
-    assert "pear, 28 px, 1 epochs, trained 20" in back.stdout
-    missing = run_script("benchmarks/bench_quality.py", "--fruit", "apple", "--recipes", "default",
-                         "--from-kept", str(tmp_path / "kept"), "--seeds", "1")
-    assert missing.returncode != 0 and "no finished apple run" in missing.stderr and "Traceback" not in missing.stderr
+    code, back, err = in_process("--fruit", "pear", "--recipes", "default,no_ema",
+                                 "--from-kept", str(tmp_path / "kept"), "--seeds", "1")
+    assert code == 0, err
+    assert [ln.split("|")[1:-2] for ln in back.splitlines() if ln.startswith("| ")] == table
+    assert "pear, 28 px, 1 epochs, trained 20" in back
+    code, _, err = in_process("--fruit", "apple", "--recipes", "default",
+                              "--from-kept", str(tmp_path / "kept"), "--seeds", "1")
+    assert code != 0 and "no finished apple run" in err and err.count("\n") == 1 and err.startswith("error: ")
     assert "held-out split of the first 30 real drawings" in r.stdout
     assert "measured 20" in r.stdout and "command: python benchmarks/bench_quality.py --fruit pear" in r.stdout
     lines = r.stdout.splitlines()
@@ -126,20 +167,21 @@ def torch_equal(a, b) -> bool:
     return a.shape == b.shape and torch.equal(a, b)
 
 
-def test_bench_run_times_whole_runs_of_both_methods_and_their_parts():
-    r = run_script("benchmarks/bench_run.py", "--sizes", "28", "--images", "8", "--epochs", "1", "--batch", "4",
-                   "--eval-samples", "8", "--rounds", "1", "--threads", "1", "--precision", "bf16", timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "SYNTHETIC" in r.stdout
-    assert "trainer: bf16 (--precision bf16)," in r.stdout and "reference: fp32," in r.stdout   # the asked arithmetic
-    row = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith("28 "))
+def test_bench_run_times_whole_runs_of_both_methods_and_their_parts(capsys, monkeypatch):
+    code, out, err = bench_main("bench_run", ["--sizes", "28", "--images", "8", "--epochs", "1", "--batch", "4",
+                                              "--eval-samples", "8", "--rounds", "1", "--threads", "1",
+                                              "--precision", "bf16"], capsys, monkeypatch)
+    assert code == 0, out + err
+    assert "SYNTHETIC" in out
+    assert "trainer: bf16 (--precision bf16)," in out and "reference: fp32," in out   # the asked arithmetic
+    row = next(ln for ln in out.splitlines() if ln.strip().startswith("28 "))
     ref, trainer, ratio = _floats(row)[:3]
     assert ref > 0 and trainer > 0
     assert abs(ratio - ref / trainer) <= 0.01 * ratio + 0.006   # the speed-up is of the two printed times
-    detail = next(ln for ln in r.stdout.splitlines() if "trainer detail" in ln)
+    detail = next(ln for ln in out.splitlines() if "trainer detail" in ln)
     for part in ("steps", "checkpoints", "evaluation", "milestone_images", "history_writes", "other"):
         assert f"{part} " in detail
-    projected = next(ln for ln in r.stdout.splitlines() if "projected to 400 epochs" in ln)
+    projected = next(ln for ln in out.splitlines() if "projected to 400 epochs" in ln)
     ref_h, fast_h, long_ratio = _floats(projected.split("):", 1)[1])[:3]
     assert ref_h > 0 and fast_h > 0
     assert abs(long_ratio - ref_h / fast_h) <= 0.01 * long_ratio + 0.02

@@ -287,11 +287,21 @@ def every_model_file_loads(folder):
             torch.load(p, weights_only=True)
 
 
-def test_kill_during_training_then_resume_gives_the_uninterrupted_weights(tiny_workdir):
-    count = tiny_workdir / "train_count.txt"
-    r = hooked("train_gan.py", tiny_workdir, *TRAIN, "--model-name", "ref", count_file=count)
+@pytest.fixture(scope="module")
+def trained(tiny_dataset_dir, tmp_path_factory):
+    """A work folder with the uninterrupted run 'ref' (TRAIN, under HOOK) and how many file events it took;
+    tests that write to it work on a copy."""
+    base = tmp_path_factory.mktemp("trained")
+    shutil.copytree(tiny_dataset_dir / "npzData", base / "npzData")
+    count = base / "train_count.txt"
+    r = hooked("train_gan.py", base, *TRAIN, "--model-name", "ref", count_file=count)
     assert r.returncode == 0, r.stderr
-    total = int(count.read_text())
+    return base, int(count.read_text())
+
+
+def test_kill_during_training_then_resume_gives_the_uninterrupted_weights(trained, tiny_workdir, capsys, one_thread):
+    shutil.copytree(trained[0] / "models", tiny_workdir / "models")     # as if 'ref' had just been trained here
+    total = trained[1]
     reference = weights(tiny_workdir, "ref")
     # Event 3 comes right after the config is written (events 1-2: its temp file, its rename): a run with
     # saved settings and no checkpoint, which --resume starts at epoch 1. Then a seeded point anywhere.
@@ -304,8 +314,9 @@ def test_kill_during_training_then_resume_gives_the_uninterrupted_weights(tiny_w
         started = (folder / "info" / f"training_config_{name}.json").exists()
         assert started or kill_at < 3
         again = ["--yes", "--model-name", name, "--resume"] if started else [*TRAIN, "--model-name", name]
-        r = plain("train_gan.py", tiny_workdir, *again)
-        assert r.returncode == 0, r.stderr
+        # The next run in this process, on one thread as the killed one had (the kill is what crossed processes).
+        code, err = run_in_process("train_gan.py", ["--workdir", str(tiny_workdir), *again], capsys)
+        assert code == 0, err
         summary = json.loads((folder / "info" / f"training_summary_{name}.json").read_text())
         assert summary["status"] == "complete" and summary["epochs_done"] == 2
         got = weights(tiny_workdir, name)
@@ -945,22 +956,23 @@ def test_a_refused_flag_is_one_line_naming_it(script, args, flag, tmp_path):
     assert flag in one_line_error(r.stderr)
 
 
-def test_overwrite_on_a_read_only_file_system_is_one_line(tiny_workdir, monkeypatch, capsys, one_thread):
+def test_overwrite_on_a_read_only_file_system_is_one_line(trained, tiny_workdir, monkeypatch, capsys, one_thread):
     """--overwrite must delete the old folder first: on a read-only file system that is one line, and the old
-    folder is still whole (EROFS is raised by every way of removing or replacing a file)."""
+    folder is still whole (EROFS is raised by every way of removing or replacing a file). The old folder: a copy
+    of the finished run 'ref' (TRAIN), trained once for this module."""
     import errno
     import shutil
 
-    first = run_in_process("train_gan.py", ["--workdir", str(tiny_workdir), *TRAIN, "--model-name", "ro"], capsys)
-    assert first[0] == 0, first[1]
-    before = sorted(p.name for p in (tiny_workdir / "models" / "model_ro").rglob("*"))
+    shutil.copytree(trained[0] / "models", tiny_workdir / "models")
+    before = sorted(p.name for p in (tiny_workdir / "models" / "model_ref").rglob("*"))
+    assert before
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
     for mod, name in ((shutil, "rmtree"), (shutil, "move"), (os, "replace"), (os, "rename")):
         monkeypatch.setattr(mod, name, read_only)
-    code, err = run_in_process("train_gan.py", ["--workdir", str(tiny_workdir), *TRAIN, "--model-name", "ro",
+    code, err = run_in_process("train_gan.py", ["--workdir", str(tiny_workdir), *TRAIN, "--model-name", "ref",
                                                 "--overwrite"], capsys)
     monkeypatch.undo()
     assert code == 2 and "read-only" in one_line_error(err).lower()
-    assert sorted(p.name for p in (tiny_workdir / "models" / "model_ro").rglob("*")) == before
+    assert sorted(p.name for p in (tiny_workdir / "models" / "model_ref").rglob("*")) == before

@@ -3,6 +3,7 @@ what drawing needs, a run's folder size is predicted from its networks and check
 training, whether a folder may be written is decided in one place, and a resume's settings are read once."""
 import json
 import multiprocessing
+import shutil
 
 import pytest
 import torch
@@ -25,9 +26,28 @@ def _train(workdir, name, *extra):
                       "--device", "cpu", "--no-eval", "--keep-checkpoint-every", "1", *extra)
 
 
-def test_a_tiny_runs_folder_is_what_was_predicted_and_its_end_says_so(tiny_workdir):
-    r = _train(tiny_workdir, "lean")
+@pytest.fixture(scope="module")
+def lean_run(tiny_dataset_dir, tmp_path_factory):
+    """(work folder, CompletedProcess): one finished _train run 'lean', trained once for this module's tests,
+    each of which works on its own copy (lean_copy)."""
+    base = tmp_path_factory.mktemp("lean")
+    shutil.copytree(tiny_dataset_dir / "npzData", base / "npzData")
+    r = _train(base, "lean")
     assert r.returncode == 0, r.stderr
+    return base, r
+
+
+@pytest.fixture
+def lean_copy(lean_run, tmp_path):
+    shutil.copytree(lean_run[0], tmp_path / "w")
+    return tmp_path / "w"
+
+
+def test_a_tiny_runs_folder_is_what_was_predicted_and_its_end_says_so(lean_run, lean_copy, capsys):
+    import generate_images
+    from fruitgan.util.user_io import run_main
+
+    tiny_workdir, r = lean_copy, lean_run[1]
     folder = ModelFolder.in_workdir(tiny_workdir, "lean")
     kept = sizes.kept_bytes(folder)
     config = json.loads(folder.config_path().read_text())
@@ -42,31 +62,33 @@ def test_a_tiny_runs_folder_is_what_was_predicted_and_its_end_says_so(tiny_workd
     # last epoch keeps no file of its own: its generator files hold it.
     assert sorted(folder.kept_checkpoints()) == [1] and folder.saved_epochs() == [1, 2]
     assert 4 * kept["kept epochs"] < kept["resume state"]
-    assert f"kept {sizes.mb(sum(kept.values()))} in {folder.path}" in r.stdout
+    trained = ModelFolder.in_workdir(lean_run[0], "lean")                  # where the run wrote it
+    assert f"kept {sizes.mb(sum(kept.values()))} in {trained.path}" in r.stdout
     # Storage is priced on the folder as it is kept (the report and description are written after it).
     report = folder.read_cost_report()
     assert report["breakdown"]["storage"]["size_bytes"] == pytest.approx(sum(kept.values()), rel=0.01)
-    # --checkpoint N draws from a kept epoch end to end; the last epoch draws what its generator file draws.
+    # --checkpoint N draws from a kept epoch end to end (generate_images.py's main, in process: the drawing is
+    # under test, not a fresh start of torch); the last epoch draws what its generator file draws.
     drawn = {}
     for checkpoint in ("1", "2", "milestone"):
         out = tiny_workdir / f"drawn_{checkpoint}.png"
-        r = run_script("generate_images.py", "lean", "pear", "--workdir", str(tiny_workdir), "--checkpoint",
-                       checkpoint, "--num-images", "4", "--seed", "0", "--save", str(out))
-        assert r.returncode == 0, r.stderr
+        code = run_main(generate_images.main, ["lean", "pear", "--workdir", str(tiny_workdir), "--checkpoint",
+                                               checkpoint, "--num-images", "4", "--seed", "0", "--save", str(out)])
+        assert code == 0, capsys.readouterr().err
         drawn[checkpoint] = out.read_bytes()
     assert drawn["2"] == drawn["milestone"] != drawn["1"]
 
 
-def test_a_resume_past_the_last_epoch_keeps_its_epoch_file_first(tiny_workdir):
-    assert _train(tiny_workdir, "ext").returncode == 0
-    folder = ModelFolder.in_workdir(tiny_workdir, "ext")
-    before = loading.load_generator(tiny_workdir, "ext", "pear", 2)[0].state_dict()
+def test_a_resume_past_the_last_epoch_keeps_its_epoch_file_first(lean_copy):
+    tiny_workdir = lean_copy                       # a finished _train run of 2 epochs, as this test once trained
+    folder = ModelFolder.in_workdir(tiny_workdir, "lean")
+    before = loading.load_generator(tiny_workdir, "lean", "pear", 2)[0].state_dict()
     assert 2 not in folder.kept_checkpoints()
-    r = run_script("train_gan.py", "--workdir", str(tiny_workdir), "--yes", "--model-name", "ext", "--resume",
+    r = run_script("train_gan.py", "--workdir", str(tiny_workdir), "--yes", "--model-name", "lean", "--resume",
                    "--epochs", "3")
     assert r.returncode == 0, r.stderr
     assert sorted(folder.kept_checkpoints()) == [1, 2] and folder.saved_epochs() == [1, 2, 3]
-    after = loading.load_generator(tiny_workdir, "ext", "pear", 2)
+    after = loading.load_generator(tiny_workdir, "lean", "pear", 2)
     assert after[1]["path"].endswith("epoch_0002.pt")
     assert all(torch.equal(before[k], v) for k, v in after[0].state_dict().items())
 

@@ -30,11 +30,18 @@ def test_the_printed_training_command_trains_the_saved_recipe():
         args = train_gan.build_parser().parse_args(shlex.split(command)[2:])
         given = TrainConfig(**train_gan.given_settings(args))
         assert recipe(given) == recipe(TrainConfig.from_saved(run.config, "test"))
-    # The 64 px run predates DiffAugment: today's default would train another recipe, so the flag says it.
-    old = runs.Run.open(REPORT).config
-    assert "diff_augment" not in old and "--diff-augment none" in runs.train_command(old)
-    assert any("without DiffAugment" in n for n in runs.recipe_notes(old))
-    assert not runs.recipe_notes(runs.Run.open(HELDOUT).config)     # a run of today's code: nothing to add
+    # The held-out run trained with DiffAugment, off by default since: the flag says it. It predates augment_p,
+    # whose value then is today's default: nothing to add.
+    heldout = runs.Run.open(HELDOUT).config
+    assert "--diff-augment translation,cutout" in runs.train_command(heldout)
+    assert "augment_p" not in heldout and not runs.recipe_notes(heldout)
+
+
+def test_a_setting_saved_before_it_existed_is_spelled_out_where_today_s_default_differs(monkeypatch):
+    old = {k: v for k, v in runs.Run.open(HELDOUT).config.items() if k != "d_channels"}
+    monkeypatch.setitem(runs.BEFORE_IT_EXISTED, "d_channels", 16)        # as if the width had been 16 then
+    assert "--d-channels 16" in runs.train_command(old)
+    assert any("d_channels 16" in n for n in runs.recipe_notes(old))
 
 
 def test_a_changed_setting_is_printed_and_a_default_is_not():

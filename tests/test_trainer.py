@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from conftest import TINY_FRUITS, TINY_VERSION, run_script
+from conftest import TINY_FRUITS, TINY_RUN, TINY_RUN_DESCRIPTION, TINY_VERSION, run_script
 
 FRUITS = TINY_FRUITS.split(",")
 
@@ -24,10 +24,11 @@ def load_json(path):
     return json.loads(path.read_text())
 
 
-def test_tiny_run_writes_the_models_tree(tiny_workdir):
-    r = train(tiny_workdir, *quick_flags(epochs=2), "--description", "tiny test run")
-    assert r.returncode == 0, r.stderr
-    model = tiny_workdir / "models" / "model_t1"
+def test_tiny_run_writes_the_models_tree(tiny_run):
+    """conftest's tiny_run: train_gan.py with quick_flags(TINY_RUN, 2) and a description, run once per session."""
+    workdir, r = tiny_run
+    assert TINY_RUN == "t1" and TINY_RUN_DESCRIPTION == "tiny test run"
+    model = workdir / "models" / "model_t1"
     info = model / "info"
     for fruit in FRUITS:
         for kind in ("generator", "discriminator"):
@@ -61,12 +62,12 @@ def test_tiny_run_writes_the_models_tree(tiny_workdir):
     assert (model / "checkpoints" / "latest.pt").exists()
 
 
-def test_existing_model_is_not_overwritten_silently(tiny_workdir):
-    assert train(tiny_workdir, *quick_flags(epochs=1), "--no-eval").returncode == 0
-    before = (tiny_workdir / "models/model_t1/generator_apple.pt").read_bytes()
-    r = train(tiny_workdir, *quick_flags(epochs=1), "--no-eval")
+def test_existing_model_is_not_overwritten_silently(tiny_run_copy):
+    """A finished run t1 (a copy of conftest's tiny_run); the same command again must not touch it."""
+    before = (tiny_run_copy / "models/model_t1/generator_apple.pt").read_bytes()
+    r = train(tiny_run_copy, *quick_flags(epochs=1), "--no-eval")
     assert r.returncode == 2 and "already exists" in r.stderr and "Traceback" not in r.stderr
-    assert (tiny_workdir / "models/model_t1/generator_apple.pt").read_bytes() == before
+    assert (tiny_run_copy / "models/model_t1/generator_apple.pt").read_bytes() == before
 
 
 def _weights(workdir, name):
@@ -202,10 +203,11 @@ def test_resume_extends_epochs_and_keeps_the_saved_settings(tiny_workdir):
     assert cfg["created"] == summary["created"] == first_created and summary["updated"] >= first_created
 
 
-def test_resume_with_a_damaged_saved_config_is_one_line(tiny_workdir):
-    assert train(tiny_workdir, *quick_flags("bad", 1), "--no-eval").returncode == 0
-    path = tiny_workdir / "models/model_bad/info/training_config_bad.json"
+def test_resume_with_a_damaged_saved_config_is_one_line(tiny_run_copy):
+    """A finished run t1 (a copy of conftest's tiny_run) whose saved settings were edited by hand."""
+    path = tiny_run_copy / "models/model_t1/info/training_config_t1.json"
+    assert '"batch_size": 8' in path.read_text()
     path.write_text(path.read_text().replace('"batch_size": 8', '"batch_size": "eight"'))
-    r = train(tiny_workdir, "--yes", "--model-name", "bad", "--resume")
+    r = train(tiny_run_copy, "--yes", "--model-name", "t1", "--resume")
     assert r.returncode == 2 and "Traceback" not in r.stderr and "batch_size 'eight'" in r.stderr
     assert r.stderr.strip().count("\n") == 0

@@ -1,15 +1,9 @@
 """The held-out split: which real drawings of a fruit are kept out of GAN training, and its two parts.
 
-rawDataToImage.py calls ``choose_heldout`` once per fruit and records the result in the version's
-metadata.json (image_version.py) and the NPZ's ``heldout`` array (npz_format.py). The held-out drawings
-are then divided in two, by ``validation_mask``, wherever the data is loaded (data_loader.py):
-
-* the **validation part** picks each fruit's best checkpoint (its two-sample test at every milestone);
-* the **test part** gives the figures the README, the model table and the report show: it never took
-  part in any choice, so the figure reported is not the best of several tries on the same drawings.
-
-Both choices are seeded by the fruit's name only, so every version made from the same drawings holds
-out, and validates on, the same ones. numpy only: rawDataToImage.py imports it without torch.
+rawDataToImage.py records ``choose_heldout`` in the version's metadata and the NPZ's ``heldout`` array;
+data_loader.py divides the held-out drawings with ``validation_mask``: the **validation part** picks each
+fruit's best checkpoint, the **test part** (never part of any choice) gives the figures reported.
+Both are seeded by the fruit's name only, so every version made from the same drawings holds out the same.
 """
 from __future__ import annotations
 
@@ -18,6 +12,7 @@ import zlib
 import numpy as np
 
 from fruitgan.util import settings as st
+
 # Figures measured on the validation part are recorded under this prefix ("val_two_sample_accuracy"), beside
 # the test part's under the plain names: a reader never takes a figure that chose the checkpoint for the test's.
 VALIDATION_PREFIX = "val_"

@@ -2,17 +2,12 @@
 
     summary = convert(ConvertOptions(workdir=..., fruits=["apple"], resolution=28, count=1000, version="1"))
 
-Reads Google's formats through quickdraw_formats.py, renders with stroke_render.py, holds drawings out
-with heldout_split.py and writes imageData/<fruit>/version<NAME>/ through image_version.py (its owner:
-PNG names, metadata.json, partial folders). Output images are mode "L", white strokes (255) on black (0).
-A version is built in a hidden ".version<NAME>.partial-<pid>" sibling and renamed into place when
-complete, so an interrupted run never leaves a half dataset and an overwrite swaps the old version
-out only at the very end.
+Reads through quickdraw_formats.py, renders with stroke_render.py, holds drawings out with heldout_split.py
+and writes imageData/<fruit>/version<NAME>/ through image_version.py (the folder's owner).
 
-Speed: lines are read in chunks and a multiprocessing Pool (``workers``, 2 by default) parses
-(orjson when installed), validates, renders and PNG-encodes them; the main process only
-de-duplicates and writes bytes. At most a few chunks are in flight, so memory stays flat whatever
-the file size, and reading stops as soon as ``count`` images are kept.
+Speed: a multiprocessing Pool (``workers``) parses, validates, renders and PNG-encodes chunks of lines;
+the main process only de-duplicates and writes bytes. A few chunks at most are in flight, so memory stays
+flat whatever the file size, and reading stops as soon as ``count`` images are kept.
 """
 from __future__ import annotations
 
@@ -30,9 +25,8 @@ import numpy as np
 
 from fruitgan.data import quickdraw_formats as qf
 from fruitgan.data import stroke_render as sr
-from fruitgan.data.image_version import (IMAGE_DIR, FruitWriter, existing_version_fruits, heldout_record, next_free_version,
-                                         recover_fruit_folder, unfinished_fruits, version_folder, version_lock,
-                                         version_metadata)
+from fruitgan.data.image_version import (IMAGE_DIR, FruitWriter, existing_version_fruits, heldout_record,
+                                         next_free_version, recover_fruit_folder, version_lock, version_metadata)
 from fruitgan.data.heldout_split import choose_heldout, split_note, split_seed_key
 from fruitgan.util import settings as st
 from fruitgan.util.run_lock import unfinished_until_done
@@ -65,9 +59,9 @@ class ConvertOptions:
 
     def __post_init__(self) -> None:
         """Each option within the bounds settings.py declares (a one-line UserError naming its flag)."""
-        st.check_values(dataclasses.asdict(self), (st.RESOLUTION, st.QUALITY, st.COUNT, st.SEED, st.WORKERS, st.AUGMENT),
-                        "conversion options", "choose a value within its bounds (see rawDataToImage.py --help)",
-                        by_flag=True)
+        checked = (st.RESOLUTION, st.QUALITY, st.COUNT, st.SEED, st.WORKERS, st.AUGMENT)
+        st.check_values(dataclasses.asdict(self), checked, "conversion options",
+                        "choose a value within its bounds (see rawDataToImage.py --help)", by_flag=True)
         if self.formats != qf.AUTO:
             bad = [f for f in self.formats if f not in qf.FORMATS]
             if bad or not self.formats or isinstance(self.formats, str):
@@ -167,10 +161,8 @@ def _worker_init() -> None:
 
 
 class TaskRunner:
-    """Runs tasks in order, in a Pool (or inline with one worker), never with more than a few in flight.
-
-    (Pool.imap would read the whole input ahead of the workers: for a 100+ MB file, all of it.)
-    """
+    """Runs tasks in order, in a Pool (or inline with one worker), never with more than a few in flight
+    (Pool.imap would read the whole input ahead of the workers: for a 100+ MB file, all of it)."""
 
     def __init__(self, workers: int):
         self.workers = workers
@@ -188,8 +180,7 @@ class TaskRunner:
 
     def ordered(self, tasks: Iterable[tuple]) -> Iterator:
         if self.pool is None:
-            for task in tasks:
-                yield run_task(task)
+            yield from map(run_task, tasks)
             return
         pending: deque = deque()
         limit = self.workers * IN_FLIGHT_PER_WORKER
@@ -202,8 +193,6 @@ class TaskRunner:
 
 
 # ----------------------------------------------------------------------------------------- main side
-
-
 
 def scan_workdir(workdir: Path) -> qf.RawDataScan:
     raw_dir = Path(workdir) / "rawData"
@@ -245,44 +234,33 @@ class FruitProgress:
 
 def _line_count(path: Path) -> int:
     """Lines of an ndjson file (one drawing each), counted without parsing."""
-    count = 0
     with open(path, "rb") as fh:
-        while True:
-            block = fh.read(NEWLINE_BLOCK)
-            if not block:
-                return count
-            count += block.count(b"\n")
+        return sum(block.count(b"\n") for block in iter(lambda: fh.read(NEWLINE_BLOCK), b""))
 
 
 def stroke_drawing_estimate(files: Sequence[qf.FileInfo]) -> int:
     """About how many distinct stroke drawings the files hold: the largest per-format total of lines
     (raw files repeat the simplified drawings, so the formats' totals are not added)."""
     per_format = Counter()
-    for info in files:
-        if info.format in qf.STROKE_FORMATS:
-            per_format[info.format] += _line_count(info.path)
+    for info in (f for f in files if f.format in qf.STROKE_FORMATS):
+        per_format[info.format] += _line_count(info.path)
     return max(per_format.values(), default=0)
 
 
 def choose_files(files: Sequence[qf.FileInfo], formats, resolution: int) -> Tuple[List[qf.FileInfo], str]:
-    """The files to read for one fruit and why (said in the summary and metadata).
-
-    At the bitmaps' own size (28 px) with formats "auto", the source with the most drawings wins: the
-    bitmaps when they hold more rows than the strokes have drawings, else the strokes. Never both: the first
-    bitmap rows ARE the simplified drawings, so reading both would count a drawing twice. At other sizes (or
-    with formats given) quickdraw_formats.select_files decides, as before.
-    """
+    """The files to read for one fruit and why. At the bitmaps' own size (28 px) with formats "auto", the source
+    with the most drawings wins, never both (the first bitmap rows ARE the simplified drawings); else select_files."""
     chosen = qf.select_files(files, formats)
     if formats != qf.AUTO or int(resolution) != sr.BITMAP_SIDE:
         return chosen, f"formats {formats if formats == qf.AUTO else ','.join(formats)}"
     bitmaps = qf.select_files(files, [qf.BITMAP])
     rows = sum(f.rows for f in bitmaps)
     strokes = stroke_drawing_estimate(files)
-    if bitmaps and rows > strokes:
+    if not bitmaps:
+        return chosen, "strokes: no bitmaps"
+    if rows > strokes:
         return bitmaps, f"bitmaps: {rows} drawings at {sr.BITMAP_SIDE} px, more than the strokes' {strokes}"
-    if bitmaps:
-        return chosen, f"strokes: {strokes} drawings, not fewer than the bitmaps' {rows}"
-    return chosen, "strokes: no bitmaps"
+    return chosen, f"strokes: {strokes} drawings, not fewer than the bitmaps' {rows}"
 
 
 def _file_tasks(job: RenderJob, info: qf.FileInfo) -> Iterator[tuple]:
@@ -325,26 +303,21 @@ def _augment_tasks(job: RenderJob, state: FruitProgress, needed: int) -> Iterato
     """Tasks of AUGMENT_CHUNK images; sources cycle through the shuffled TRAINING reals so each is used evenly
     (a held-out drawing is never a source: its copies would leak it into training)."""
     rng = np.random.default_rng([job.seed, job.fruit_index, SOURCE_STREAM])
-    held = set(int(i) for i in state.heldout)
-    training = np.array([i for i in range(state.real) if i not in held], dtype=np.int64)
+    training = np.setdiff1d(np.arange(state.real, dtype=np.int64), state.heldout)
     order: List[int] = []
-    batch = []
+    items = []
     for k in range(needed):
         if not order:
             order = list(training[rng.permutation(len(training))])
         source_index = int(order.pop())
-        batch.append((state.real + k, source_index, state.sources[source_index]))
-        if len(batch) >= AUGMENT_CHUNK:
-            yield ("augment", job, batch)
-            batch = []
-    if batch:
-        yield ("augment", job, batch)
+        items.append((state.real + k, source_index, state.sources[source_index]))
+    for start in range(0, needed, AUGMENT_CHUNK):
+        yield ("augment", job, items[start:start + AUGMENT_CHUNK])
 
 
 def _make_augmented(runner: TaskRunner, job: RenderJob, count: int, writer: FruitWriter,
                     state: FruitProgress, bar) -> None:
-    needed = count - state.real
-    for result in runner.ordered(_augment_tasks(job, state, needed)):
+    for result in runner.ordered(_augment_tasks(job, state, count - state.real)):
         for index, source_index, png in result:
             writer.write_augmented(index, source_index, png)
             state.augmented += 1
@@ -355,24 +328,21 @@ def convert_fruit(runner: TaskRunner, opts: ConvertOptions, scan: qf.RawDataScan
                   version: str) -> dict:
     """Build imageData/<fruit>/version<NAME>/ and return this fruit's summary."""
     from tqdm import tqdm
-
     started = time.perf_counter()
     files, source_choice = choose_files(scan.files_for(fruit), opts.formats, opts.resolution)
     job = RenderJob(fruit, FRUITS.index(fruit), int(opts.resolution), opts.quality, bool(opts.augment),
                     int(opts.seed), opts.augment_settings)
-    preset = qf.QUALITY_PRESETS[opts.quality]
     state = FruitProgress()
     writer = FruitWriter(opts.workdir, fruit, version)
-    bar = tqdm(total=opts.count, desc=f"{fruit:<10}", unit="img", disable=not opts.progress, leave=True)
     try:
-        _collect_reals(runner, job, files, scan, opts.count, writer, state, bar)
-        state.heldout = choose_heldout(state.real, fruit)
-        split = heldout_record(state.heldout, state.real, st.HELDOUT_SHARE, st.HELDOUT_MIN,
-                               split_seed_key(fruit), None if len(state.heldout) else split_note(state.real))
-        if opts.augment and len(state.heldout) < state.real < opts.count:
-            _make_augmented(runner, job, opts.count, writer, state, bar)
-        bar.close()
-        rule = preset.rule()
+        with tqdm(total=opts.count, desc=f"{fruit:<10}", unit="img", disable=not opts.progress, leave=True) as bar:
+            _collect_reals(runner, job, files, scan, opts.count, writer, state, bar)
+            state.heldout = choose_heldout(state.real, fruit)
+            split = heldout_record(state.heldout, state.real, st.HELDOUT_SHARE, st.HELDOUT_MIN,
+                                   split_seed_key(fruit), None if len(state.heldout) else split_note(state.real))
+            if opts.augment and len(state.heldout) < state.real < opts.count:
+                _make_augmented(runner, job, opts.count, writer, state, bar)
+        rule = qf.QUALITY_PRESETS[opts.quality].rule()
         if qf.BITMAP in state.formats_used:
             rule += " (bitmaps carry no strokes: kept whatever the preset)"
         metadata = version_metadata(
@@ -386,29 +356,20 @@ def convert_fruit(runner: TaskRunner, opts: ConvertOptions, scan: qf.RawDataScan
         if folder is None:
             writer.discard()
     except BaseException:
-        bar.close()
         writer.discard()  # nothing half-written stays; an old version is untouched
         raise
-    return {
-        "folder": str(folder) if folder else None, "real_count": state.real, "augmented_count": state.augmented,
-        "count": state.real + state.augmented, "short": state.real + state.augmented < opts.count,
-        "skipped": dict(sorted(state.skipped.items())), "source_files": state.files_read,
-        "formats": state.formats_used, "lines_read": state.lines, "source_choice": source_choice,
-        "heldout_count": len(state.heldout), "heldout_note": split["note"],
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    return {"folder": str(folder) if folder else None, "real_count": state.real, "augmented_count": state.augmented,
+            "count": state.real + state.augmented, "short": state.real + state.augmented < opts.count,
+            "skipped": dict(sorted(state.skipped.items())), "source_files": state.files_read,
+            "formats": state.formats_used, "lines_read": state.lines, "source_choice": source_choice,
+            "heldout_count": len(state.heldout), "heldout_note": split["note"],
+            "seconds": round(time.perf_counter() - started, 3)}
 
 
 def convert(options: Union[ConvertOptions, dict]) -> dict:
-    """Convert rawData/ into imageData/<fruit>/version<NAME>/ for the chosen fruits; return a summary.
-
-    Raises UserError (one line) for bad options, missing data, an existing version without
-    ``overwrite`` or an unwritable folder. Summary keys: workdir, version, resolution, quality,
-    quality_rule, formats, augment, seed, workers, requested_count, fruits {fruit: {folder,
-    real_count, augmented_count, count, short, skipped, source_files, formats, lines_read, source_choice,
-    heldout_count, heldout_note, seconds}},
-    file_notes [{file, note}], images, seconds.
-    """
+    """Convert rawData/ into imageData/<fruit>/version<NAME>/ for the chosen fruits; return a summary (the
+    options, fruits {fruit: convert_fruit's summary}, file_notes [{file, note}], images, seconds).
+    UserError for bad options, missing data, an existing version without ``overwrite``, an unwritable folder."""
     opts = options if isinstance(options, ConvertOptions) else ConvertOptions(**options)
     opts = dataclasses.replace(opts, workdir=Path(opts.workdir))  # the caller's object stays as it was
     scan = scan_workdir(opts.workdir)
@@ -427,8 +388,7 @@ def convert(options: Union[ConvertOptions, dict]) -> dict:
         if existing and not opts.overwrite:
             raise UserError(f"version {version} already exists for {', '.join(existing)}; "
                             "choose another --version or add --overwrite to replace it")
-        redo = [f for f in unfinished_fruits(opts.workdir, version) if f in fruits
-                and version_folder(opts.workdir, f, version).exists()]
+        redo = existing_version_fruits(opts.workdir, version, fruits, unfinished=True)
         if redo:
             print(f"version {version} of {', '.join(redo)} was left unfinished by a run that stopped early; "
                   "replacing it", flush=True)
@@ -439,16 +399,13 @@ def convert(options: Union[ConvertOptions, dict]) -> dict:
             for fruit in fruits:
                 per_fruit[fruit] = convert_fruit(runner, opts, scan, fruit, version)
                 done.append(fruit)
-    return {
-        "workdir": str(opts.workdir), "version": version, "resolution": int(opts.resolution),
-        "quality": opts.quality, "quality_rule": qf.QUALITY_PRESETS[opts.quality].rule(),
-        "formats": opts.formats if opts.formats == qf.AUTO else list(opts.formats),
-        "augment": bool(opts.augment), "seed": int(opts.seed), "workers": int(opts.workers),
-        "requested_count": int(opts.count), "fruits": per_fruit,
-        "file_notes": [{"file": f, "note": n} for f, n in scan.notes],
-        "images": sum(f["count"] for f in per_fruit.values()),
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    return {"workdir": str(opts.workdir), "version": version, "resolution": int(opts.resolution),
+            "quality": opts.quality, "quality_rule": qf.QUALITY_PRESETS[opts.quality].rule(),
+            "formats": opts.formats if opts.formats == qf.AUTO else list(opts.formats),
+            "augment": bool(opts.augment), "seed": int(opts.seed), "workers": int(opts.workers),
+            "requested_count": int(opts.count), "fruits": per_fruit,
+            "file_notes": [{"file": f, "note": n} for f, n in scan.notes],
+            "images": sum(f["count"] for f in per_fruit.values()), "seconds": round(time.perf_counter() - started, 3)}
 
 
 def format_summary(summary: dict) -> str:
@@ -481,5 +438,3 @@ def format_summary(summary: dict) -> str:
     if folders:
         lines.append(f"written: {len(folders)} folder(s) under {Path(summary['workdir']) / IMAGE_DIR}")
     return "\n".join(lines)
-
-

@@ -5,21 +5,13 @@
         aug_NNNNNN_from_SSSSSS.png    augmented copy number NNNNNN, made from real_SSSSSS.png
         metadata.json                 written LAST: its presence marks the version complete
 
-metadata.json's "heldout" record names the real drawings kept out of GAN training (the held-out split,
-chosen by rawDataToImage.py): {"count", "real_files": [NNNNNN, ...], "share", "min", "seed_key", "note"}.
-Augmented copies are made from training drawings only; any copy of a held-out drawing would count as held
-out too (VersionImages.heldout). A version without the record (older ones) has no split.
+metadata.json's "heldout" record (``heldout_record``) names the real drawings kept out of GAN training; a copy
+of one counts as held out too; older versions have no record, no split. Images are 8-bit grayscale, square.
 
-Images are 8-bit grayscale (PIL mode "L"), square, white strokes (255) on black (0).
-While a version is written it lives in the hidden sibling ".version<NAME>.partial-<owner>"
-(safe_files.partial_folder) and is renamed into place only when complete (FruitWriter), so a reader
-never sees half a version and an overwritten version is swapped out only at the very end (through
-".version<NAME>.old-<owner>"; a writer killed between the two renames is repaired by
-``recover_fruit_folder`` at the next start). One process writes a version at a time
-(``version_lock``).
-
-Written by rawDataToImage.py (FruitWriter, version_metadata); read by imageToNPZ.py
-(scan_image_versions, check_folder, read_version).
+A version is written in the hidden sibling ".version<NAME>.partial-<owner>" and renamed into place when
+complete (FruitWriter), so a reader never sees half a version; an overwritten one is swapped out at the
+very end through ".version<NAME>.old-<owner>" (``recover_fruit_folder`` repairs a writer killed between
+the two renames). One process writes a version at a time (``version_lock``).
 """
 from __future__ import annotations
 
@@ -55,14 +47,6 @@ STATUS_COMPLETE = "complete"
 OLD_MARK = ".old-"   # .version<NAME>.old-<owner>: the previous version while the new one is swapped in
 
 
-def real_name(index: int) -> str:
-    return f"real_{index:06d}.png"
-
-
-def augmented_name(index: int, source_index: int) -> str:
-    return f"aug_{index:06d}_from_{source_index:06d}.png"
-
-
 def version_folder(workdir: Path, fruit: str, version: str) -> Path:
     """imageData/<fruit>/version<NAME>/ (names checked so they stay inside imageData/)."""
     return inside(Path(workdir), IMAGE_DIR, check_name(fruit, "fruit"), VERSION_PREFIX + check_name(version, "version"))
@@ -78,29 +62,18 @@ def relative_path(workdir: Path, path: Path) -> str:
 
 # ----------------------------------------------------------------------------- writing
 
-
-def existing_version_fruits(workdir: Path, version: str, fruits: Sequence[str]) -> List[str]:
-    """The fruits that already have a version<NAME>/ folder, except those a run that never finished left
-    (``unfinished_fruits``: its own output, which the next run replaces without --overwrite)."""
-    left = unfinished_fruits(workdir, version)
-    return [f for f in fruits if version_folder(workdir, f, version).exists() and f not in left]
-
-
-def unfinished_fruits(workdir: Path, version: str) -> List[str]:
-    """Fruits of version NAME that a run stopped before its end (kill -9, Ctrl+C, an error) was creating."""
-    return left_unfinished(version_lock(workdir, version).folder)
+def existing_version_fruits(workdir: Path, version: str, fruits: Sequence[str], unfinished: bool = False) -> List[str]:
+    """The fruits that already have a version<NAME>/ folder, except those a stopped run (kill -9, Ctrl+C, an error)
+    left unfinished, which the next run replaces without --overwrite; with ``unfinished``, only those."""
+    left = left_unfinished(version_lock(workdir, version).folder)
+    return [f for f in fruits if version_folder(workdir, f, version).exists() and (f in left) == unfinished]
 
 
 def next_free_version(workdir: Path) -> str:
     """One more than the highest numeric version of any fruit ("1" when there is none)."""
-    numbers = [0]
-    root = Path(workdir) / IMAGE_DIR
-    if root.is_dir():
-        for folder in root.glob(f"*/{VERSION_PREFIX}*"):
-            suffix = folder.name[len(VERSION_PREFIX):]
-            if folder.is_dir() and suffix.isdigit():
-                numbers.append(int(suffix))
-    return str(max(numbers) + 1)
+    suffixes = (f.name[len(VERSION_PREFIX):] for f in (Path(workdir) / IMAGE_DIR).glob(f"*/{VERSION_PREFIX}*")
+                if f.is_dir())
+    return str(max((int(s) for s in suffixes if s.isdigit()), default=0) + 1)
 
 
 def _now() -> str:
@@ -109,8 +82,7 @@ def _now() -> str:
 
 def version_metadata(fruit: str, version: str, resolution: int, real_count: int, augmented_count: int,
                      **details) -> dict:
-    """metadata.json: identity and counts first, then the converter's ``details`` (requested_count,
-    quality, quality_rule, formats, source_files, augmentation, skipped), then colour, created, tool."""
+    """metadata.json: identity and counts, then the converter's ``details``, then colour, created, tool."""
     return {"fruit": fruit, "version": version, "resolution": int(resolution),
             "count": real_count + augmented_count, "real_count": real_count, "augmented_count": augmented_count,
             **details, "colour": COLOUR, "created": _now(), "tool": TOOL}
@@ -118,8 +90,7 @@ def version_metadata(fruit: str, version: str, resolution: int, real_count: int,
 
 def heldout_record(real_files: Sequence[int], real_count: int, share: float, minimum: int, seed_key: str,
                    note: Optional[str] = None) -> dict:
-    """metadata.json's "heldout" entry: which real drawings (file numbers) are kept out of training, and why
-    none are when ``note`` says so (e.g. "not enough real drawings ...")."""
+    """metadata.json's "heldout" entry: the real file numbers kept out of training; ``note``: why none are."""
     files = sorted(int(i) for i in real_files)
     return {"count": len(files), "real_count": int(real_count), "real_files": files, "share": float(share),
             "min": int(minimum), "seed_key": seed_key, "note": note}
@@ -140,12 +111,8 @@ def version_lock(workdir: Path, version: str) -> RunLock:
 
 
 def recover_fruit_folder(workdir: Path, fruit: str, version: str) -> None:
-    """Repair what a dead writer of this fruit's version left (call it holding ``version_lock``).
-
-    A writer killed between publish()'s two renames left the old complete version as
-    ``.version<NAME>.old-<owner>`` and no version folder: the old one is put back. Then dead writers'
-    partial folders and temp files of the fruit folder go (never mistaken for complete versions).
-    """
+    """Repair what a dead writer of this fruit's version left (call it holding ``version_lock``): an old
+    version a writer killed between publish()'s two renames left is put back; partial folders and temp files go."""
     final = version_folder(workdir, fruit, version)
     parent = final.parent
     if not parent.is_dir():
@@ -180,15 +147,14 @@ class FruitWriter:
                             "choose a writable --workdir") from None
 
     def write_real(self, index: int, png: bytes) -> None:
-        self.write(real_name(index), png)
+        self.write(f"real_{index:06d}.png", png)   # REAL_NAME
 
     def write_augmented(self, index: int, source_index: int, png: bytes) -> None:
-        self.write(augmented_name(index, source_index), png)
+        self.write(f"aug_{index:06d}_from_{source_index:06d}.png", png)   # AUG_NAME
 
     def write(self, name: str, data: bytes) -> None:
         try:
-            with open(self.partial / name, "wb") as fh:
-                fh.write(data)
+            (self.partial / name).write_bytes(data)
         except OSError as exc:   # no space, read-only, permission: one line saying what to do
             raise write_error(self.partial / name, exc) from None
 
@@ -209,7 +175,6 @@ class FruitWriter:
 
 
 # ----------------------------------------------------------------------------- finding versions
-
 
 @dataclass
 class FruitVersion:
@@ -235,7 +200,6 @@ def _count_pngs(folder: Path) -> int:
 
 def _first_png_side(folder: Path) -> Optional[int]:
     from PIL import Image
-
     for name in sorted(os.listdir(folder)):
         if name.endswith(".png"):
             try:
@@ -310,7 +274,6 @@ def scan_image_versions(workdir: Path) -> list:
 
 # ----------------------------------------------------------------------------- checking and reading one folder
 
-
 def fruit_folder(workdir: Path, fruit: str, version: str) -> Path:
     """The version folder, which must exist (UserError saying how to create it)."""
     folder = version_folder(workdir, fruit, version)
@@ -324,8 +287,6 @@ def list_image_files(folder: Path, workdir: Path) -> tuple:
     """(real file names, augmented file names), each sorted; UserError on an unexpected or orphan file."""
     real, aug = [], []
     for name in (e.name for e in list_folder(folder, "fix its permissions")):
-        if name == METADATA_FILE:
-            continue
         if REAL_NAME.match(name):
             real.append(name)
         elif AUG_NAME.match(name):
@@ -373,7 +334,6 @@ def check_folder(workdir: Path, fruit: str, version: str) -> tuple:
 def read_png(path: Path, workdir: Path):
     """One PNG as a (H, W) uint8 array; UserError naming the file when it is unreadable or not grayscale."""
     from PIL import Image
-
     try:
         with open_regular(path, f"delete it or {RERUN_HINT}") as fh, Image.open(fh) as img:
             for side in img.size:  # from the header, before the pixels are allocated: a side the networks train
@@ -383,8 +343,6 @@ def read_png(path: Path, workdir: Path):
                 raise UserError(f"{relative_path(workdir, path)} is a {img.mode} image, not 8-bit grayscale (mode L); "
                                 f"{RERUN_HINT}")
             return np.asarray(img, dtype=np.uint8)
-    except UserError:
-        raise
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         raise UserError(f"cannot read {relative_path(workdir, path)} ({exc}); delete it or {RERUN_HINT}") from None
 
@@ -393,7 +351,6 @@ def read_images(folder: Path, names: Sequence[str], resolution: Optional[int], w
                 progress: bool = True, desc: str = ""):
     """All images stacked (N, R, R) uint8; every one must be R x R (R from metadata, else the first image)."""
     from tqdm import tqdm
-
     stack = None
     with tqdm(names, desc=desc, unit="img", disable=not progress, file=sys.stderr, leave=True) as bar:
         for i, name in enumerate(bar):
@@ -430,9 +387,7 @@ class VersionImages:
     @property
     def augmented(self) -> np.ndarray:
         """(N,) bool: True for the augmented copies (they follow the reals)."""
-        flags = np.zeros(len(self.names), dtype=bool)
-        flags[self.real_count:] = True
-        return flags
+        return np.arange(len(self.names)) >= self.real_count
 
 
 def read_version(workdir: Path, fruit: str, version: str, progress: bool = True) -> VersionImages:

@@ -1,7 +1,6 @@
 """The NPZ dataset format: the one module that names, writes, lists and reads (validating) it.
 
-    npzData/<fruit>_version<NAME>.npz holds four arrays:
-
+    npzData/<fruit>_version<NAME>.npz holds these arrays:
   images       (N, R, R) uint8, white strokes (255) on black (0), real images first, then augmented
   augmented    (N,) bool
   source_index (N,) int32   a real image's own index; an augmented image's index of its real source
@@ -9,10 +8,8 @@
   heldout      (N,) bool, optional: kept out of GAN training (the held-out real drawings and any copy of one);
                files without it (older ones) read as "no split" (PackedFruit.heldout None)
 
-Written by imageToNPZ.py (and benchmarks/bench_train.py for synthetic data), read by data_loader.py,
-which keeps the pixels as uint8 and turns batches into network values (pictures.unit_range). Files are written atomically
-and opened with allow_pickle=False: a dataset can never run code. numpy only (no torch), so the
-packing script starts fast.
+Written by imageToNPZ.py, read by data_loader.py. Files are written atomically and opened with
+allow_pickle=False (a dataset can never run code); numpy only (no torch), so the packing script starts fast.
 """
 from __future__ import annotations
 
@@ -55,9 +52,8 @@ class PackedFruit:
 
 def npz_path(workdir: Path, fruit: str, version: str) -> Path:
     """npzData/<fruit>_version<NAME>.npz; names are checked so they cannot leave npzData/."""
-    check_name(fruit, "fruit")
-    check_name(version, "version")
-    return inside(Path(workdir), NPZ_DIR, f"{fruit}_{VERSION_PREFIX}{version}.npz")
+    name = f"{check_name(fruit, 'fruit')}_{VERSION_PREFIX}{check_name(version, 'version')}.npz"
+    return inside(Path(workdir), NPZ_DIR, name)
 
 
 def version_lock(workdir: Path, version: str) -> RunLock:
@@ -84,7 +80,6 @@ def list_versions(workdir: Path) -> dict:
 
 # ----------------------------------------------------------------------------- writing
 
-
 def packed_metadata(folder_metadata: dict, fruit: str, version: str, resolution: int, real_count: int,
                     image_files: Sequence[str]) -> dict:
     """The NPZ's metadata: the version's metadata.json with identity and counts set from what was packed."""
@@ -105,7 +100,6 @@ def write_npz(path: Path, packed: PackedFruit) -> Path:
 
 # ----------------------------------------------------------------------------- reading
 
-
 def repack_hint(fruit: str, version: str) -> str:
     return f"recreate it with imageToNPZ.py --version {version} --fruits {fruit} --overwrite"
 
@@ -120,8 +114,6 @@ def _read_arrays(path: Path, fruit: str, version: str) -> dict:
                                 f"{repack_hint(fruit, version)}")
             _check_headers(npz, path)
             return {k: npz[k] for k in REQUIRED_ARRAYS + OPTIONAL_ARRAYS if k in npz.files}
-    except UserError:
-        raise
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         # ValueError also covers object arrays, which would need pickle
         raise UserError(f"cannot read {path} ({exc}); {repack_hint(fruit, version)}") from None
@@ -168,11 +160,7 @@ def _check_pixel_arrays(arrays: dict, path: Path, hint: str) -> None:
                         f"expected integers ({n},); {hint}")
     if n and (source.min() < 0 or source.max() >= n):
         raise UserError(f"{path}: source_index holds values outside 0..{n - 1}; {hint}")
-    _check_heldout(arrays.get("heldout"), source, n, path, hint)
-
-
-def _check_heldout(heldout: Optional[np.ndarray], source: np.ndarray, n: int, path: Path, hint: str) -> None:
-    """The split is (N,) bool, and an image made from a held-out drawing is held out too (no leak into training)."""
+    heldout = arrays.get("heldout")   # optional; an image made from a held-out drawing is held out too
     if heldout is None:
         return
     if heldout.dtype != np.bool_ or heldout.shape != (n,):

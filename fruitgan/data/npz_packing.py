@@ -2,12 +2,9 @@
 
     written = pack(workdir, "1")          # every complete fruit of imageData/<fruit>/version1/
 
-Reads imageData/<fruit>/version<NAME>/ through image_version.py (its owner) and writes
-npzData/<fruit>_version<NAME>.npz through npz_format.py (its owner). Only complete versions
-(metadata.json present) are packed; every image is checked (readable PNG, grayscale "L", one square
-size) before anything is written, each NPZ is written atomically, and one packer writes a version at a
-time (its lock), so a bad file or Ctrl+C never leaves a half-written NPZ and never damages an older one.
-Memory: one fruit's uint8 images at a time.
+Reads imageData/<fruit>/version<NAME>/ through image_version.py and writes npzData/<fruit>_version<NAME>.npz
+through npz_format.py. Every image is checked before anything is written, each NPZ is written atomically and
+one packer writes a version at a time (its lock). Memory: one fruit's uint8 images at a time.
 """
 from __future__ import annotations
 
@@ -26,9 +23,7 @@ from fruitgan.util.safe_files import BYTES_PER_MB, check_name, clean_stale_temp
 from fruitgan.util.user_io import UserError
 
 
-
 # ----------------------------------------------------------------------------- finding versions
-
 
 def version_names(entries: Sequence[FruitVersion]) -> list:
     return sorted({e.version for e in entries})
@@ -41,9 +36,8 @@ def fruits_of(entries: Sequence[FruitVersion], version: str, complete_only: bool
 def newest_complete_version(entries: Sequence[FruitVersion]) -> Optional[str]:
     """The version whose complete fruits were finished most recently (None when nothing is complete)."""
     newest = {}
-    for e in entries:
-        if e.complete:
-            newest[e.version] = max(newest.get(e.version, 0.0), e.created)
+    for e in (e for e in entries if e.complete):
+        newest[e.version] = max(newest.get(e.version, 0.0), e.created)
     return max(newest, key=lambda v: (newest[v], v)) if newest else None
 
 
@@ -109,14 +103,10 @@ def build_packed(workdir: Path, fruit: str, version: str, progress: bool = True)
 
 # ----------------------------------------------------------------------------- packing
 
-
 def pack(workdir: Path, version: str, fruits: Optional[Sequence[str]] = None, overwrite: bool = False,
          progress: bool = True, log: Callable[[str], None] = print) -> list:
-    """Pack fruits of one version (default: every complete fruit); returns the written npz paths.
-
-    Never prompts (for pipeline scripts): an existing npz is a UserError unless ``overwrite``.
-    All folders are checked (names, metadata.json) before any pixel is read or any file written.
-    """
+    """Pack fruits of one version (default: every complete fruit); returns the written npz paths. Never
+    prompts (for pipeline scripts): an existing npz is a UserError unless ``overwrite``."""
     workdir = Path(workdir)
     entries = scan_image_versions(workdir)
     version = resolve_version(check_name(str(version), "version"), entries)
@@ -128,16 +118,11 @@ def pack(workdir: Path, version: str, fruits: Optional[Sequence[str]] = None, ov
     return pack_fruits(workdir, version, chosen, progress, log, replace=None if overwrite else ())
 
 
-def unfinished_npz_fruits(workdir: Path, version: str) -> list:
-    """Fruits whose npz a packer of the version that stopped early (kill -9, Ctrl+C, an error) was writing."""
-    return left_unfinished(version_key(workdir, version))
-
-
-def existing_npz_fruits(workdir: Path, version: str, fruits: Sequence[str]) -> list:
-    """The fruits whose npz exists, except those a packer that never finished wrote (its own output, which
-    the next run replaces without --overwrite)."""
-    left = unfinished_npz_fruits(workdir, version)
-    return [f for f in fruits if os.path.lexists(npz_path(workdir, f, version)) and f not in left]
+def existing_npz_fruits(workdir: Path, version: str, fruits: Sequence[str], unfinished: bool = False) -> list:
+    """The fruits whose npz exists, except those a packer that stopped early (kill -9, Ctrl+C, an error) left
+    unfinished, which the next run replaces without --overwrite; with ``unfinished``, only those."""
+    left = left_unfinished(version_key(workdir, version))
+    return [f for f in fruits if os.path.lexists(npz_path(workdir, f, version)) and (f in left) == unfinished]
 
 
 def default_fruits(entries: Sequence[FruitVersion], version: str, log: Callable[[str], None] = print) -> list:
@@ -153,24 +138,21 @@ def default_fruits(entries: Sequence[FruitVersion], version: str, log: Callable[
 
 def pack_fruits(workdir: Path, version: str, fruits: Sequence[str], progress: bool = True,
                 log: Callable[[str], None] = print, replace: Optional[Collection[str]] = None) -> list:
-    """Check every folder first, then read and write one fruit at a time (memory: one fruit's images).
-
-    Holds the npz version's lock while writing (a second packer of the version is refused).
-    ``replace``: the fruits whose existing npz may be replaced (None: any). It is checked again under
-    the lock, since another packer may have written a file after the caller looked.
-    """
+    """Check every folder first, then read and write one fruit at a time, holding the npz version's lock.
+    ``replace``: the fruits whose existing npz may be replaced (None: any), checked again under the lock
+    (another packer may have written a file after the caller looked)."""
     images = image_version_lock(workdir, version)
     refuse_if_held(images.folder, images.what, "wait for rawDataToImage.py to finish, then pack")
     with npz_version_lock(workdir, version) as lock:
         clean_stale_temp(Path(workdir) / NPZ_DIR, recursive=False)   # temp files of dead packers
         if replace is not None:
             refuse_new_files(workdir, version, fruits, replace)
-        redo = [f for f in unfinished_npz_fruits(workdir, version) if f in fruits
-                and os.path.lexists(npz_path(workdir, f, version))]
+        redo = existing_npz_fruits(workdir, version, fruits, unfinished=True)
         if redo:
             log(f"{', '.join(redo)} of npz version {version} left unfinished by a packer that stopped early; "
                 "replacing")
-        creates = [f for f in fruits if f not in existing_npz_fruits(workdir, version, fruits)]
+        existing = existing_npz_fruits(workdir, version, fruits)
+        creates = [f for f in fruits if f not in existing]
         with unfinished_until_done(lock.folder, creates, fruits) as done:
             return _pack_locked(workdir, version, fruits, progress, log, done)
 
@@ -199,12 +181,7 @@ def _pack_locked(workdir: Path, version: str, fruits: Sequence[str], progress: b
                 raise UserError(f"{exc} (already written: {', '.join(relative_path(workdir, p) for p in written)})") from None
             raise
         done.append(fruit)
-        log(summary_line(workdir, written[-1], packed))
+        m, size_mb = packed.metadata, written[-1].stat().st_size / BYTES_PER_MB
+        log(f"wrote {relative_path(workdir, written[-1])}: {m['count']} images ({m['real_count']} real + "
+            f"{m['augmented_count']} augmented), {m['resolution']}x{m['resolution']}, {size_mb:.2f} MB")
     return written
-
-
-def summary_line(workdir: Path, path: Path, packed: PackedFruit) -> str:
-    m = packed.metadata
-    size_mb = Path(path).stat().st_size / BYTES_PER_MB
-    return (f"wrote {relative_path(workdir, path)}: {m['count']} images ({m['real_count']} real + {m['augmented_count']} "
-            f"augmented), {m['resolution']}x{m['resolution']}, {size_mb:.2f} MB")

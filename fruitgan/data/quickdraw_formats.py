@@ -5,13 +5,11 @@ Formats (recognised from the content, never from the file name):
   raw ndjson         same, but [[x...], [y...], [t...]] per stroke: screen pixels and milliseconds
   numpy bitmap .npy  uint8 array (N, 784): each row a 28x28 image, white strokes on black
 
-Everything is streamed: ndjson files are read a line at a time (lines longer than MAX_LINE_BYTES
-are skipped without being held), bitmaps through ``np.load(mmap_mode="r")``, so memory stays flat
-whatever the size of the file. Bad records never raise: they come back as ``Skip(reason)``.
+Everything is streamed (ndjson a bounded line at a time, bitmaps memory-mapped), so memory stays flat
+whatever the file size. Bad records never raise: they come back as ``Skip(reason)``.
 
-Files for a fruit: user downloads directly in rawData/ whose name holds the fruit as a word
-(``apple.ndjson``, ``full_simplified_apple.ndjson``, ``full_numpy_bitmap_apple.npy`` ...) replace
-the bundled rawData/sample/ for that fruit; other fruits keep using the sample.
+User downloads directly in rawData/ whose name holds the fruit as a word (``full_simplified_apple.ndjson``)
+replace the bundled rawData/sample/ for that fruit; other fruits keep using the sample.
 """
 from __future__ import annotations
 
@@ -27,12 +25,10 @@ import numpy as np
 
 try:  # orjson parses these lines ~4x faster than json; the standard library is the fallback
     import orjson as _fast_json
-
     _loads = _fast_json.loads
     _JSON_ERRORS: Tuple[type, ...] = (_fast_json.JSONDecodeError, ValueError, TypeError)
 except ImportError:  # pragma: no cover - depends on the environment
     import json as _std_json
-
     _loads = _std_json.loads
     _JSON_ERRORS = (ValueError, TypeError, RecursionError)
 
@@ -69,8 +65,7 @@ SKIP_STRUCTURE = "stroke is not a list of coordinate lists"
 SKIP_LENGTHS = "x/y lists of different lengths"
 SKIP_NON_NUMERIC = "non-numeric or non-finite coordinates"
 SKIP_RANGE = "coordinates outside 0-255"
-# Raw coordinates are screen pixels (a few thousand at most); far beyond that (e.g. +-1e308) a drawing
-# is degenerate, and its bounding box would overflow to inf when it is scaled for rendering.
+# Raw coordinates are screen pixels; far beyond (e.g. +-1e308) a bounding box would overflow when scaled.
 RAW_COORD_MAX = 1_000_000
 SKIP_RAW_RANGE = f"coordinates beyond +-{RAW_COORD_MAX}"
 SKIP_WORD = "word is not the file's fruit"
@@ -137,15 +132,12 @@ class QualityPreset:
         return None
 
 
-QUALITY_PRESETS: Dict[str, QualityPreset] = {
-    p.name: p
-    for p in (
-        QualityPreset("all", 1, None, False, "every valid drawing, recognised or not"),
-        QualityPreset("standard", 1, 20, True, "recognised drawings of 1-20 strokes (drops scribbles)"),
-        QualityPreset("simple", 1, 5, True, "recognised drawings of 1-5 strokes: clean outlines"),
-        QualityPreset("detailed", 4, 40, True, "recognised drawings of 4-40 strokes: more inner detail"),
-    )
-}
+QUALITY_PRESETS: Dict[str, QualityPreset] = {p.name: p for p in (
+    QualityPreset("all", 1, None, False, "every valid drawing, recognised or not"),
+    QualityPreset("standard", 1, 20, True, "recognised drawings of 1-20 strokes (drops scribbles)"),
+    QualityPreset("simple", 1, 5, True, "recognised drawings of 1-5 strokes: clean outlines"),
+    QualityPreset("detailed", 4, 40, True, "recognised drawings of 4-40 strokes: more inner detail"),
+)}
 DEFAULT_QUALITY = "standard"
 
 
@@ -155,12 +147,8 @@ _NUMBER_TYPES = (int, float)
 
 
 def _check_coordinates(values, fmt: str) -> Optional[str]:
-    """None if ``values`` is a usable coordinate list, else the reason it is not.
-
-    Uses C builtins (min/max/sum) rather than numpy: for lists of a few dozen numbers this is
-    several times faster, and it matters at 100k+ drawings. min/max raise TypeError on mixed
-    types (a string or None among numbers); the sum catches NaN/inf hidden in the middle.
-    """
+    """None if ``values`` is a usable coordinate list, else the reason it is not. C builtins, not numpy (several
+    times faster on a few dozen numbers): min/max raise TypeError on mixed types; the sum catches NaN/inf."""
     if not isinstance(values, list):
         return SKIP_STRUCTURE
     if not values:
@@ -197,9 +185,7 @@ def parse_record(record, fmt: str, fruit: Optional[str] = None, line_no: int = 0
     if not isinstance(drawing, list):
         return Skip(SKIP_STRUCTURE, line_no)
     lists_per_stroke = 2 if fmt == SIMPLIFIED else 3
-    all_x: list = []
-    all_y: list = []
-    lengths = []
+    all_x, all_y, lengths = [], [], []
     for stroke in drawing:
         if not isinstance(stroke, list) or len(stroke) != lists_per_stroke:
             return Skip(SKIP_STRUCTURE, line_no)
@@ -219,18 +205,10 @@ def parse_record(record, fmt: str, fruit: Optional[str] = None, line_no: int = 0
     points = np.empty((len(all_x), 2), dtype=np.float64)  # one array for the drawing, strokes are views
     points[:, 0] = all_x
     points[:, 1] = all_y
-    strokes, start = [], 0
-    for n in lengths:
-        strokes.append(points[start:start + n])
-        start += n
-    key_id = record.get("key_id")
-    recognized = record.get("recognized")
-    return Drawing(
-        key_id=str(key_id) if key_id is not None else None,
-        strokes=strokes,
-        recognized=bool(recognized) if isinstance(recognized, bool) else None,
-        source_format=fmt,
-    )
+    strokes = np.split(points, np.cumsum(lengths)[:-1])
+    key_id, recognized = record.get("key_id"), record.get("recognized")
+    return Drawing(key_id=str(key_id) if key_id is not None else None, strokes=strokes,
+                   recognized=recognized if isinstance(recognized, bool) else None, source_format=fmt)
 
 
 def parse_line(line: Optional[bytes], fmt: str, fruit: Optional[str] = None, line_no: int = 0) -> Union[Drawing, Skip]:
@@ -249,7 +227,6 @@ def simplified_line(strokes: Sequence[np.ndarray], word: str, key_id: str, recog
     0-255 with the aspect kept, rounded to integers. For making synthetic files (benchmarks, tests); every
     reader here parses it back."""
     import json
-
     points = np.concatenate([np.asarray(s, dtype=np.float64) for s in strokes])
     low = points.min(axis=0)
     span = float((points.max(axis=0) - low).max()) or 1.0
@@ -264,15 +241,11 @@ def simplified_line(strokes: Sequence[np.ndarray], word: str, key_id: str, recog
 
 def _stroke_format(record) -> Optional[str]:
     """simplified / raw from the shape of the first stroke of a decoded record, else None."""
-    if not isinstance(record, dict) or not isinstance(record.get("drawing"), list):
+    if not isinstance(record, dict) or not isinstance(record.get("drawing"), list) or not record["drawing"]:
         return None
-    for stroke in record["drawing"]:
-        if isinstance(stroke, list) and all(isinstance(part, list) for part in stroke):
-            if len(stroke) == 2:
-                return SIMPLIFIED
-            if len(stroke) == 3:
-                return RAW
-        return None
+    stroke = record["drawing"][0]
+    if isinstance(stroke, list) and all(isinstance(part, list) for part in stroke):
+        return {2: SIMPLIFIED, 3: RAW}.get(len(stroke))
     return None
 
 
@@ -280,24 +253,16 @@ def _stroke_format(record) -> Optional[str]:
 
 def iter_lines(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Tuple[int, Optional[bytes]]]:
     """Yield (line number from 1, line bytes) for each non-blank line; ``None`` for an over-long line.
-
-    Reads with a bounded ``readline`` so even a file with no newline at all never sits in memory whole.
-    """
+    The bounded ``readline`` keeps even a file with no newline at all from sitting in memory whole."""
     with open_regular(path, SPECIAL_FIX) as fh:
-        line_no = 0
-        while True:
-            line = fh.readline(max_line_bytes)
-            if not line:
-                return
-            line_no += 1
+        pieces = iter(lambda: fh.readline(max_line_bytes), b"")
+        for line_no, line in enumerate(pieces, 1):
             if len(line) >= max_line_bytes and not line.endswith(b"\n"):
-                while True:  # drain the rest of the over-long line in bounded pieces
-                    rest = fh.readline(max_line_bytes)
-                    if not rest or rest.endswith(b"\n"):
+                for rest in pieces:  # drain the rest of the over-long line in bounded pieces
+                    if rest.endswith(b"\n"):
                         break
                 yield line_no, None
-                continue
-            if line.strip():
+            elif line.strip():
                 yield line_no, line
 
 
@@ -335,11 +300,8 @@ def iter_drawings(path: Path, fruit: Optional[str] = None, fmt: Optional[str] = 
 
 
 def _bitmap_rows(path: Path) -> int:
-    """Rows an (N, 784) uint8 .npy file holds, from its header, checked against the file's real size.
-
-    ValueError when the header is unreadable, not N x 784 uint8, or claims more rows than the file
-    holds or than MAX_BITMAP_ROWS: nothing is mapped or allocated for a damaged or hostile file.
-    """
+    """Rows an (N, 784) uint8 .npy file holds, from its header; ValueError when it is unreadable, another
+    shape or claims more rows than the file holds or MAX_BITMAP_ROWS (nothing is mapped or allocated)."""
     try:
         with open_regular(path, SPECIAL_FIX) as fh:
             shape, dtype, offset = read_npy_header(fh, path)
@@ -354,10 +316,7 @@ def _bitmap_rows(path: Path) -> int:
 
 
 def open_bitmaps(path: Path) -> np.ndarray:
-    """Memory-mapped (N, 784) uint8 view of a numpy-bitmap file (nothing is read until used).
-
-    The header is checked first (``_bitmap_rows``); ValueError for a damaged or hostile file.
-    """
+    """Memory-mapped (N, 784) uint8 view of a numpy-bitmap file, its header checked first (ValueError)."""
     _bitmap_rows(path)
     return np.load(path, mmap_mode="r", allow_pickle=False)
 
@@ -397,21 +356,15 @@ def detect_format(path: Path) -> FileInfo:
         if head == NPY_MAGIC:
             return _detect_npy(path)
         probed = 0
-        saw_content = False
-        for _, line in iter_lines(path):
-            saw_content = True
-            probed += 1
-            if line is not None:
-                try:
-                    fmt = _stroke_format(_loads(line))
-                except _JSON_ERRORS:
-                    fmt = None
-                if fmt is not None:
-                    return FileInfo(path, fmt)
-            if probed >= DETECT_MAX_LINES:
-                break
+        for probed, (_, line) in zip(range(1, DETECT_MAX_LINES + 1), iter_lines(path)):
+            try:
+                fmt = None if line is None else _stroke_format(_loads(line))
+            except _JSON_ERRORS:
+                fmt = None
+            if fmt is not None:
+                return FileInfo(path, fmt)
         # A file of nothing but blank lines counts as empty.
-        return FileInfo(path, None, NOTE_NOT_QUICKDRAW if saw_content else NOTE_EMPTY)
+        return FileInfo(path, None, NOTE_NOT_QUICKDRAW if probed else NOTE_EMPTY)
     except (OSError, UserError):
         return FileInfo(path, None, NOTE_UNREADABLE)
 
@@ -420,8 +373,6 @@ def _detect_npy(path: Path) -> FileInfo:
     try:
         data = open_bitmaps(path)
     except (OSError, ValueError):
-        return FileInfo(path, None, NOTE_BAD_NPY)
-    if data.ndim != 2 or data.shape[1] != BITMAP_PIXELS or data.dtype != np.uint8:
         return FileInfo(path, None, NOTE_BAD_NPY)
     if data.shape[0] == 0:
         return FileInfo(path, None, NOTE_EMPTY)
@@ -435,8 +386,7 @@ _WORD_SPLIT = re.compile(r"[^a-z]+")
 
 def fruit_from_name(name: str, fruits: Sequence[str] = FRUITS) -> Optional[str]:
     """The fruit named as a whole word in a file name ('full_raw_apple.ndjson' -> apple, 'pineapple' -> None)."""
-    stem = name.lower().rsplit(".", 1)[0] if "." in name else name.lower()
-    words = set(_WORD_SPLIT.split(stem))
+    words = set(_WORD_SPLIT.split(name.lower().rsplit(".", 1)[0]))
     found = [f for f in fruits if f in words]
     return found[0] if len(found) == 1 else None
 
@@ -482,8 +432,8 @@ def _is_data_candidate(path: Path) -> bool:
 
 
 def _refuse_special(path: Path, fruits: Sequence[str]) -> None:
-    """A fruit's file in rawData/ that is a FIFO, folder, socket, device or broken link is refused, never
-    skipped in silence (the sample would quietly stand in for it) nor opened (a FIFO would wait forever)."""
+    """Refuse a fruit's file in rawData/ that is a FIFO, folder, device or broken link: skipped, the sample
+    would quietly stand in for it; opened, a FIFO would wait forever."""
     if path.name.startswith(".") or path.name == SAMPLE_DIR or fruit_from_name(path.name, fruits) is None:
         return
     kind = not_regular(path)

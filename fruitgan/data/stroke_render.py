@@ -6,20 +6,19 @@ and box-averaged down (``Image.reduce``), which gives anti-aliased edges at C sp
 centred on its bounding box and scaled to fit with its aspect ratio kept; pen and margin are fixed
 fractions of the image side, so a drawing looks the same at every resolution.
 
-The geometry is that of Google's 28x28 bitmaps: the 0-255 simplified drawing drawn with a 16-unit pen in a
-frame padded by 16 units plus the pen on each side (BITMAP_FRAME = 304 units). Measured with the two-sample
-test on the bundled apples (100 of our renders against 100 other Google bitmaps; Google against Google:
-0.45 [0.38, 0.52]): this geometry on a 224-pixel canvas is 0.50 [0.43, 0.56], indistinguishable; the
-earlier 5% pen, 6% margin and 4x canvas (17 grey levels) was 0.74 [0.68, 0.80], told apart.
+The geometry is that of Google's 28x28 bitmaps: a 16-unit pen in a frame of 304 units (BITMAP_FRAME). In
+the two-sample test on the bundled apples (100 renders against 100 other Google bitmaps) it scores 0.50
+[0.43, 0.56], like Google against Google (0.45 [0.38, 0.52]); a 5% pen, 6% margin and 4x canvas scored 0.74.
 """
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import struct
 import zlib
 from dataclasses import asdict, dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -59,20 +58,16 @@ def supersample_for(resolution: int) -> int:
 
 
 class StrokeRenderer:
-    """Renders many drawings at one resolution, reusing its supersampled canvas.
+    """Renders many drawings at one resolution, reusing its supersampled canvas. Strokes: float arrays
+    (n_points, 2) of x, y in any unit (simplified 0-255 or raw screen pixels): they are re-fitted to the image."""
 
-    strokes: a sequence of float arrays of shape (n_points, 2) holding x, y in any unit (simplified
-    0-255 or raw screen pixels): only their shape matters, the renderer re-fits them to the image.
-    """
-
-    def __init__(self, resolution: int, supersample: Optional[int] = None,
-                 width_fraction: float = STROKE_WIDTH_FRACTION, margin_fraction: float = MARGIN_FRACTION):
+    def __init__(self, resolution: int):
         self.resolution = int(resolution)
-        self.supersample = int(supersample or supersample_for(self.resolution))
+        self.supersample = supersample_for(self.resolution)
         self.canvas_side = self.resolution * self.supersample
         # Width in canvas pixels, at least one output pixel's worth of canvas so thin lines never vanish.
-        self.width = max(self.supersample, int(round(width_fraction * self.canvas_side)))
-        self.margin = margin_fraction * self.canvas_side
+        self.width = max(self.supersample, int(round(STROKE_WIDTH_FRACTION * self.canvas_side)))
+        self.margin = MARGIN_FRACTION * self.canvas_side
         self._canvas = Image.new("L", (self.canvas_side, self.canvas_side), BACKGROUND)
         self._draw = ImageDraw.Draw(self._canvas)
 
@@ -82,8 +77,7 @@ class StrokeRenderer:
         low, high = points.min(axis=0), points.max(axis=0)
         span = float((high - low).max())
         room = self.canvas_side - 2 * self.margin - self.width  # the pen's half-width stays inside too
-        scale = room / span if span > 0 else 0.0  # a single dot stays a dot
-        scale *= placement.zoom
+        scale = (room / span if span > 0 else 0.0) * placement.zoom  # a single dot stays a dot
         centre = (low + high) / 2.0
         target = np.array([0.5 + placement.shift_x, 0.5 + placement.shift_y]) * self.canvas_side
         return (points - centre) * scale + target
@@ -91,11 +85,8 @@ class StrokeRenderer:
     @staticmethod
     def _sharp_turns(flat: list, starts: list, lengths: list) -> list:
         """Indices of inner vertices where a stroke turns by more than 40 degrees (PIL joins them square).
-
-        ``flat`` is x0, y0, x1, y1 ...; plain Python beats numpy on a few dozen points. With segments
-        a, b: the turn is sharp when a.b < 0, or when (a.b)^2 < cos^2 |a|^2 |b|^2 (no square roots);
-        a zero-length segment gives a.b = 0, never sharp.
-        """
+        ``flat`` is x0, y0, x1, y1 ... (plain Python beats numpy on a few dozen points). Segments a, b turn
+        sharply when a.b < 0 or (a.b)^2 < cos^2 |a|^2 |b|^2 (no square roots; a zero-length one never does)."""
         sharp = []
         for start, length in zip(starts, lengths):
             if length < 3:
@@ -116,16 +107,13 @@ class StrokeRenderer:
         draw.rectangle((0, 0, self.canvas_side, self.canvas_side), fill=BACKGROUND)
         points = self._fit(strokes, placement)  # (n, 2) canvas coordinates
         lengths = [len(s) for s in strokes]
-        starts = [0] * len(lengths)
-        for k in range(1, len(lengths)):
-            starts[k] = starts[k - 1] + lengths[k - 1]
+        starts = [0, *itertools.accumulate(lengths[:-1])]
         flat = points.ravel().tolist()  # one conversion for the whole drawing: x0, y0, x1, y1, ...
         dabs = []  # round ends and sharp joints: PIL's wide lines are flat-ended and square-joined
         for start, length in zip(starts, lengths):
             if length > 1:
                 draw.line(flat[2 * start:2 * (start + length)], fill=FOREGROUND, width=self.width)
-            dabs.append(start)
-            dabs.append(start + length - 1)
+            dabs += (start, start + length - 1)
         dabs.extend(self._sharp_turns(flat, starts, lengths))
         radius = self.width / 2.0
         for i in dabs:
@@ -151,10 +139,8 @@ def render_bitmap(row: np.ndarray, resolution: int, placement: Placement = IDENT
 
 def _place_image(image: Image.Image, placement: Placement) -> Image.Image:
     """Zoom about the centre and shift, for bitmaps (which have no strokes to move)."""
-    side = image.size[0]
-    zoom = placement.zoom
-    # Affine maps output (x, y) -> input: x_in = (x_out - c - shift) / zoom + c
-    c = side / 2.0
+    side, zoom = image.size[0], placement.zoom
+    c = side / 2.0   # the affine map takes output (x, y) to input: x_in = (x_out - c - shift) / zoom + c
     dx, dy = placement.shift_x * side, placement.shift_y * side
     coeffs = (1 / zoom, 0, c - (c + dx) / zoom, 0, 1 / zoom, c - (c + dy) / zoom)
     return image.transform(image.size, Image.AFFINE, coeffs, resample=Image.BILINEAR, fillcolor=BACKGROUND)
@@ -200,11 +186,8 @@ class AugmentSettings:
 
 def augment_strokes(strokes: Sequence[np.ndarray], rng: np.random.Generator,
                     settings: AugmentSettings = AugmentSettings()) -> Tuple[list, Placement]:
-    """Return transformed copies of ``strokes`` and a Placement (zoom/shift) for the renderer.
-
-    Rotation, stretch and jitter act on the strokes themselves; zoom and shift act after the
-    renderer's fit (a shift of the strokes alone would be undone by the centring).
-    """
+    """Transformed copies of ``strokes`` (rotation, stretch, jitter) and a Placement (zoom, shift) for the
+    renderer: zoom and shift act after its fit, whose centring would undo a shift of the strokes."""
     points = np.concatenate(strokes)
     centre = (points.min(axis=0) + points.max(axis=0)) / 2.0
     size = float((points.max(axis=0) - points.min(axis=0)).max()) or 1.0
@@ -219,21 +202,14 @@ def augment_strokes(strokes: Sequence[np.ndarray], rng: np.random.Generator,
         moved += rng.normal(0.0, settings.stroke_shift * size, size=2)
         moved += rng.normal(0.0, settings.point_jitter * size, size=moved.shape)
         out.append(moved)
-    placement = Placement(
-        zoom=float(rng.uniform(settings.zoom_min, settings.zoom_max)),
-        shift_x=float(rng.uniform(-settings.shift_fraction, settings.shift_fraction)),
-        shift_y=float(rng.uniform(-settings.shift_fraction, settings.shift_fraction)),
-    )
-    return out, placement
+    return out, augment_placement(rng, settings)
 
 
 def augment_placement(rng: np.random.Generator, settings: AugmentSettings = AugmentSettings()) -> Placement:
     """Zoom and shift only: the augmentation a bitmap (no strokes) can get."""
-    return Placement(
-        zoom=float(rng.uniform(settings.zoom_min, settings.zoom_max)),
-        shift_x=float(rng.uniform(-settings.shift_fraction, settings.shift_fraction)),
-        shift_y=float(rng.uniform(-settings.shift_fraction, settings.shift_fraction)),
-    )
+    shift = settings.shift_fraction
+    return Placement(zoom=float(rng.uniform(settings.zoom_min, settings.zoom_max)),
+                     shift_x=float(rng.uniform(-shift, shift)), shift_y=float(rng.uniform(-shift, shift)))
 
 
 def image_array(image: Image.Image) -> np.ndarray:
@@ -241,16 +217,11 @@ def image_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def _rotate_image(image: Image.Image, degrees: float) -> Image.Image:
-    """Rotate an image about its centre (black fill): bitmap augmentation's rotation."""
-    return image.rotate(degrees, resample=Image.BILINEAR, fillcolor=BACKGROUND)
-
-
 def render_augmented_bitmap(row: np.ndarray, resolution: int, rng: np.random.Generator,
                             settings: AugmentSettings = AugmentSettings()) -> Image.Image:
     """A bitmap augmented at image level: rotation, zoom and shift (bitmaps carry no strokes)."""
-    image = render_bitmap(row, resolution)
-    image = _rotate_image(image, float(rng.uniform(-settings.rotation_deg, settings.rotation_deg)))
+    degrees = float(rng.uniform(-settings.rotation_deg, settings.rotation_deg))
+    image = render_bitmap(row, resolution).rotate(degrees, resample=Image.BILINEAR, fillcolor=BACKGROUND)
     return _place_image(image, augment_placement(rng, settings))
 
 

@@ -1,18 +1,10 @@
 """What each training step sees: a fruit's training images as an endless shuffled stream, and its own noise.
 
-An epoch is the same number of steps of ``batch`` images for every fruit of a run
-(TrainConfig.steps_per_epoch; by default enough for the largest fruit to see each of its training images
-once; a smaller fruit sees its own more often). So fruits of any size step together, and every batch is
-full, whatever the sizes.
-
-A fruit walks through its training images in passes, each a fresh permutation seeded by the fruit's seed
-and the pass number: where the stream stands after ``t`` steps depends on ``t`` alone, so a resume needs
-no saved data order, and a fruit is shown the same batches whichever fruits, group or rank it trains with.
-Its noise and other random numbers (dropout masks, DiffAugment: gan_augment.py) come from its own
-generator, whose state the checkpoint keeps.
-
-The images stay as stored, uint8 (N, R, R), on the training device: one copy, 8 bits per pixel. A batch
-becomes network values ([-1, 1], pictures.unit_range) when it is drawn.
+An epoch is the same number of full batches for every fruit of a run (by default enough for the largest to
+see each training image once), so fruits of any size step together. A fruit walks its images in passes, each
+a permutation seeded by the fruit's seed and the pass number: the stream after ``t`` steps depends on ``t``
+alone, so a resume needs no saved order and a fruit sees the same batches in any group or rank. Images stay
+uint8 (N, R, R) on the training device; a batch becomes [-1, 1] when it is drawn.
 """
 from __future__ import annotations
 
@@ -42,11 +34,8 @@ def pass_seed(fruit_seed: int, k: int) -> int:
 
 
 class FruitStream:
-    """One fruit's training images, ``batch`` at a time, in seeded passes (see the module docstring).
-
-    pixels: (N, R, R) uint8, every image of the fruit's dataset; train_index: (T,) the ones it trains on.
-    Both are moved to ``device`` once (no copy on a CPU); batches are indexed there.
-    """
+    """One fruit's training images, ``batch`` at a time, in seeded passes. pixels: (N, R, R) uint8, every image
+    of the fruit's dataset; train_index: (T,) the ones it trains on; both moved to ``device`` once."""
 
     def __init__(self, pixels: torch.Tensor, train_index: torch.Tensor, seed: int, batch: int, device):
         if pixels.dtype != torch.uint8 or pixels.dim() != 3:
@@ -86,7 +75,6 @@ class FruitStream:
 
 
 def draw_step_inputs(cfg, batch: int, generator: torch.Generator, device):
-    """One fruit's noise (batch, nz) and other random numbers (gan_augment.draw_step_random), in that order
-    from its own generator."""
+    """One fruit's noise (batch, nz) and other random numbers, in that order from its own generator."""
     noise = torch.randn(batch, cfg.noise_dim, generator=generator, device=device)
     return noise, gan_augment.draw_step_random(cfg, batch, generator, device)

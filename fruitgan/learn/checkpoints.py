@@ -1,16 +1,6 @@
-"""A training run's checkpoints and network files: what is saved to continue, and how it is restored.
-
-A checkpoint holds, per fruit in the plain networks' state_dict format (independent of how fruits were
-grouped): both networks, the moving average, both Adam states; plus every random stream (torch's and
-each fruit's own noise generator), the histories, the cost so far and each fruit's best score. It is
-snapshotted to CPU copies at the end of its epoch; fruitgan.models.checkpoint_files writes it (latest.pt in
-full, a kept epoch with only what drawing needs) and reads it back. The data order needs no saving:
-training_data derives it from the step count.
-
-The network files (generator_<fruit>.pt, discriminator_<fruit>.pt, best/generator_<fruit>.pt) are
-gan_model payloads: a state_dict and the config that rebuilds it, loadable with weights_only=True; a
-generator file holds the one generator that draws (the moving average when the run keeps one).
-"""
+"""What a training run saves to continue (checkpoints) and to draw (network files), and how it is restored.
+The files and their formats: fruitgan.models.checkpoint_files. The data order needs no saving: training_data
+derives it from the step count."""
 from __future__ import annotations
 
 import copy
@@ -26,9 +16,7 @@ from fruitgan.util.user_io import UserError
 
 class TrainingCheckpoints:
     """Saves and restores the networks, optimisers and random streams of a run's groups of fruits.
-
-    ``groups``: the fruits of each GroupedGAN in ``models``; ``states``: {fruit: FruitState}.
-    """
+    ``groups``: the fruits of each GroupedGAN in ``models``; ``states``: {fruit: FruitState}."""
 
     def __init__(self, store: ModelFolder, gan_config: GANConfig, groups: List[List[str]], models: list,
                  states: dict, device: torch.device, keep_every: int):
@@ -41,9 +29,8 @@ class TrainingCheckpoints:
         return [(gi, i, f) for gi, g in enumerate(self.groups) for i, f in enumerate(g)]
 
     def _plain_network(self, cls, state: dict):
-        """A gan_model Generator/Discriminator holding ``state``. Built under a forked RNG: its throw-away
-        initialisation must not move the training's random stream (a resume would then differ from a run
-        that never stopped)."""
+        """A gan_model Generator/Discriminator holding ``state``, built under a forked RNG: its throw-away init
+        must not move the training's random stream (a resume would then differ from a run that never stopped)."""
         with torch.random.fork_rng(devices=[]):
             net = cls(self.gan_config)
         net.load_state_dict(state)
@@ -63,31 +50,26 @@ class TrainingCheckpoints:
             self.files.write_network(network_payload(d, self.gan_config, "discriminator", fruit=f, epoch=epoch))
 
     def save(self, epoch: int) -> None:
-        """Everything needed to continue, as of the end of ``epoch``: snapshotted now (so the file is this
-        epoch's whatever training does next), written by the writer's thread (one at a time, atomically)."""
+        """Everything needed to continue after ``epoch``: snapshotted now, written by the writer's thread."""
         self.files.save(self.snapshot(epoch), keep=bool(self.keep_every and epoch % self.keep_every == 0))
 
     def wait(self) -> None:
-        """Block until the write in progress is on disk (its error raised here)."""
         self.files.wait()
 
     def snapshot(self, epoch: int) -> dict:
+        states = self.states.items()
         return {
-            "format": CHECKPOINT_FORMAT,
-            "epoch": epoch,
-            "gan_config": self.gan_config.to_dict(),
+            "format": CHECKPOINT_FORMAT, "epoch": epoch, "gan_config": self.gan_config.to_dict(),
             # Per fruit, in the plain networks' format: a checkpoint does not depend on how fruits were grouped.
             "fruits": {f: {**self.models[gi].fruit_state_dicts(i), "optimizers": self.models[gi].fruit_optimizer_states(i)}
                        for gi, i, f in self._where()},
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-                "fruits": {f: {"noise": s.noise_gen.get_state()} for f, s in self.states.items()},
-            },
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+                    "fruits": {f: {"noise": s.noise_gen.get_state()} for f, s in states}},
             # copies: training appends to these while the writer's thread pickles them
-            "history": copy.deepcopy({f: s.history for f, s in self.states.items()}),
-            "cost": copy.deepcopy({f: s.cost for f, s in self.states.items()}),
-            "best_score": {f: s.best_score for f, s in self.states.items()},
+            "history": copy.deepcopy({f: s.history for f, s in states}),
+            "cost": copy.deepcopy({f: s.cost for f, s in states}),
+            "best_score": {f: s.best_score for f, s in states},
         }
 
     def load(self, fruits: List[str], log) -> int:
@@ -110,9 +92,7 @@ class TrainingCheckpoints:
             torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng"]["cuda"]])
         for f, s in self.states.items():
             self._restore_noise(s, ckpt["rng"]["fruits"][f])
-            s.history = ckpt["history"][f]
-            s.cost = ckpt["cost"][f]
-            s.best_score = ckpt["best_score"][f]
+            s.history, s.cost, s.best_score = ckpt["history"][f], ckpt["cost"][f], ckpt["best_score"][f]
         return int(ckpt["epoch"]) + 1
 
     def _restore_noise(self, state, saved: Dict[str, torch.Tensor]) -> None:

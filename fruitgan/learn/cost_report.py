@@ -37,26 +37,19 @@ FORMULA_TEXT = (
 
 def format_cost_summary(fruit: str, section: Mapping[str, Any]) -> str:
     """The console block shown after a fruit's training."""
-    cost = section["cost"]
-    lines = [
-        SUMMARY_RULE,
-        f"TRAINING COST SUMMARY FOR {fruit.upper()}",
-        SUMMARY_RULE,
-        f"Training time: {section['training_time_hours']:.2f} hours ({section['training_time_minutes']:.1f} minutes)",
-        f"Peak memory: {section['peak_memory_gb']:.2f} GB",
-        f"Total cost: {format_money(cost['total'])}",
-        f"Cost per epoch: {format_money(cost['per_epoch'])}",
-        f"Cost per hour: {format_money(cost['per_hour'])}",
-        SUMMARY_RULE,
-    ]
+    cost, hours, minutes = section["cost"], section["training_time_hours"], section["training_time_minutes"]
+    lines = [SUMMARY_RULE, f"TRAINING COST SUMMARY FOR {fruit.upper()}", SUMMARY_RULE,
+             f"Training time: {hours:.2f} hours ({minutes:.1f} minutes)",
+             f"Peak memory: {section['peak_memory_gb']:.2f} GB", f"Total cost: {format_money(cost['total'])}",
+             f"Cost per epoch: {format_money(cost['per_epoch'])}", f"Cost per hour: {format_money(cost['per_hour'])}",
+             SUMMARY_RULE]
     return "\n".join(lines)
 
 
 def build_cost_report(sections: Mapping[str, Mapping[str, Any]], kept: Mapping[str, int], folder: os.PathLike,
                       config_snapshot: Mapping[str, Any], pricing: PricingConfig) -> dict:
-    """The content of info/cost_analysis_report.json for a whole model. ``kept``: what the model folder
-    (``folder``) holds on disk, {part: bytes}, measured when the records are written; one month of it is the
-    storage cost."""
+    """The content of info/cost_analysis_report.json for a whole model. ``kept``: what ``folder`` holds on disk,
+    {part: bytes}, measured when the records are written; one month of it is the storage cost."""
     compute = sum(s["cost"]["compute"] for s in sections.values())
     memory = sum(s["cost"]["memory"] for s in sections.values())
     training, n = compute + memory, len(sections)
@@ -69,6 +62,7 @@ def build_cost_report(sections: Mapping[str, Mapping[str, Any]], kept: Mapping[s
     storage = size_gb * pricing.additional_storage_cost_per_gb
     not_added = ("the plan subscription the per-CPU and per-GB prices are derived from; adding it would charge "
                  "the same CPUs and RAM twice")
+    gpu_peak = max((int(s.get("peak_gpu_memory_bytes", 0)) for s in sections.values()), default=0)
     return {
         "currency": CURRENCY, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "fruits": list(sections),
@@ -80,36 +74,19 @@ def build_cost_report(sections: Mapping[str, Mapping[str, Any]], kept: Mapping[s
         "totals": {"compute": compute, "memory": memory, "training": training, "storage": storage,
                    "total": training + storage},
         "training_hours": hours, "training_time_seconds": seconds,
-        "training_time_minutes": seconds / SECONDS_PER_MINUTE,
-        "epochs_total": epochs,
-        "cost_per_epoch": training / epochs if epochs else 0.0,
-        "cost_per_hour": training / hours if hours > 0 else 0.0,
+        "training_time_minutes": seconds / SECONDS_PER_MINUTE, "epochs_total": epochs,
+        "cost_per_epoch": training / epochs if epochs else 0.0, "cost_per_hour": training / hours if hours > 0 else 0.0,
         "cost_per_fruit": (training + storage) / n if n else 0.0,
         "average_time_per_fruit_hours": hours / n if n else 0.0,
-        "peak_memory_bytes": peak, "peak_memory_gb": peak / BYTES_PER_GB,
-        "peak_gpu_memory_bytes": max((int(s.get("peak_gpu_memory_bytes", 0)) for s in sections.values()),
-                                     default=0),
+        "peak_memory_bytes": peak, "peak_memory_gb": peak / BYTES_PER_GB, "peak_gpu_memory_bytes": gpu_peak,
         "per_fruit": {fruit: dict(section) for fruit, section in sections.items()},
         "pricing": pricing.to_dict(), "pricing_file": pricing.source, "hours_per_month": HOURS_PER_MONTH,
         "bytes_per_gb": BYTES_PER_GB, "formula": FORMULA_TEXT, "model_config": dict(config_snapshot),
     }
 
 
-_LABELS = {
-    "version": "Dataset version",
-    "dataset_version": "Dataset version",
-    "resolution": "Resolution",
-    "fruits": "Fruits",
-    "image_counts": "Images per fruit",
-    "total_images": "Total images",
-    "epochs": "Epochs",
-    "batch_size": "Batch size",
-    "lr": "Learning rate",
-    "learning_rate": "Learning rate",
-    "device": "Device",
-    "seed": "Seed",
-    "precision": "Precision",
-}
+_LABELS = {"version": "Dataset version", "dataset_version": "Dataset version", "image_counts": "Images per fruit",
+           "lr": "Learning rate", "learning_rate": "Learning rate"}     # the rest: the key, capitalised
 
 
 def _label(key: str) -> str:
@@ -142,20 +119,11 @@ def _heading(title: str) -> List[str]:
     return ["", title, "-" * len(title)]
 
 
-def description_text(
-    description: str,
-    dataset_info: Mapping[str, Any],
-    training_config: Mapping[str, Any],
-    sections: Mapping[str, Mapping[str, Any]],
-    report: Mapping[str, Any],
-) -> str:
-    """The text of info/description.txt (model_store writes it): the user's description, the dataset
-    (resolution, fruits, image counts), the training configuration, the statistics (time, memory, cost)
-    and the formula.
-
-    ``dataset_info`` and ``training_config`` are printed key by key (known keys get friendly labels,
-    nested dicts are indented), so the trainer may pass whatever it has.
-    """
+def description_text(description: str, dataset_info: Mapping[str, Any], training_config: Mapping[str, Any],
+                     sections: Mapping[str, Mapping[str, Any]], report: Mapping[str, Any]) -> str:
+    """The text of info/description.txt: the user's description, the dataset, the training configuration, the
+    statistics (time, memory, cost) and the formula. ``dataset_info`` and ``training_config`` are printed key by
+    key (nested dicts indented), so the trainer may pass whatever it has."""
     n = len(sections) or 1
     totals, storage = report["totals"], report["breakdown"]["storage"]
     fixed = report["breakdown"]["fixed_monthly_cost"]["amount"]
@@ -183,31 +151,17 @@ def description_text(
         f"Currency: {report.get('currency', CURRENCY)}",
     ]
     lines += _heading("Per fruit")
-    for fruit, section in sections.items():
-        lines.append(
-            f"{fruit}: {section['epochs']} epochs, {section['training_time_hours']:.2f} hours, "
-            f"peak {section['peak_memory_gb']:.2f} GB, training cost {format_money(section['cost']['total'])}"
-        )
+    lines += [f"{fruit}: {s['epochs']} epochs, {s['training_time_hours']:.2f} hours, peak {s['peak_memory_gb']:.2f} "
+              f"GB, training cost {format_money(s['cost']['total'])}" for fruit, s in sections.items()]
     lines += _heading("Cost formula") + FORMULA_TEXT.splitlines()
     return "\n".join(lines) + "\n"
 
 
 def cost_fields_for_history(section: Mapping[str, Any]) -> dict:
-    """Fields merged into training_history_<fruit>.json. ``cost`` is the full section: pass it back as
-    ``previous`` when the run is resumed."""
+    """Fields merged into a fruit's history; ``cost`` (the full section) is ``previous`` on a resume."""
     cost = section["cost"]
-    return {
-        "cost_summary": {
-            "total": cost["total"],
-            "per_epoch": cost["per_epoch"],
-            "per_hour": cost["per_hour"],
-            "compute": cost["compute"],
-            "memory": cost["memory"],
-            "currency": section.get("currency", CURRENCY),
-        },
-        "training_time_seconds": section["training_time_seconds"],
-        "training_time_hours": section["training_time_hours"],
-        "training_time_minutes": section["training_time_minutes"],
-        "peak_memory_gb": section["peak_memory_gb"],
-        "cost": json.loads(json.dumps(section)),  # a deep, JSON-clean copy
-    }
+    summary = {k: cost[k] for k in ("total", "per_epoch", "per_hour", "compute", "memory")}
+    copied = ("training_time_seconds", "training_time_hours", "training_time_minutes", "peak_memory_gb")
+    return {"cost_summary": {**summary, "currency": section.get("currency", CURRENCY)},
+            **{k: section[k] for k in copied},
+            "cost": json.loads(json.dumps(section))}       # a deep, JSON-clean copy

@@ -1,29 +1,17 @@
 """Fast path: the GANs of several fruits trained together, each computing exactly what it would alone.
 
-Every parameter and buffer of the F fruits' networks is stacked on a new leading axis (F, ...), and
-each step runs the reference recipe of gan_model.train_step for all fruits at once:
+Every parameter and buffer of the F fruits' networks is stacked on a leading (F, ...) axis (stacked.py), and
+each step runs gan_model.train_step's recipe for all fruits at once, in one of two layouts:
+* "grouped" (default on CUDA): fruits side by side on the channel axis, (B, F*C, H, W); groups=F convolutions
+  and BatchNorm over F*C channels act per fruit. The summed loss gives each fruit exactly its own gradient, and
+  one Adam over the stacked tensors equals F separate ones (elementwise, the same step count).
+* "loop" (default on CPU): fruit after fruit, a whole reference step each on its (1, ...) slice; measured faster
+  on a CPU (oneDNN's dense convolutions run ~2x its grouped ones; one fruit's activations alive at a time).
+Either way checkpoints are the same. Speed switches change no function (bf16 only its rounding): precision
+"bf16" (see cpu_has_bf16()), channels_last (default on CPU), compile (measured slower on the 2-core CPU),
+cuda_graph (the whole step replayed as one CUDA graph) and tune_cpu_allocator().
 
-* "grouped" layout (default on CUDA): fruits side by side on the channel axis, activations
-  (B, F*C, H, W); convolutions use groups=F, so group f only sees fruit f's channels and weights;
-  BatchNorm2d over F*C channels is per-fruit BN (statistics per channel over that fruit's batch);
-  linear layers are batched matrix products over (F, out, in) weights; Dropout2d drops channels.
-* "loop" layout (default on CPU): fruit after fruit, a whole reference step each, through the
-  same functional layers on that fruit's (1, ...) slice of the stacked tensors. Measured faster on
-  a CPU: oneDNN's dense convolutions run ~2x faster than its grouped ones, and only one fruit's
-  activations are alive at a time (less memory traffic and fewer page faults).
-
-Grouped: the loss is the sum over fruits of each fruit's mean BCE; fruits share no parameters, so
-each fruit's gradient is exactly its own, and one Adam over the stacked tensors equals F separate
-Adams (Adam is elementwise and every fruit takes the same number of steps). Loop: Adam's update
-is applied to each fruit's slice of the same optimizer state. Either way checkpoints are the same.
-
-Speed switches (none changes the function computed; bf16 changes its rounding): precision "bf16"
-(autocast; for GPUs and CPUs with bf16 arithmetic, see cpu_has_bf16(); other CPUs gain nothing),
-channels_last (default on for CPU), compile (torch.compile of the forward passes; measured slower on
-the 2-core CPU), cuda_graph (CUDA: the whole step replayed as one graph), and tune_cpu_allocator()
-for CPU processes.
-
-Shapes: F fruits, B images per fruit, nz noise size, R image side (stacked.py: the layers).
+Shapes: F fruits, B images per fruit, nz noise size, R image side.
 """
 from __future__ import annotations
 
@@ -35,7 +23,6 @@ import warnings
 from typing import Callable, Mapping, Optional, Sequence
 
 import torch
-import torch.nn as nn
 
 from fruitgan.learn import augment as ga
 from fruitgan.learn.stacked import (SUBPIXEL_TAPS, StackedNets, _bce_per_fruit, _r1_penalty,
@@ -48,14 +35,9 @@ CUDA_GRAPH_WARMUP_STEPS = 3   # eager steps on a side stream before capture, as 
 
 
 def tune_cpu_allocator(keep_bytes: int = 1 << 30) -> bool:
-    """Keep freed memory in the process instead of handing it back to the OS (glibc only).
-
-    A CPU training step allocates and frees the same big activation buffers every time; by
-    default glibc maps each one fresh (mmap) and unmaps it on free, so every step pays page
-    faults all over again (measured: a third of the reference loop's CPU time at 64 px).
-    Process-wide, so the caller decides: call it once at start-up of a CPU training run.
-    Returns False where it does not apply (not Linux/glibc).
-    """
+    """Keep freed memory in the process (glibc); False where that does not apply. Each CPU step frees and
+    re-maps the same big buffers, whose page faults took a third of the reference loop's time at 64 px.
+    Process-wide, so the caller decides: once at start-up of a CPU training run."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -68,10 +50,8 @@ def tune_cpu_allocator(keep_bytes: int = 1 << 30) -> bool:
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), where --precision bf16 is faster.
-
-    Measured on a 2-core AMD EPYC with AVX512-BF16: the 7-fruit step 1.43x faster at 28 px than fp32.
-    """
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), where --precision bf16 is faster
+    (measured on a 2-core AMD EPYC with AVX512-BF16: the 7-fruit step 1.43x faster at 28 px than fp32)."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):     # a torch without oneDNN, or one that renamed the query
@@ -99,11 +79,9 @@ class GroupedGAN:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         if num_fruits < 1:
             raise ValueError("num_fruits must be >= 1")
-        self.config = cfg
-        self.num_fruits = num_fruits
+        self.config, self.num_fruits, self.precision = cfg, num_fruits, precision
         self.device = torch.device(device)
         is_cuda = self.device.type == "cuda"
-        self.precision = precision
         self.layout = ("grouped" if is_cuda else "loop") if layout == "auto" else layout
         # channels-last measured ~1.5x faster for oneDNN's CPU convolutions here; CUDA keeps NCHW
         # unless asked (cuDNN's grouped convolutions are not known to gain from it).
@@ -122,10 +100,9 @@ class GroupedGAN:
         self.g = StackedNets([g for g, _ in nets]).to(self.device)
         self.d = StackedNets([d for _, d in nets]).to(self.device)
         self.ema: Optional[StackedNets] = None
-        if cfg.ema_decay > 0:
+        if cfg.ema_decay > 0:           # the moving average starts as the generator
             self.ema = StackedNets([g for g, _ in nets]).to(self.device)
             self.ema.requires_grad_(False)
-            self._copy_ema_from_generator()
         self._taps = torch.tensor(SUBPIXEL_TAPS, device=self.device)
         # One Adam per network over the stacked tensors (== one Adam per fruit). fused/foreach are
         # the multi-tensor kernels; the CUDA graph needs capturable state (step counter on device).
@@ -168,31 +145,29 @@ class GroupedGAN:
             device = next(gans[0].generator.parameters()).device
         group = cls(cfg, len(gans), device=device, **kwargs)
         for i, gan in enumerate(gans):
-            group.load_fruit_state_dicts(i, {
-                "generator": gan.generator.state_dict(),
-                "discriminator": gan.discriminator.state_dict(),
-                "ema": None if gan.ema is None else gan.ema.state_dict(),
-            })
+            group.load_fruit_state_dicts(i, {"generator": gan.generator.state_dict(),
+                                             "discriminator": gan.discriminator.state_dict(),
+                                             "ema": None if gan.ema is None else gan.ema.state_dict()})
         if any(gan.g_optimizer.state or gan.d_optimizer.state for gan in gans):
             for i, gan in enumerate(gans):
-                group.load_fruit_optimizer_states(i, {"generator": _plain_adam_state(gan.g_optimizer, gan.generator),
-                                                      "discriminator": _plain_adam_state(gan.d_optimizer,
-                                                                                         gan.discriminator)})
+                group.load_fruit_optimizer_states(i, {
+                    "generator": _adam_moments(gan.g_optimizer, gan.generator.named_parameters()),
+                    "discriminator": _adam_moments(gan.d_optimizer, gan.discriminator.named_parameters())})
         return group
 
     def _compiled(self, fn: Callable) -> Callable:
         """torch.compile'd ``fn``, falling back to eager (with a warning) if compilation fails."""
         compiled = torch.compile(fn, dynamic=False)
-        state = {"fn": compiled}
 
         def call(*args):
+            nonlocal compiled
             try:
-                return state["fn"](*args)
+                return compiled(*args)
             except Exception as exc:  # a missing C++ compiler or an unsupported op: stay correct, go eager
-                if state["fn"] is fn:
+                if compiled is fn:
                     raise
                 warnings.warn(f"torch.compile failed ({type(exc).__name__}); training eagerly", stacklevel=2)
-                state["fn"] = fn
+                compiled = fn
                 return fn(*args)
 
         return call
@@ -209,8 +184,7 @@ class GroupedGAN:
         return generator_forward(w, z, self.config, training, self._taps, self.channels_last)
 
     def _discriminate(self, w, x, random):
-        """Images (B, G, R, R) -> logits (B, G), train mode, with one pass's DiffAugment and dropout masks
-        (``random``: gan_augment.call_random)."""
+        """Images (B, G, R, R) -> logits (B, G), train mode, with one pass's DiffAugment and dropout masks."""
         cfg = self.config
         x = ga.diff_augment(x, random)
         masks = ga.dropout_masks(random, cfg.dropout, ga.dropout_widths(cfg.d_channels), x.dtype)
@@ -248,8 +222,7 @@ class GroupedGAN:
         return fake, d_loss, d_real, d_fake
 
     def _step(self, real: torch.Tensor, noise: torch.Tensor, random) -> torch.Tensor:
-        """The reference step for every fruit: real (F, B, 1, R, R), noise (F, B, nz), ``random`` {name: (F, K,
-        B, ...)} -> metrics (4, F)."""
+        """The reference step for every fruit: real (F, B, 1, R, R), noise (F, B, nz) -> metrics (4, F)."""
         metrics = (self._step_grouped(real, noise, random) if self.layout == "grouped"
                    else self._step_loop(real, noise, random))
         with torch.no_grad():
@@ -274,11 +247,8 @@ class GroupedGAN:
         return torch.stack([d_loss.detach(), g_loss.detach(), d_real, d_fake])   # (4, F)
 
     def _step_loop(self, real, noise, random):
-        """Fruit after fruit, each a whole reference step on its slice of the stacked tensors.
-
-        Only one fruit's activations live at a time (like the reference loop), and Adam updates
-        that fruit's slice; the shared step counters advance once all fruits have stepped.
-        """
+        """Fruit after fruit, a whole reference step each on its slice (one fruit's activations alive at a time);
+        the shared Adam step counters advance once all fruits have stepped."""
         rows = []
         for i in range(self.num_fruits):
             wg, g_params = self.g.fruit_views(i)
@@ -317,11 +287,11 @@ class GroupedGAN:
         torch._foreach_addcdiv_([p[i] for p in params], exp_avg, denom, -group["lr"] / (1 - beta1 ** step))
 
     @staticmethod
-    def _adam_state(opt: torch.optim.Adam, p: torch.Tensor) -> dict:
-        """Adam's per-parameter state, created as Adam itself would on its first step."""
+    def _adam_state(opt: torch.optim.Adam, p: torch.Tensor, step: float = 0.0, step_device="cpu") -> dict:
+        """Adam's per-parameter state, created (at ``step``) as Adam itself would on its first step."""
         st = opt.state[p]
         if not st:
-            st["step"] = torch.zeros((), dtype=torch.float32)
+            st["step"] = torch.tensor(float(step), dtype=torch.float32, device=step_device)
             st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return st
@@ -350,17 +320,11 @@ class GroupedGAN:
 
     def train_step(self, real: torch.Tensor, noise: torch.Tensor,
                    random: Optional[Mapping[str, torch.Tensor]] = None) -> dict[str, torch.Tensor]:
-        """One step for every fruit: real (F,B,1,R,R), noise (F,B,nz) -> dict of (F,) tensors.
-
-        ``random``: each fruit's other random numbers ({name: (F, K, B, ...)}, gan_augment.draw_step_random
-        per fruit, stacked); None draws them from torch's global generator. Returned tensors stay on the
-        device (no host sync); call .cpu()/.tolist() when logging.
-        """
+        """One step for every fruit: real (F,B,1,R,R), noise (F,B,nz) -> dict of (F,) tensors, left on the device
+        (no host sync). ``random``: each fruit's gan_augment.draw_step_random, stacked ({name: (F, K, B, ...)});
+        None draws them from torch's global generator."""
         real, noise, random = self._prepare(real, noise, random)
-        if self.cuda_graph:
-            metrics = self._graph_step(real, noise, random)
-        else:
-            metrics = self._step(real, noise, random)
+        metrics = (self._graph_step if self.cuda_graph else self._step)(real, noise, random)
         return dict(zip(("d_loss", "g_loss", "d_real", "d_fake"), metrics.unbind(0)))
 
     # ------------------------------------------------------------------ CUDA graph (whole step)
@@ -423,9 +387,6 @@ class GroupedGAN:
             else:
                 t.zero_()
 
-    def _drop_graph(self) -> None:
-        self._graphs = {}
-
     # ------------------------------------------------------------------ EMA and sampling
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -437,11 +398,6 @@ class GroupedGAN:
         for name in self.g.plain_keys:
             if name not in names:
                 ema[name].copy_(g[name])
-
-    @torch.no_grad()
-    def _copy_ema_from_generator(self) -> None:
-        for e, t in zip(self.ema.tensors().values(), self.g.tensors().values()):
-            e.copy_(t)
 
     @torch.no_grad()
     def generate(self, noise: torch.Tensor, use_ema: bool = True) -> torch.Tensor:
@@ -466,15 +422,10 @@ class GroupedGAN:
 
     def fruit_optimizer_states(self, i: int) -> dict:
         """Fruit i's Adam state: {"generator"|"discriminator": {param name: {"step","exp_avg","exp_avg_sq"}}}."""
-        out = {}
-        for kind, stack, opt in (("generator", self.g, self.g_optimizer), ("discriminator", self.d, self.d_optimizer)):
-            out[kind] = {}
-            for name, p in zip(stack.param_names, stack.stacked_params()):
-                st = opt.state.get(p)
-                if st:
-                    out[kind][name] = {"step": float(st["step"]), "exp_avg": st["exp_avg"][i].detach().cpu().clone(),
-                                       "exp_avg_sq": st["exp_avg_sq"][i].detach().cpu().clone()}
-        return out
+        fruit_copy = lambda t: t[i].detach().cpu().clone()
+        return {kind: _adam_moments(opt, zip(stack.param_names, stack.stacked_params()), fruit_copy)
+                for kind, stack, opt in (("generator", self.g, self.g_optimizer),
+                                         ("discriminator", self.d, self.d_optimizer))}
 
     @torch.no_grad()
     def load_fruit_optimizer_states(self, i: int, states: Mapping) -> None:
@@ -484,24 +435,16 @@ class GroupedGAN:
                 src = states[kind].get(name)
                 if src is None:
                     continue
-                st = opt.state[p]
-                if not st:   # same layout Adam creates lazily on its first step
-                    step_device = p.device if (opt.defaults["capturable"] or opt.defaults["fused"]) else "cpu"
-                    st["step"] = torch.tensor(float(src["step"]), dtype=torch.float32, device=step_device)
-                    st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                elif float(st["step"]) != float(src["step"]):
+                step_device = p.device if (opt.defaults["capturable"] or opt.defaults["fused"]) else "cpu"
+                st = self._adam_state(opt, p, src["step"], step_device)
+                if float(st["step"]) != float(src["step"]):
                     raise ValueError(f"fruit {i} is at Adam step {src['step']}, its group at {float(st['step'])}")
                 st["exp_avg"][i].copy_(src["exp_avg"])
                 st["exp_avg_sq"][i].copy_(src["exp_avg_sq"])
-        self._drop_graph()
+        self._graphs = {}                  # captured with the old state tensors
 
 
-def _plain_adam_state(opt: torch.optim.Optimizer, net: nn.Module) -> dict:
-    """A plain network's Adam state keyed by parameter name (for from_compiled)."""
-    out = {}
-    for name, p in net.named_parameters():
-        st = opt.state.get(p)
-        if st:
-            out[name] = {"step": float(st["step"]), "exp_avg": st["exp_avg"], "exp_avg_sq": st["exp_avg_sq"]}
-    return out
+def _adam_moments(opt: torch.optim.Optimizer, named_params, pick=lambda t: t) -> dict:
+    """Adam's state keyed by parameter name, {name: {"step", "exp_avg", "exp_avg_sq"}}, ``pick`` of each moment."""
+    return {name: {"step": float(st["step"]), "exp_avg": pick(st["exp_avg"]), "exp_avg_sq": pick(st["exp_avg_sq"])}
+            for name, p in named_params if (st := opt.state.get(p))}

@@ -1,8 +1,8 @@
 """What a training uses of the machine: this process's resident memory (RSS), its peak sampled by a background
-thread, the peak CUDA memory, and the CPUs it may run on (what cost_analysis_training.py charges for).
-"""
+thread, the peak CUDA memory, and the CPUs it may run on (what cost_analysis_training.py charges for)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -13,18 +13,13 @@ DEFAULT_SAMPLE_INTERVAL_S = 0.5  # RSS sampling period: often enough to catch pe
 
 
 def process_rss_bytes() -> int:
-    """The resident memory of this process now, in bytes."""
     import psutil
 
     return int(psutil.Process(os.getpid()).memory_info().rss)
 
 
 def cuda_peak_bytes() -> int:
-    """Peak CUDA memory allocated by this process (all devices), 0 when CUDA is not in use.
-
-    Only asks torch when the program already imported it and initialised CUDA, so measuring never
-    starts CUDA (or imports torch) by itself.
-    """
+    """Peak CUDA memory of this process (all devices), 0 when CUDA is not in use; never imports torch or CUDA."""
     torch = sys.modules.get("torch")
     if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
         return 0
@@ -32,7 +27,6 @@ def cuda_peak_bytes() -> int:
 
 
 def reset_cuda_peak() -> None:
-    """Start a new CUDA peak measurement (no-op without CUDA in use)."""
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         for i in range(torch.cuda.device_count()):
@@ -55,13 +49,9 @@ def measured_cpus() -> int:
 
 
 class MemorySampler:
-    """Keeps the peak of a memory reading (process RSS by default), sampled on demand and in the background.
-
-    A background thread reads every ``interval_s`` so peaks between ``sample()`` calls (e.g. inside one
-    long epoch) are still caught. ``reader`` and ``gpu_reader`` return bytes and can be
-    replaced (tests). The GPU reading is a running maximum kept by CUDA itself, so it is read in the
-    caller's thread only (``sample()``/``stop()``).
-    """
+    """Keeps the peak of a memory reading (process RSS by default), read by ``sample()`` and, to catch peaks
+    inside a long epoch, every ``interval_s`` by a thread. ``reader``/``gpu_reader`` return bytes (replaceable in
+    tests); CUDA keeps its own running maximum, so the GPU is read in the caller's thread only."""
 
     def __init__(self, interval_s: float = DEFAULT_SAMPLE_INTERVAL_S, reader: Optional[Callable[[], int]] = None,
                  gpu_reader: Optional[Callable[[], int]] = None, background: bool = True):
@@ -79,8 +69,7 @@ class MemorySampler:
         value = int(self.reader())
         with self._lock:
             self.samples += 1
-            if value > self.peak_bytes:
-                self.peak_bytes = value
+            self.peak_bytes = max(self.peak_bytes, value)
 
     def sample(self) -> int:
         """Take a reading now (RSS and GPU); returns the peak RSS so far."""
@@ -92,13 +81,10 @@ class MemorySampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            try:
+            with contextlib.suppress(Exception):  # a failed reading must not kill training; the next one may work
                 self._read_rss()
-            except Exception:  # a failed reading must not kill training; the next one may work
-                continue
 
     def start(self) -> "MemorySampler":
-        """Take a first reading and, with ``background``, start the sampling thread."""
         self.sample()
         if self.background and self._thread is None:
             self._stop.clear()
@@ -121,5 +107,5 @@ class MemorySampler:
     def __enter__(self) -> "MemorySampler":
         return self.start()
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *_exc_info: Any) -> None:
         self.stop()

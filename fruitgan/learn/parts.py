@@ -1,8 +1,6 @@
-"""The parts of a training run, built from its settings before the first epoch: the fruits' data, each
-fruit's stream and state, the networks, and the parts that evaluate, checkpoint, estimate and record it.
-
-gan_trainer.py holds the loop; it gets these parts, and each part gets the values it needs (never the trainer).
-"""
+"""The parts of a training run, built from its settings before the first epoch: the fruits' data, streams and
+states, the networks, and what evaluates, checkpoints, estimates and records it. gan_trainer.py holds the loop;
+each part gets the values it needs (never the trainer)."""
 from __future__ import annotations
 
 import math
@@ -83,12 +81,11 @@ def load_data(cfg, workdir, dist, device: torch.device) -> RunData:
     # Every rank takes the same steps per epoch: the largest training part of the whole run sets it.
     steps = steps_per_epoch(cfg.steps_per_epoch, [d.train_index.numel() for d in datasets.values()], cfg.batch_size)
     groups = [[f] for f in fruits] if cfg.schedule == "sequential" else [list(fruits)]
-    # Only the training part, kept uint8: held-out drawings (and copies of them) are never trained on.
-    streams = {f: FruitStream(datasets[f].pixels, datasets[f].train_index, fruit_seed(cfg.seed, f), cfg.batch_size,
-                              device) for f in fruits}
-    states = {}
+    streams, states = {}, {}
     for f in fruits:
         s = fruit_seed(cfg.seed, f)
+        # Only the training part, kept uint8: held-out drawings (and copies of them) are never trained on.
+        streams[f] = FruitStream(datasets[f].pixels, datasets[f].train_index, s, cfg.batch_size, device)
         # On the training device, so no step waits for a host-to-device copy (on a CPU: like torch's default
         # generator seeded alike, so seeded runs are reproducible).
         fixed = torch.randn(GRID_SIDE * GRID_SIDE, gan_config.noise_dim, generator=torch.Generator().manual_seed(s + 2))

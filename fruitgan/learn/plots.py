@@ -1,10 +1,5 @@
-"""Training-history plots: info/training_history_<fruit>.png per fruit and training_history_all.png.
-
-The trainer redraws them at every milestone and at the end, so anyone opening the PNG during a run sees
-it "live".
-Figures are plain ``matplotlib.figure.Figure`` objects on an Agg canvas (no pyplot), so drawing neither
-changes the caller's backend nor keeps figures alive, and every PNG is written atomically.
-"""
+"""Training-history plots, info/training_history_<fruit>.png and training_history_all.png, redrawn at every
+milestone. Plain Figures on an Agg canvas (no pyplot): the caller's backend stays, no figure is kept alive."""
 from __future__ import annotations
 
 import math
@@ -29,9 +24,8 @@ NO_VALUE_NOTE = "no value recorded\n(e.g. too few real drawings)"
 # Per-epoch series: (key, label). The per-fruit figure pairs them in two panels.
 LOSS_SERIES = (("d_loss", "D loss"), ("g_loss", "G loss"))
 D_SERIES = (("d_real", "D(x), real"), ("d_fake", "D(G(z)), generated"))
-# Quality metrics: key -> (panel title, y label, reference value and its label, or None).
-# Runs with a validation/test split record the milestones' held-out figures on the validation part (val_*);
-# runs from before the split recorded them without the prefix.
+# Quality metrics: key -> (panel title, y label, reference value and its label, or None); runs from before the
+# validation/test split recorded the held-out figures without the val_ prefix.
 QUALITY_METRICS = {
     validation_key("two_sample_accuracy"): ("Two-sample accuracy (validation part)", "accuracy",
                                 (0.5, "0.5 = indistinguishable")),
@@ -51,7 +45,6 @@ def _number(value) -> Optional[float]:
 
 
 def _series(records: list, key: str):
-    """(epochs, values) of the records where both are numbers."""
     pairs = [(_number(r.get("epoch")), _number(r.get(key))) for r in records if isinstance(r, dict)]
     pairs = [(e, v) for e, v in pairs if e is not None and v is not None]
     return [e for e, _ in pairs], [v for _, v in pairs]
@@ -184,10 +177,6 @@ def fruit_figure(history: dict, fruit: str):
     return fig
 
 
-def _ordered(histories: Dict[str, dict]) -> List[str]:
-    return [f for f in FRUITS if f in histories] + sorted(f for f in histories if f not in FRUITS)
-
-
 def plot_all_fruits(histories: Dict[str, dict], path: Path) -> Path:
     """Draw every fruit in one figure: one panel per quantity, one line per fruit (best epochs starred)."""
     return atomic_save_figure(all_fruits_figure(histories), Path(path), dpi=DPI)
@@ -202,7 +191,7 @@ def _missing_title(title: str, missing: List[str], fruits: List[str]) -> str:
 
 
 def all_fruits_figure(histories: Dict[str, dict]):
-    fruits = _ordered(histories)
+    fruits = [f for f in FRUITS if f in histories] + sorted(f for f in histories if f not in FRUITS)
     metrics = _quality_keys(list(histories.values()))
     fig, axes = _new_figure(len(LOSS_SERIES) + len(D_SERIES) + max(len(metrics), 1), legend=True)
     colours = {f: f"C{i}" for i, f in enumerate(fruits)}

@@ -1,6 +1,5 @@
 """The prices a training is charged at: render_pricing_config.json (user-editable, USD), read and checked
-here, and the hourly rates of a machine of so many CPUs and GB of RAM (the formula: cost_analysis_training.py).
-"""
+here, and the hourly rates of a machine of so many CPUs and GB of RAM (the formula: cost_analysis_training.py)."""
 from __future__ import annotations
 
 import json
@@ -16,12 +15,8 @@ HOURS_PER_MONTH = 720.0  # 30 days x 24 h: the course's convention for a "month"
 CURRENCY = "USD"
 MONEY_SIGNIFICANT_DIGITS = 3  # costs are tiny fractions of a dollar: show significant digits, not cents
 DEFAULT_PRICING_PATH = Path(__file__).resolve().parents[2] / "render_pricing_config.json"
-PRICING_KEYS = (
-    "fixed_monthly_cost",
-    "cost_per_cpu_per_month",
-    "cost_per_gb_ram_per_month",
-    "additional_storage_cost_per_gb",
-)
+PRICING_KEYS = ("fixed_monthly_cost", "cost_per_cpu_per_month", "cost_per_gb_ram_per_month",
+                "additional_storage_cost_per_gb")
 
 
 @dataclass(frozen=True)
@@ -63,9 +58,7 @@ def load_pricing(path: Optional[os.PathLike] = None) -> PricingConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(
-            f"pricing file {path} not found; create it with the keys {', '.join(PRICING_KEYS)}"
-        ) from None
+        raise UserError(f"pricing file {path} not found; create it with the keys {', '.join(PRICING_KEYS)}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read pricing file {path}: {exc}") from None
     try:

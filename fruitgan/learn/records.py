@@ -1,21 +1,13 @@
-"""The JSON and text records of a training run: its settings, each fruit's history, the summary, the costs.
-
-Written through model_store (atomically) with every checkpoint, so the files on disk always describe the
-same epoch. Under torchrun each rank writes its own fruits' histories and rank 0 gathers every rank's
-fruits into the model-wide files (config, summary, cost report, description, the models index).
-"""
+"""The JSON and text records of a training run (settings, histories, summary, costs), written with every
+checkpoint so the files on disk describe one epoch. Under torchrun each rank writes its own fruits'
+histories; rank 0 gathers every rank's fruits into the model-wide files."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Callable, Dict, List, Optional
 
 from fruitgan.learn.cost_report import build_cost_report, cost_fields_for_history, description_text, format_cost_summary
-from fruitgan.models.index import update_index
+from fruitgan.models.index import now, update_index
 from fruitgan.models.sizes import kept_bytes
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def new_history(cfg, fruit: str, ds, steps_per_epoch: int) -> dict:
@@ -46,10 +38,8 @@ def dataset_info(version: str, data) -> dict:
 
 
 class RunRecords:
-    """Writes one run's records from values: its resolved ``settings``, its ``dataset`` description, this
-    rank's fruit ``states`` (histories and cost sections, filled in as the run goes), the prices, and
-    ``folder_bytes()``: what the model folder holds on disk, {part: bytes}, when the records are written
-    (its storage cost)."""
+    """Writes one run's records from values: its resolved ``settings``, ``dataset`` description, this rank's fruit
+    ``states`` (filled in as the run goes), the prices, and ``folder_bytes()`` ({part: bytes}: the storage cost)."""
 
     def __init__(self, store, dist, workdir, settings: dict, dataset: dict, states: dict, pricing,
                  folder_bytes: Optional[Callable[[], Dict[str, int]]] = None):
@@ -67,10 +57,7 @@ class RunRecords:
 
     def write_histories(self) -> None:
         for f, s in self.states.items():
-            doc = dict(s.history)
-            if s.cost:
-                doc.update(cost_fields_for_history(s.cost))
-            self.store.write_history(f, doc)
+            self.store.write_history(f, {**s.history, **(cost_fields_for_history(s.cost) if s.cost else {})})
 
     def fruit_summary(self, f: str) -> dict:
         s = self.states[f]
@@ -93,8 +80,7 @@ class RunRecords:
         return {k: v for p in parts for k, v in p.items()}
 
     def write_summary(self, epochs_done: int, status: str, timing: dict) -> None:
-        """training_summary_<name>.json (rank 0 gathers every rank's fruits under torchrun) with ``timing`` (the
-        estimate and where the time went), the cost report, description.txt and the models index."""
+        """training_summary_<name>.json with ``timing``, the cost report, description.txt and the models index."""
         per_fruit = self._gathered({f: self.fruit_summary(f) for f in self.states})
         if not self.dist.is_main:
             return
@@ -114,8 +100,7 @@ class RunRecords:
         update_index(self.workdir, c["model_name"])     # models_index.json follows the run as it goes
 
     def plot_histories(self, every_fruit: bool = False) -> None:
-        """info/training_history_<fruit>.png for this rank's fruits (and, ``every_fruit``, the all-fruit figure
-        on the main rank, other ranks' fruits read from their files), redrawn atomically from memory."""
+        """The history plots of this rank's fruits (and, ``every_fruit``, the all-fruit one on the main rank)."""
         from fruitgan.learn import plots
         for f, s in self.states.items():
             plots.plot_fruit_history(s.history, self.store.history_plot_path(f))
@@ -136,10 +121,7 @@ class RunRecords:
 
     def mark_interrupted(self, done: int) -> None:
         """Say so in the summary; everything else stays as the last checkpoint's write left it."""
-        if not self.dist.is_main:
-            return
-        summary = self.store.read_summary()
-        if summary is None:
-            return
-        summary.update(status="interrupted", epochs_done=done, updated=now())
-        self.store.write_summary(summary)
+        summary = self.store.read_summary() if self.dist.is_main else None
+        if summary is not None:
+            summary.update(status="interrupted", epochs_done=done, updated=now())
+            self.store.write_summary(summary)

@@ -1,17 +1,5 @@
-"""The parts of a training run around its steps: where the time goes, when to checkpoint, how to stop, what
-the console shows.
-
-MultiFruitGANTrainer.train() uses them:
-
-* ``RunClock``: wall seconds per part of a run (steps, checkpoints, evaluation, milestone images,
-  history writes, the rest), recorded in the run's summary.
-* ``Cadence``: "is a checkpoint due?" on a wall-clock cadence (settings.CHECKPOINT_MINUTES).
-* ``StopRequest``: Ctrl+C or SIGTERM while training asks the run to finish the current epoch, write a
-  checkpoint and stop; a second one stops at once (the epochs since the last checkpoint are lost). The
-  handlers are installed only while training and restored afterwards.
-* ``Console``: every line a run prints goes through it. While the progress bars (one per fruit: epoch n/N,
-  losses, time left) are on screen a line is written above them, never over one.
-"""
+"""The parts of a training run around its steps (MultiFruitGANTrainer.train): where the time goes (RunClock),
+when a checkpoint is due (Cadence), how Ctrl+C/SIGTERM stop it (StopRequest), what the console shows (Console)."""
 from __future__ import annotations
 
 import contextlib
@@ -35,8 +23,7 @@ class RunClock:
     """Wall seconds spent in each of TIME_PARTS since the clock started ("other": the rest)."""
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter):
-        self._clock = clock
-        self.started = clock()
+        self._clock, self.started = clock, clock()
         self.seconds: Dict[str, float] = dict.fromkeys(TIME_PARTS, 0.0)
 
     def now(self) -> float:
@@ -57,21 +44,16 @@ class RunClock:
 
     def breakdown(self) -> Dict[str, float]:
         """{part: seconds} over TIME_PARTS, "other" being what no part claimed, plus "total"."""
-        total = self.elapsed()
-        known = sum(v for k, v in self.seconds.items() if k != "other")
-        out = {k: round(v, 3) for k, v in self.seconds.items() if k != "other"}
-        out["other"] = round(max(0.0, total - known), 3)
-        out["total"] = round(total, 3)
-        return out
+        total, known = self.elapsed(), {k: v for k, v in self.seconds.items() if k != "other"}
+        out = {**known, "other": max(0.0, total - sum(known.values())), "total": total}
+        return {k: round(v, 3) for k, v in out.items()}
 
 
 class Cadence:
     """Due every ``minutes`` of wall time (0: always), counted from the last ``mark()``."""
 
     def __init__(self, minutes: float, clock: Callable[[], float] = time.perf_counter):
-        self.seconds = minutes * SECONDS_PER_MINUTE
-        self._clock = clock
-        self._last = clock()
+        self.seconds, self._clock, self._last = minutes * SECONDS_PER_MINUTE, clock, clock()
 
     def due(self) -> bool:
         return self._clock() - self._last >= self.seconds
@@ -105,10 +87,8 @@ class StopRequest:
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():   # signal handlers live in the main thread
-            for name in STOP_SIGNALS:
-                sig = getattr(signal, name, None)
-                if sig is not None:
-                    self._saved[sig] = signal.signal(sig, self._handle)
+            for sig in (getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)):
+                self._saved[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, exc_type, *_exc) -> None:
@@ -120,12 +100,8 @@ class StopRequest:
 
 
 class Console:
-    """The one way a training run prints: ``say`` a line; ``bars`` for the epochs, one per fruit.
-
-    While bars are on screen a line goes above them (tqdm.write clears the bars, prints, redraws them), so
-    nothing is ever printed over a bar. Without a terminal (or ``enabled=False``) there are no bars and lines
-    go straight to ``log``.
-    """
+    """The one way a training run prints: ``say`` a line; ``bars`` for the epochs, one per fruit. With bars on
+    screen a line goes above them (tqdm.write), never over one; without a terminal lines go straight to ``log``."""
 
     def __init__(self, log: Callable[[str], None] = print):
         self.log = log
@@ -221,13 +197,12 @@ def stop_message(signal_name: str, saved_epoch: int) -> str:
 
 def continue_hint(command: str, epoch: int, epochs: int, saved_epoch: int, finished: bool = True,
                   torchrun: bool = False) -> str:
-    """What can be continued after a stop at (or, not ``finished``, during) ``epoch``, and how (``command``:
-    the resume command, e.g. "python train_gan.py --resume --model-name v1")."""
+    """What can be continued after a stop at (or, not ``finished``, during) ``epoch``, and with ``command``."""
     if torchrun:
         command = f"the same torchrun command with: {command.replace('python ', '')}"
     where = f"stopped {'at' if finished else 'during'} epoch {epoch} of {epochs}"
     if not saved_epoch:
         return f"{where}; no checkpoint yet: train it again with --overwrite"
-    saved = "checkpoint saved" if saved_epoch == epoch else \
-        f"checkpoint of epoch {saved_epoch} kept (later epochs are lost)"
+    saved = ("checkpoint saved" if saved_epoch == epoch
+             else f"checkpoint of epoch {saved_epoch} kept (later epochs are lost)")
     return f"{where}; {saved}; continue with: {command}"

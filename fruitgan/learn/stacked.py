@@ -1,10 +1,8 @@
-"""F fruits' networks as one set of stacked tensors (StackedNets: every parameter and buffer on a new
-leading (F, ...) axis), and the functional layers grouped.GroupedGAN runs any G of them through.
-
-"Upsample x2 (nearest) then 3x3 convolution" is computed as one stride-2 transposed convolution
-with a 4x4 kernel derived from the 3x3 weights (sub-pixel form): the same function and gradients
-(up to float rounding) with 2.25x fewer multiply-adds and no upsampled tensor in memory. The
-trainable parameters stay the 3x3 weights, so exported weights load into gan_model.Generator.
+"""F fruits' networks as one set of stacked tensors (StackedNets: every parameter and buffer on a leading (F, ...)
+axis), and the functional layers grouped.GroupedGAN runs any G of them through. "Upsample x2 then 3x3 conv" runs
+as one stride-2 transposed conv with a 4x4 kernel from the 3x3 weights (sub-pixel form): the same function with
+2.25x fewer multiply-adds and no upsampled tensor; the 3x3 weights stay the parameters, so exports load into
+gan_model.Generator.
 
 Shapes: G fruits, B images per fruit, nz noise size, R image side, C channels of a layer.
 """
@@ -27,7 +25,6 @@ SUBPIXEL_TAPS = ((0.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0
 
 def _mangle(name: str) -> str:
     return name.replace(".", "__")   # nn.Module attribute names cannot hold dots
-
 
 
 class StackedNets(nn.Module):
@@ -104,13 +101,9 @@ def _upconv(x, w, name, groups, taps):
 
 
 def _conv_to_one(x, w, name, groups):
-    """3x3 convolution (padding 1) to ONE output channel per fruit, as nine 1x1 taps summed shifted.
-
-    (B, G*Cin, H, W) -> (B, G, H, W). oneDNN runs a single-output-channel convolution far below the
-    CPU's speed (measured 17 GFLOP/s against ~200 for the generator's other layers); a 1x1 convolution
-    to the 9 tap responses is a plain matrix product, and the shifted sum is cheap: forward + backward
-    of the generator's last layer, batch 64, went from 12.4 to 3.8 ms (28 px) and 60 to 21 ms (64 px).
-    """
+    """3x3 convolution (padding 1) to ONE output channel per fruit, (B, G*Cin, H, W) -> (B, G, H, W), as nine
+    1x1 taps summed shifted: oneDNN runs a one-output convolution at 17 GFLOP/s (~200 elsewhere); this took the
+    last layer's forward + backward (batch 64) from 12.4 to 3.8 ms at 28 px, 60 to 21 ms at 64 px."""
     weight = w[name + ".weight"]                                   # (G, 1, Cin, 3, 3)
     g, _, c_in, k, _ = weight.shape
     taps = weight.permute(0, 3, 4, 2, 1).reshape(g * k * k, c_in, 1, 1)   # (G*9, Cin, 1, 1): tap (a, b) of fruit g
@@ -125,11 +118,8 @@ def _conv_to_one(x, w, name, groups):
 
 
 def _leaky(x, slope):
-    """LeakyReLU in place where autograd allows it (slope > 0: the backward reads the output).
-
-    Every input here is a linear layer's, convolution's or batch norm's output, which their backward
-    passes do not read, so overwriting it saves one activation-sized write and allocation per layer.
-    """
+    """LeakyReLU in place where autograd allows it (slope > 0): every input here is a linear, convolution or
+    batch norm output, which their backward passes do not read, so overwriting it saves an allocation."""
     return F.leaky_relu(x, slope, inplace=slope > 0)
 
 
@@ -143,8 +133,7 @@ def generator_forward(w, z, cfg: gm.GANConfig, training: bool, taps, channels_la
     """Noise (G, B, nz) -> images (B, G, R, R) for G fruits at once."""
     groups, batch = z.shape[0], z.shape[1]
     c, s, slope = cfg.g_channels, cfg.start_size, cfg.leaky_slope
-    h = torch.baddbmm(w["fc.bias"].unsqueeze(1), z, w["fc.weight"].transpose(1, 2))  # (G, B, C*S*S)
-    h = _leaky(h, slope)
+    h = _leaky(torch.baddbmm(w["fc.bias"].unsqueeze(1), z, w["fc.weight"].transpose(1, 2)), slope)  # (G, B, C*S*S)
     h = h.view(groups, batch, c, s, s).transpose(0, 1).reshape(batch, groups * c, s, s)  # (B, G*C, S, S)
     if channels_last:
         h = h.contiguous(memory_format=torch.channels_last)
@@ -179,10 +168,8 @@ def discriminator_forward(w, x, cfg: gm.GANConfig, training: bool, channels_last
 
 
 def _r1_penalty(logits_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """R1 (Mescheder et al. 2018): per fruit, the mean squared norm of D's gradient at the real images.
-
-    logits_real (B, G) computed from ``real`` (B, G, R, R, requiring grad) -> (G,); differentiable (the
-    discriminator's step backpropagates through the gradient)."""
+    """R1 (Mescheder et al. 2018): per fruit, the mean squared norm of D's gradient at the real images, logits_real
+    (B, G) from ``real`` (B, G, R, R) -> (G,); differentiable (D's step backpropagates through it)."""
     (grad,) = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
     if grad.dtype in (torch.float16, torch.bfloat16):
         grad = grad.float()           # autocast: the penalty in fp32, like the losses

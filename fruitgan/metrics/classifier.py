@@ -1,10 +1,8 @@
-"""The quality classifier: a small CNN that tells the fruits apart, trained once per dataset version and cached.
-
-The dataset's classifier gives the feature space of FID and the k-NN metrics; the all-fruit recogniser (every
-fruit of rawData/, held-out drawings excluded) judges recognisability. Each is cached in models/evaluators/ with
-a hash of its training data (a changed dataset retrains it). Features are divided by the spread of the real
-features, so Fréchet distances are in units of "real-drawing variance".
-"""
+"""The quality classifier: a small CNN that tells the fruits apart, trained once per dataset version and cached
+in models/evaluators/ with a hash of its training data (a changed dataset retrains it). The dataset's classifier
+gives the feature space of FID and the k-NN metrics; the all-fruit recogniser (every fruit of rawData/, held-out
+drawings excluded) judges recognisability. Features are divided by the spread of the real features, so Fréchet
+distances are in units of "real-drawing variance"."""
 from __future__ import annotations
 
 import hashlib
@@ -57,8 +55,7 @@ class FruitClassifier(nn.Module):
 
     def __init__(self, fruits: Sequence[str], feature_dim: int = FEATURE_DIM, width: int = CLASSIFIER_WIDTH):
         super().__init__()
-        self.fruits = tuple(fruits)
-        self.feature_dim = feature_dim
+        self.fruits, self.feature_dim = tuple(fruits), feature_dim
         c = width
         # Three stride-2 convolutions: cheap enough to run at every milestone on a CPU.
         self.body = nn.Sequential(
@@ -75,7 +72,7 @@ class FruitClassifier(nn.Module):
         self.heldout_accuracy_by_fruit: Dict[str, Optional[float]] = {}   # set by load_or_train_classifier
 
     def raw_features(self, x: torch.Tensor) -> torch.Tensor:
-            return self.embed(self.body(to_work_resolution(x)))
+        return self.embed(self.body(to_work_resolution(x)))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B,1,R,R) -> (B, FEATURE_DIM): the space of FID, precision/recall, density/coverage."""
@@ -227,6 +224,7 @@ def _heldout_accuracy(model: FruitClassifier, fruits: Sequence[str], data: Mappi
 
 def _load_cached(path: Path, fruits: Sequence[str], resolution: int, data_hash: Optional[str],
                  device: torch.device) -> Optional[Tuple[FruitClassifier, dict]]:
+    """(classifier, _info) from the cache at ``path``, or None when it is missing, damaged or out of date."""
     if not path.is_file():
         return None
     try:
@@ -247,7 +245,7 @@ def _load_cached(path: Path, fruits: Sequence[str], resolution: int, data_hash: 
     except (KeyError, RuntimeError):
         return None
     model.heldout_accuracy_by_fruit = dict(payload.get("heldout_accuracy_by_fruit") or {})
-    return model.to(device).eval(), payload
+    return model.to(device).eval(), _info(payload, path, trained=False)
 
 
 def load_cached_classifier(workdir: Path, dataset_version: str, resolution: int, fruits: Sequence[str],
@@ -260,15 +258,10 @@ def load_cached_classifier(workdir: Path, dataset_version: str, resolution: int,
         raise UserError(f"no quality classifier for dataset version {dataset_version!r} at {resolution}px with fruits "
                         f"{', '.join(fruits)} in {path.parent}, and its dataset is not there to train one; rebuild "
                         f"the dataset with rawDataToImage.py and imageToNPZ.py --version {dataset_version}")
-    model, payload = found
-    return model, _info(payload, path, trained=False)
+    return found
 
 
 # --------------------------------------------------------------------------------------------- all-fruit recogniser
-def recognizer_path(workdir: Path, dataset_version: str, resolution: int) -> Path:
-    return model_store.evaluator_path(workdir, dataset_version, resolution, kind="recognizer")
-
-
 def load_or_train_recognizer(workdir: Path, dataset_version: str, resolution: int,
                              exclude_key_ids: Sequence[str] = (), exclude_images: Optional[torch.Tensor] = None,
                              max_per_fruit: int = RECOGNIZER_MAX_PER_FRUIT, device="cpu", seed: int = 0,
@@ -287,18 +280,16 @@ def load_or_train_recognizer(workdir: Path, dataset_version: str, resolution: in
                               f"real drawings of {len(usable)} fruit(s) (found: {found}), need "
                               f"{MIN_RECOGNIZER_FRUITS}; put another fruit's Quick, Draw! file in rawData/",
                       "fruits": list(usable), "rendered": details}
-    path = recognizer_path(workdir, dataset_version, resolution)
+    path = model_store.evaluator_path(workdir, dataset_version, resolution, kind="recognizer")
     model, info = _load_or_train_at(path, dataset_version, usable, None, None, device, seed, train_config, log)
     return model, {**info, "rendered": details}
 
 
 def _info(payload: dict, path: Path, trained: bool) -> dict:
-    return {"fruits": list(payload["fruits"]), "heldout_accuracy": payload.get("heldout_accuracy"),
-            "heldout_accuracy_by_fruit": dict(payload.get("heldout_accuracy_by_fruit") or {}),
-            "heldout_counts": dict(payload.get("heldout_counts") or {}),
-            "train_counts": dict(payload.get("train_counts") or {}),
-            "resolution": payload.get("resolution"), "created": payload.get("created"),
-            "path": str(path), "trained": trained}
+    counts = {k: dict(payload.get(k) or {}) for k in ("heldout_accuracy_by_fruit", "heldout_counts", "train_counts")}
+    return {"fruits": list(payload["fruits"]), "heldout_accuracy": payload.get("heldout_accuracy"), **counts,
+            "resolution": payload.get("resolution"), "created": payload.get("created"), "path": str(path),
+            "trained": trained}
 
 
 def load_or_train_classifier(workdir: Path, dataset_version: str, real_by_fruit: Mapping[str, torch.Tensor],
@@ -306,11 +297,9 @@ def load_or_train_classifier(workdir: Path, dataset_version: str, real_by_fruit:
                              augmented_by_fruit: Optional[Mapping[str, torch.Tensor]] = None,
                              device="cpu", seed: int = 0, train_config: Optional[ClassifierTrainConfig] = None,
                              log: Optional[Callable[[str], None]] = None) -> Tuple[FruitClassifier, dict]:
-    """The dataset version's quality classifier: loaded from its cache, or trained (seconds) and cached.
-
-    ``real_by_fruit``: {fruit: (N,1,R,R) in [-1,1]}; images made from a held-out drawing (per
-    ``augmented_by_fruit``/``source_index_by_fruit``) are never trained on. Returns (classifier, _info(...)).
-    """
+    """(classifier, _info) of the dataset version: cached, or trained (seconds) and cached. ``real_by_fruit``:
+    {fruit: (N,1,R,R) in [-1,1]}; images made from a held-out drawing (per ``augmented_by_fruit``/
+    ``source_index_by_fruit``) are never trained on."""
     resolution = int(next(iter(real_by_fruit.values())).shape[-1]) if real_by_fruit else 0
     return _load_or_train_at(classifier_path(workdir, dataset_version, resolution),
                              dataset_version, real_by_fruit, source_index_by_fruit, augmented_by_fruit,
@@ -333,9 +322,7 @@ def _load_or_train_at(path: Path, dataset_version: str, real_by_fruit: Mapping[s
     data_hash = _data_hash(fruits, real_by_fruit, augmented_by_fruit, source_index_by_fruit, cfg)
     cached = _load_cached(path, fruits, resolution, data_hash, device)
     if cached is not None:
-        model, payload = cached
-        return model, _info(payload, path, trained=False)
-
+        return cached
     gen = torch.Generator().manual_seed(seed)
     data = {f: _split_fruit(real_by_fruit[f].detach().cpu(), (augmented_by_fruit or {}).get(f),
                             (source_index_by_fruit or {}).get(f), cfg.heldout_fraction, gen) for f in fruits}

@@ -1,12 +1,11 @@
 """Figures in the quality classifier's feature space: recognizability (blind to variety), FID (torchmetrics, fed
 these features: no Inception download), precision/recall and density/coverage (k-NN manifolds: mode collapse
-shows as low recall and coverage while recognizability stays high).
-"""
+shows as low recall and coverage while recognizability stays high)."""
 from __future__ import annotations
 
 import functools
 import math
-from typing import Dict, Mapping, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -43,10 +42,8 @@ def _kth_distance(dist: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def manifold_metrics(real: torch.Tensor, fake: torch.Tensor, k: int = NEAREST_K) -> dict:
-    """Precision/recall (Kynkäänniemi et al.) and density/coverage (Naeem et al.) of ``fake`` (N,D) vs ``real`` (M,D).
-
-    A point's ball reaches its k-th nearest neighbour in its own set (k shrinks for tiny sets; NaN under 2 points).
-    """
+    """Precision/recall (Kynkäänniemi et al.) and density/coverage (Naeem et al.) of ``fake`` (N,D) vs ``real``
+    (M,D); a point's ball reaches its k-th nearest neighbour in its own set (k shrinks for tiny sets)."""
     m, n = real.shape[0], fake.shape[0]
     if m < 2 or n < 2:
         return {"precision": math.nan, "recall": math.nan, "density": math.nan, "coverage": math.nan, "k": 0}
@@ -58,13 +55,10 @@ def manifold_metrics(real: torch.Tensor, fake: torch.Tensor, k: int = NEAREST_K)
     d_rf = torch.cdist(real, fake, compute_mode=mode)                                 # (M, N)
     inside_real = d_rf < real_radius[:, None]                                         # fake j in real ball i
     inside_fake = d_rf < fake_radius[None, :]                                         # real i in fake ball j
-    return {
-        "precision": inside_real.any(dim=0).double().mean().item(),
-        "recall": inside_fake.any(dim=1).double().mean().item(),
-        "density": (inside_real.double().sum(dim=0) / k_real).mean().item(),
-        "coverage": (d_rf.min(dim=1).values < real_radius).double().mean().item(),
-        "k": k_real,
-    }
+    return {"precision": inside_real.any(dim=0).double().mean().item(),
+            "recall": inside_fake.any(dim=1).double().mean().item(),
+            "density": (inside_real.double().sum(dim=0) / k_real).mean().item(),
+            "coverage": (d_rf.min(dim=1).values < real_radius).double().mean().item(), "k": k_real}
 
 
 class QualityEvaluator:
@@ -87,7 +81,7 @@ class QualityEvaluator:
         self.real = {f: real_by_fruit[f].detach() for f in self.fruits}
         self._extractor = _precomputed_features(classifier.feature_dim)
         self._real_features: Dict[str, torch.Tensor] = {}
-        self._fid: Dict[str, object] = {}
+        self._fid_by_fruit: Dict[str, object] = {}
         self._reference: Dict[str, dict] = {}
 
     def _check(self, fruit: str, images: torch.Tensor) -> None:
@@ -103,35 +97,23 @@ class QualityEvaluator:
             self._real_features[fruit] = features_of(self.classifier, self.real[fruit], self.device)
         return self._real_features[fruit]
 
-    def _new_fid(self):
+    @torch.no_grad()
+    def _fid(self, real: torch.Tensor, fake: torch.Tensor, fruit: Optional[str] = None) -> float:
+        """FID of two feature sets, NaN under 2 each; with ``fruit``, ``real`` is its real features, whose
+        statistics are kept for the next call."""
         from torchmetrics.image.fid import FrechetInceptionDistance
 
-        return FrechetInceptionDistance(feature=self._extractor, reset_real_features=False).to(self.device)
-
-    def _fid_metric(self, fruit: str):
-        if fruit not in self._fid:
-            metric = self._new_fid()
-            metric.update(self.real_features(fruit), real=True)
-            self._fid[fruit] = metric
-        return self._fid[fruit]
-
-    @torch.no_grad()
-    def _fid_vs_real(self, fruit: str, feats: torch.Tensor) -> float:
-        if self.real[fruit].shape[0] < 2 or feats.shape[0] < 2:
+        if real.shape[0] < 2 or fake.shape[0] < 2:
             return math.nan
-        metric = self._fid_metric(fruit)
+        metric = self._fid_by_fruit.get(fruit)
+        if metric is None:
+            metric = FrechetInceptionDistance(feature=self._extractor, reset_real_features=False).to(self.device)
+            metric.update(real, real=True)
+            if fruit is not None:
+                self._fid_by_fruit[fruit] = metric
         metric.reset()                                     # drops the previous fakes, keeps the real statistics
-        metric.update(feats, real=False)
+        metric.update(fake, real=False)
         return max(float(metric.compute()), 0.0)           # tiny negative values are round-off
-
-    @torch.no_grad()
-    def _fid_two_sets(self, a: torch.Tensor, b: torch.Tensor) -> float:
-        if a.shape[0] < 2 or b.shape[0] < 2:
-            return math.nan
-        metric = self._new_fid()
-        metric.update(a, real=True)
-        metric.update(b, real=False)
-        return max(float(metric.compute()), 0.0)
 
     @_with_few_threads
     @torch.no_grad()
@@ -142,13 +124,11 @@ class QualityEvaluator:
         probs = self.classifier.logits_from_features(feats).softmax(dim=1)          # (N, F)
         target = self.label[fruit]
         if self.recognizes:
-            out = {
-                "recognizability": (probs.argmax(dim=1) == target).double().mean().item() if len(feats) else math.nan,
-                "confidence": probs[:, target].double().mean().item() if len(feats) else math.nan,
-            }
+            mean = lambda hits: hits.double().mean().item() if len(feats) else math.nan
+            out = {"recognizability": mean(probs.argmax(dim=1) == target), "confidence": mean(probs[:, target])}
         else:      # no number at all (not even None): callers read a missing figure as "not measured"
             out = {"recognizability_note": self.recognizability_note}
-        out["fid"] = self._fid_vs_real(fruit, feats)
+        out["fid"] = self._fid(self.real_features(fruit), feats, fruit)
         out.update(manifold_metrics(self.real_features(fruit), feats))
         return {**out, "num_generated": int(generated.shape[0]), "num_real": int(self.real[fruit].shape[0])}
 
@@ -166,7 +146,7 @@ class QualityEvaluator:
         order = torch.randperm(m, generator=torch.Generator().manual_seed(REFERENCE_SEED))
         feats = self.real_features(fruit)                                           # (M, FD)
         half_a, half_b = feats[order[: m // 2]], feats[order[m // 2:]]
-        ref = {"num_real": int(m), "half_size": int(m // 2), "fid_real_halves": self._fid_two_sets(half_a, half_b)}
+        ref = {"num_real": int(m), "half_size": int(m // 2), "fid_real_halves": self._fid(half_a, half_b)}
         ref.update(manifold_metrics(half_a, half_b))
         if self.recognizes:
             pred = self.classifier.logits_from_features(feats).argmax(dim=1)
@@ -177,6 +157,6 @@ class QualityEvaluator:
             ref.update(recognizability_all_real=None, heldout_recognizability=None,
                        recognizability_note=self.recognizability_note)
         noise = torch.rand(max(m, 2), *real.shape[1:], generator=torch.Generator().manual_seed(NOISE_SEED)) * 2 - 1
-        ref["fid_uniform_noise"] = self._fid_vs_real(fruit, features_of(self.classifier, noise, self.device))
+        ref["fid_uniform_noise"] = self._fid(feats, features_of(self.classifier, noise, self.device), fruit)
         self._reference[fruit] = ref
         return dict(ref)

@@ -1,6 +1,5 @@
 """The images every metric measures: 8-bit pixel levels (real drawings are 8-bit PNGs: fakes on the same 256
-levels cannot be told apart by in-between values), the work resolution, shape checks, CPU threads.
-"""
+levels cannot be told apart by in-between values), the work resolution, shape checks, CPU threads."""
 from __future__ import annotations
 
 from contextlib import contextmanager

@@ -36,12 +36,10 @@ def _pixel_vectors(images: torch.Tensor) -> torch.Tensor:
 
 
 def memorisation_ratio(generated: torch.Tensor, train: torch.Tensor, heldout_real: torch.Tensor) -> dict:
-    """Median distance to the nearest TRAINING image of the generated images over that of held-out real ones.
-
-    generated, heldout_real: (N,1,R,R) in [-1,1]; train the same or (N,R,R) uint8. About 1 is healthy, well
-    below 1 is copying. In pixel space at the work resolution: copying is a pixel-level fact, and shrinking
-    forgives a copy moved by a fraction of a pixel. The ratio is None with a note under MIN_MEMORISATION_HELDOUT.
-    """
+    """Median distance to the nearest TRAINING image of the generated images over that of held-out real ones:
+    about 1 is healthy, well below 1 is copying. generated, heldout_real: (N,1,R,R) in [-1,1]; train the same or
+    (N,R,R) uint8. Pixels at the work resolution: copying is a pixel-level fact, and shrinking forgives a copy
+    moved by a fraction of a pixel. None with a note under MIN_MEMORISATION_HELDOUT."""
     train_view = train.unsqueeze(1) if train.dtype == torch.uint8 and train.dim() == 3 else train
     check_same_size(generated=generated, train=train_view, heldout_real=heldout_real)
     n_held = int(heldout_real.shape[0])

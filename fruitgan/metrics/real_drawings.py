@@ -46,14 +46,12 @@ def render_rawdata_fruits(workdir: Path, resolution: int, exclude_key_ids: Seque
                           exclude_images: Optional[torch.Tensor] = None,
                           max_per_fruit: int = RECOGNIZER_MAX_PER_FRUIT,
                           formats="auto") -> Tuple[Dict[str, torch.Tensor], Dict[str, dict]]:
-    """Every fruit with drawings in <workdir>/rawData/, rendered at ``resolution``, up to ``max_per_fruit`` each.
-
-    ``formats``: "auto", a list for every fruit, or {fruit: formats} (a dataset's fruits in its formats, the
-    others as a dataset of them would choose), so the recogniser sees drawings in the dataset's style. Drawings
-    whose key_id is in ``exclude_key_ids`` or whose 8-bit pixels match ``exclude_images`` (bitmaps have no
-    key_id) are skipped. Returns ({fruit: (N,1,R,R) in [-1,1]}, {fruit: {"count", "excluded", "files"}}).
-    """
+    """Every fruit with drawings in <workdir>/rawData/ rendered at ``resolution``, up to ``max_per_fruit`` each:
+    ({fruit: (N,1,R,R) in [-1,1]}, {fruit: {"count", "excluded", "files"}}). ``formats``: "auto", a list, or
+    {fruit: formats} (the others as a dataset of them would choose), so the recogniser sees the dataset's style.
+    Skipped: key_ids in ``exclude_key_ids``, 8-bit pixels in ``exclude_images`` (bitmaps have no key_id)."""
     from fruitgan.data import quickdraw_formats as qf
+    from fruitgan.data.image_conversion import choose_files
     raw_dir = Path(workdir) / "rawData"
     if not raw_dir.is_dir():
         return {}, {}
@@ -62,8 +60,6 @@ def render_rawdata_fruits(workdir: Path, resolution: int, exclude_key_ids: Seque
     excluded_pixels = _excluded_pixel_keys(exclude_images)
     images: Dict[str, torch.Tensor] = {}
     details: Dict[str, dict] = {}
-    from fruitgan.data.image_conversion import choose_files
-
     for fruit in scan.fruits_with_data(qf.AUTO):
         files_there = scan.files_for(fruit)
         if not isinstance(formats, Mapping):

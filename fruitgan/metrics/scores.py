@@ -48,16 +48,10 @@ def quality_score(metrics: Mapping) -> float:
 
 # Columns of format_metrics_table: (key, header, format)
 TABLE_COLUMNS = (
-    ("two_sample_accuracy", "2-sample", "{:.2f}"),
-    ("two_sample_half_width", "+-", "{:.2f}"),
-    ("memorisation_ratio", "memo.", "{:.2f}"),
-    ("recognizability", "recognised", "{:.0%}"),
-    ("confidence", "conf.", "{:.2f}"),
-    ("fid", "FID", "{:.2f}"),
-    ("precision", "prec.", "{:.2f}"),
-    ("recall", "recall", "{:.2f}"),
-    ("density", "density", "{:.2f}"),
-    ("coverage", "cover.", "{:.2f}"),
+    ("two_sample_accuracy", "2-sample", "{:.2f}"), ("two_sample_half_width", "+-", "{:.2f}"),
+    ("memorisation_ratio", "memo.", "{:.2f}"), ("recognizability", "recognised", "{:.0%}"),
+    ("confidence", "conf.", "{:.2f}"), ("fid", "FID", "{:.2f}"), ("precision", "prec.", "{:.2f}"),
+    ("recall", "recall", "{:.2f}"), ("density", "density", "{:.2f}"), ("coverage", "cover.", "{:.2f}"),
     ("score", "score", "{:.3f}"),
 )
 

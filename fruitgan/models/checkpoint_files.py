@@ -1,17 +1,12 @@
 """A model folder's .pt files: the one module that writes them (CheckpointFiles) and reads them back.
 
-* checkpoints/latest.pt: everything a resume needs (per fruit both networks, the moving average and both
-  Adam states; the random streams, histories, costs and best scores), as TrainingCheckpoints.snapshot builds it.
+* checkpoints/latest.pt: everything a resume needs, as TrainingCheckpoints.snapshot builds it.
 * checkpoints/epoch_NNNN.pt, kept every N epochs: only what drawing needs (per fruit the generator that draws,
-  its config, the epoch), a quarter of latest.pt's size per fruit; resuming reads latest.pt only. The run's
-  last epoch gets none: its generator files hold the same weights, and --checkpoint N reads them instead;
-  a resume that moves past it writes its epoch file first.
+  its config, the epoch), a quarter of latest.pt's size per fruit. The run's last epoch gets none: its generator
+  files hold the same weights, and --checkpoint N reads them; a resume that moves past it writes its epoch file.
 * generator_<fruit>.pt, best/generator_<fruit>.pt: gan_model payloads of the generator that draws (the moving
   average when the run kept one, flagged "averaged"); discriminator_<fruit>.pt: the discriminator.
-
-Checkpoints are snapshots (CPU copies) written by one background thread, never two at once; the network files
-are written at once. Every write is atomic (safe_files) and every read is torch.load(weights_only=True); a
-damaged or foreign file is a one-line UserError.
+Checkpoints are CPU snapshots written by one background thread, never two at once; network files are written at once.
 """
 from __future__ import annotations
 
@@ -70,10 +65,8 @@ class CheckpointFiles:
         self._error: Optional[BaseException] = None
         self._unkept: Optional[int] = None     # a resumed run's last epoch, kept only by its network files
 
-    # ------------------------------------------------------------------ writing
     def save(self, ckpt: dict, keep: bool) -> None:
-        """latest.pt from the snapshot ``ckpt`` and, when ``keep``, its epoch's file for drawing; written by
-        the background thread after the previous write (never two at once)."""
+        """latest.pt from the snapshot ``ckpt`` and, when ``keep``, its epoch's file for drawing (in the background)."""
         keep = keep and ckpt["epoch"] != self.folder.unkept_last_epoch()
         unkept, self._unkept = self._unkept, None
 
@@ -116,7 +109,6 @@ class CheckpointFiles:
             error, self._error = self._error, None
             raise error
 
-    # ------------------------------------------------------------------ reading
     def read_resume(self, map_location="cpu") -> dict:
         """This process's latest.pt, to resume from; UserError when missing or damaged."""
         path = self.folder.checkpoint_path(LATEST_STEM)
@@ -135,10 +127,12 @@ class CheckpointFiles:
         return ckpt
 
     def _checkpoint(self, path: Path, damaged: str) -> dict:
+        """A checkpoint file, checked: its format, an int epoch and a dict of states per fruit."""
         payload = torch_load(path)
-        epoch = payload.get("epoch") if isinstance(payload, dict) else None
-        if (not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT
-                or not isinstance(payload.get("fruits"), dict) or isinstance(epoch, bool) or not isinstance(epoch, int)):
+        fruits = payload.get("fruits") if isinstance(payload, dict) else None
+        epoch = payload.get("epoch") if isinstance(fruits, dict) else None
+        if (not isinstance(fruits, dict) or payload.get("format") != CHECKPOINT_FORMAT or isinstance(epoch, bool)
+                or not isinstance(epoch, int) or not all(isinstance(states, dict) for states in fruits.values())):
             raise UserError(f"{path} is not a training checkpoint ({CHECKPOINT_FORMAT}) or was edited by hand; the "
                             f"model folder is damaged{damaged}")
         return payload
@@ -156,12 +150,10 @@ class CheckpointFiles:
         """The kept checkpoint of ``epoch`` holding ``fruit`` (under torchrun: whichever rank's file holds it); for
         the run's last epoch, the generator file (a gan_model payload) when it is that epoch's."""
         paths = self.folder.kept_checkpoints().get(epoch)
-        final = self.folder.generator_path(fruit)
-        if not paths and final.is_file():     # the run's last epoch: its generator file (see save)
-            payload = torch_load(final)
-            if _epoch_of(payload) == epoch:
-                return payload, final
         if not paths:
+            final = self.folder.generator_path(fruit)       # the run's last epoch: its generator file (see save)
+            if final.is_file() and _epoch_of(payload := torch_load(final)) == epoch:
+                return payload, final
             raise UserError(f"model {self.folder.name!r} kept no checkpoint of epoch {epoch} "
                             f"(checkpoints of {fruit}: {self.folder.checkpoint_options(fruit)})")
         held: List[str] = []

@@ -48,8 +48,7 @@ def model_folder_name(name: str) -> str:
 
 
 def evaluator_path(workdir: Path, dataset_version: str, resolution: int, kind: str = "classifier") -> Path:
-    """models/evaluators/<kind>_version<V>_<R>px.pt, kind "classifier" (the dataset's fruits) or "recognizer"
-    (every fruit of rawData/); the version name is checked: it cannot leave the folder."""
+    """kind: "classifier" (the dataset's fruits) or "recognizer" (every fruit of rawData/); the version is checked."""
     if kind not in EVALUATOR_KINDS:
         raise ValueError(f"unknown evaluator kind {kind!r}")
     check_name(dataset_version, "dataset version")
@@ -94,7 +93,6 @@ class ModelFolder:
                             f"found {len(names)}); give models/model_<name>")
         return cls(folder, names[0])
 
-    # ------------------------------------------------------------------ paths
     @property
     def info_dir(self) -> Path:
         return self.path / INFO_DIR
@@ -147,7 +145,6 @@ class ModelFolder:
     def progress_grid_path(self, fruit: str, epoch: int) -> Path:
         return self.path / f"{GRID_DIR_PREFIX}{check_name(fruit, 'fruit')}" / f"{epoch_stem(epoch)}.png"
 
-    # ------------------------------------------------------------------ what the folder holds
     def progress_grids(self) -> Dict[str, List[int]]:
         """{fruit: epochs with a progress grid, sorted} for the generated_epoch_images_<fruit>/ there are."""
         grids = {}
@@ -210,7 +207,6 @@ class ModelFolder:
         options = [k for k, held in named.items() if held] + [str(e) for e in self.saved_epochs()]
         return ", ".join(options) if options else "none"
 
-    # ------------------------------------------------------------------ records: writing
     def remove(self) -> None:
         """--overwrite: the whole folder goes; a read-only or full disk is one line naming the folder."""
         if self.path.exists():
@@ -237,7 +233,6 @@ class ModelFolder:
     def write_progress_grid(self, image, fruit: str, epoch: int) -> Path:
         return atomic_save_image(image, self.progress_grid_path(fruit, epoch))
 
-    # ------------------------------------------------------------------ records: reading
     def read_config(self) -> Optional[dict]:
         return read_json(self.config_path())
 

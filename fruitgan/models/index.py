@@ -1,7 +1,6 @@
 """models/models_index.json: a cache of what describe_model reads from each model folder, rebuilt where stale.
-
-Writers take an exclusive flock on models/.models_index.json.lock around the read-modify-write, so two runs
-finishing at once cannot lose each other's entry; the file is replaced atomically."""
+Writers hold a flock on models/.models_index.json.lock around the read-modify-write, so two runs finishing at once
+cannot lose each other's entry; the file is replaced atomically."""
 from __future__ import annotations
 
 import fcntl
@@ -29,14 +28,13 @@ def index_path(workdir: Path) -> Path:
     return models_root(workdir) / INDEX_FILE
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @contextmanager
 def _index_locked(workdir: Path):
-    """Exclusive flock for one read-modify-write (blocking: writers hold it for milliseconds); the kernel drops it
-    when the holder dies, kill -9 included."""
+    """Exclusive flock for one read-modify-write; the kernel drops it when the holder dies (kill -9 too)."""
     fd = os.open(models_root(workdir) / INDEX_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -104,11 +102,9 @@ def odd_entries(workdir: Path) -> List[dict]:
 def _load_index(path: Path) -> Optional[dict]:
     """The index document, or None when it is missing, unreadable or not ours."""
     doc = read_json(path)
-    if not doc or doc.get("format") != INDEX_FORMAT or not isinstance(doc.get("models"), dict):
-        return None
-    if not all(isinstance(e, dict) and NAME_PATTERN.match(str(n)) for n, e in doc["models"].items()):
-        return None
-    return doc
+    ours = (doc and doc.get("format") == INDEX_FORMAT and isinstance(doc.get("models"), dict)
+            and all(isinstance(e, dict) and NAME_PATTERN.match(str(n)) for n, e in doc["models"].items()))
+    return doc if ours else None
 
 
 def _refreshed(workdir: Path, doc: Optional[dict], redo: Optional[set]) -> dict:
@@ -128,7 +124,7 @@ def _refreshed(workdir: Path, doc: Optional[dict], redo: Optional[set]) -> dict:
 def _write_index(workdir: Path, doc: dict) -> bool:
     """Write the index atomically; False (and nothing changed) when models/ cannot be written: it is a cache."""
     try:
-        atomic_write_json(index_path(workdir), {**doc, "updated": _now()})
+        atomic_write_json(index_path(workdir), {**doc, "updated": now()})
     except UserError:
         return False
     return True

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Tuple, Union
 
 from gan_model import GANConfig, Generator, network_from_payload
-from fruitgan.models.checkpoint_files import CHECKPOINT_FORMAT, CheckpointFiles, torch_load
+from fruitgan.models.checkpoint_files import CheckpointFiles, torch_load
 from fruitgan.models.folder import ModelFolder, open_model
 from fruitgan.util.safe_files import check_name
 from fruitgan.util.user_io import UserError
@@ -50,11 +50,8 @@ def _generator_from_payload(payload, path: Path, use_ema: bool) -> Tuple[Generat
 
 
 def _generator_from_checkpoint(payload: dict, path: Path, fruit: str, use_ema: bool) -> Tuple[Generator, bool, int]:
-    states, epoch = (payload.get("fruits") or {}), payload.get("epoch", -1)
-    states = states.get(fruit) if isinstance(states, dict) else None
-    if not isinstance(states, dict) or isinstance(epoch, bool) or not isinstance(epoch, int):
-        raise UserError(f"{path} does not hold a {fruit} checkpoint in this project's format (hand-edited or "
-                        "damaged); draw from another --checkpoint or retrain with --overwrite")
+    """``fruit``'s generator in a checkpoint CheckpointFiles read, which checked its format, epoch and states."""
+    states = payload["fruits"][fruit]
     used_ema = bool(use_ema and states.get("ema"))
     if not used_ema and states.get("generator") is None and states.get("ema"):
         raise UserError(f"{path} keeps only the moving-average {fruit} generator; {RAW_WEIGHTS_HINT}")
@@ -63,12 +60,11 @@ def _generator_from_checkpoint(payload: dict, path: Path, fruit: str, use_ema: b
         net.load_state_dict(states["ema"] if used_ema else states["generator"])
     except (KeyError, RuntimeError, TypeError, AttributeError):
         raise UserError(f"{path}: the {fruit} generator weights do not fit its config; the file is damaged") from None
-    return net.eval(), used_ema, epoch
+    return net.eval(), used_ema, payload["epoch"]
 
 
 def read_generator(folder: ModelFolder, fruit: str, best: bool = False, use_ema: bool = True) -> Tuple[Generator, bool]:
-    """generator_<fruit>.pt (best/ when ``best``) as an eval-mode Generator, and whether it holds the moving
-    average; UserError when the file is missing or damaged."""
+    """generator_<fruit>.pt (best/ when ``best``) in eval mode, and whether it holds the moving average."""
     path = folder.generator_path(fruit, best)
     if not path.is_file():
         raise UserError(f"model {folder.name!r} has no {fruit} generator at {path}; train it first")
@@ -78,16 +74,11 @@ def read_generator(folder: ModelFolder, fruit: str, best: bool = False, use_ema:
 
 def load_generator(workdir: Path, name: str, fruit: str, checkpoint: Union[str, int] = "latest", device="cpu",
                    use_ema: bool = True) -> Tuple[Generator, dict]:
-    """One fruit's generator of model ``name``, in eval mode on ``device``, and what it is.
-
-    checkpoint: "latest" (the last finished epoch: checkpoints/latest.pt, or the latest_rank<r>of<w>.pt holding
-    the fruit; generator_<fruit>.pt when the model has no latest checkpoint), "milestone" (generator_<fruit>.pt:
-    the last milestone's or the run's end), "best" (best/generator_<fruit>.pt) or an epoch number
-    (checkpoints/epoch_NNNN.pt, or the epoch_NNNN_rank<r>of<w>.pt holding the fruit). use_ema: the
-    moving-average weights when the model kept them.
-    meta: {"model","fruit","checkpoint","epoch","path","used_ema","config","metrics"(best only, else None),
-    "dataset_version","resolution"}.
-    """
+    """One fruit's generator of model ``name``, in eval mode on ``device``, and its meta: {"model", "fruit",
+    "checkpoint", "epoch", "path", "used_ema", "config", "metrics" (best only), "dataset_version", "resolution"}.
+    checkpoint: "latest" (the last finished epoch: the latest checkpoint holding the fruit, else the generator
+    file), "milestone" (generator_<fruit>.pt), "best" (best/generator_<fruit>.pt) or a kept epoch's number.
+    use_ema: the moving-average weights when the model kept them."""
     folder = open_model(workdir, name)
     fruits = folder.fruits()
     if fruit not in fruits:
@@ -108,7 +99,7 @@ def load_generator(workdir: Path, name: str, fruit: str, checkpoint: Union[str, 
             raise UserError(f"model {name!r} has no {checkpoint} {fruit} generator{why} "
                             f"(checkpoints of {fruit}: {folder.checkpoint_options(fruit)})")
         payload = torch_load(path)
-    if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
+    if path.parent == folder.checkpoints_dir:     # not a generator file
         net, used_ema, epoch = _generator_from_checkpoint(payload, path, fruit, use_ema)
     else:
         net, used_ema = _generator_from_payload(payload, path, use_ema)

@@ -26,16 +26,12 @@ def _record(value) -> Optional[dict]:
 def quality_of(folder: ModelFolder) -> dict:
     """{fruit: {"latest", "best", "best_epoch", "test", "reference"}}: the summary's quality records of each
     fruit (each None when missing); reported_figures(entry) gives what a table shows of one."""
-    out = {}
     per_fruit = (folder.read_summary() or {}).get("per_fruit")
-    if isinstance(per_fruit, dict):
-        for fruit, rec in per_fruit.items():
-            if isinstance(rec, dict) and NAME_PATTERN.match(str(fruit)):
-                out[fruit] = {"latest": _record(rec.get("quality")), "best": _record(rec.get("best_quality")),
-                              "best_epoch": count_or_none(rec.get("best_epoch")),
-                              "test": _record(rec.get("test_quality")),
-                              "reference": _record(rec.get("reference_quality"))}
-    return out
+    return {fruit: {"latest": _record(rec.get("quality")), "best": _record(rec.get("best_quality")),
+                    "best_epoch": count_or_none(rec.get("best_epoch")), "test": _record(rec.get("test_quality")),
+                    "reference": _record(rec.get("reference_quality"))}
+            for fruit, rec in (per_fruit.items() if isinstance(per_fruit, dict) else ())
+            if isinstance(rec, dict) and NAME_PATTERN.match(str(fruit))}
 
 
 HELDOUT_KEYS = ("two_sample", "memorisation")     # figures of the held-out tests (prefixes of their keys)
@@ -63,38 +59,27 @@ def reported_figures(quality: dict) -> dict:
     return rec
 
 
-def _record_problems(folder: ModelFolder) -> List[str]:
-    """Notes on the folder's info/ records that are missing or unreadable (the listing shows them)."""
-    config = folder.config_path()
-    problems = [] if config.exists() else [f"{INFO_DIR}/{config.name} is missing"]
-    return problems + [f"{INFO_DIR}/{p.name} is unreadable" for p in (config, folder.summary_path())
-                       if p.exists() and read_json(p) is None]
-
-
 def describe_model(workdir: Path, name: str) -> dict:
-    """What list_models reports for one model (the fields missing from its records, or of the wrong type, are
-    None); "problems" lists its unreadable or missing records."""
+    """What list_models reports of one model: fields missing or of the wrong type are None."""
     folder = open_model(workdir, name)
     summary = folder.read_summary() or {}
     config = folder.read_config() or {}
     pick = lambda key: summary.get(key, config.get(key))
     version = pick("dataset_version")
-    return {
-        "name": name,
-        "path": str(folder.path),
-        "created": _text(pick("created")),
-        "updated": _text(summary.get("updated")),
-        "dataset_version": str(version) if isinstance(version, (str, int)) and not isinstance(version, bool) else None,
-        "resolution": count_or_none(pick("resolution")),
-        "fruits": [f for f in folder.fruits() if NAME_PATTERN.match(f)],
-        "epochs_done": count_or_none(summary.get("epochs_done")),
-        "epochs_planned": count_or_none(summary.get("epochs_planned", config.get("epochs"))),
-        "status": _text(summary.get("status")) or ("unknown" if not summary else None),
-        "description": _text(config.get("description")),
-        "quality": quality_of(folder),
-        "saved_epochs": folder.saved_epochs(),
-        "problems": _record_problems(folder),
-    }
+    version = str(version) if isinstance(version, (str, int)) and not isinstance(version, bool) else None
+    path = folder.config_path()         # the listing notes info/ records that are missing or unreadable
+    problems = [] if path.exists() else [f"{INFO_DIR}/{path.name} is missing"]
+    problems += [f"{INFO_DIR}/{p.name} is unreadable" for p in (path, folder.summary_path())
+                 if p.exists() and read_json(p) is None]
+    return {"name": name, "path": str(folder.path), "created": _text(pick("created")),
+            "updated": _text(summary.get("updated")), "dataset_version": version,
+            "resolution": count_or_none(pick("resolution")),
+            "fruits": [f for f in folder.fruits() if NAME_PATTERN.match(f)],
+            "epochs_done": count_or_none(summary.get("epochs_done")),
+            "epochs_planned": count_or_none(summary.get("epochs_planned", config.get("epochs"))),
+            "status": _text(summary.get("status")) or ("unknown" if not summary else None),
+            "description": _text(config.get("description")), "quality": quality_of(folder),
+            "saved_epochs": folder.saved_epochs(), "problems": problems}
 
 
 def list_models(workdir: Path) -> List[dict]:

@@ -1,9 +1,6 @@
-"""How big a model folder gets: predicted from the networks' sizes before training (and refused in one line
-when the disk cannot hold it), and measured part by part after it (the end of a run says what it kept).
-
-The .pt files are tensors (their bytes follow from the parameter counts) plus torch.save's framing; the
-images and records are small and bounded from above by their pixels and rows.
-"""
+"""How big a model folder gets: predicted from the networks' sizes before training (refused in one line when the
+disk cannot hold it), and measured part by part after it. The .pt files are tensors (their bytes follow from the
+parameter counts) plus torch.save's framing; images and records are bounded by their pixels and rows."""
 from __future__ import annotations
 
 import os
@@ -42,10 +39,9 @@ def network_bytes(cfg: GANConfig) -> Dict[str, int]:
 
 def predicted_bytes(cfg: GANConfig, fruits: int, epochs: int, keep_every: int, milestones: int, best: bool,
                     grid_pixels: int) -> Dict[str, int]:
-    """What a finished run keeps, {part: bytes} over PARTS: ``fruits`` fruits, ``epochs`` epochs, a kept epoch
-    every ``keep_every`` (0: none), ``milestones`` progress grids of ``grid_pixels`` pixels per fruit, a best/
-    generator when ``best``. Each kept file holds the one generator that draws; the last epoch has none (its
-    network files hold it)."""
+    """What a finished run keeps, {part: bytes} over PARTS: a kept epoch every ``keep_every`` (0: none), holding
+    the one generator that draws (the last epoch has none: its network files hold it), ``milestones`` progress
+    grids of ``grid_pixels`` pixels per fruit, a best/ generator when ``best``."""
     n = network_bytes(cfg)
     averaged = cfg.ema_decay > 0
     latest = (n["g_state"] * (2 if averaged else 1) + n["d_state"]

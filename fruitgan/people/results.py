@@ -1,6 +1,5 @@
 """The record of finished spot-the-fake sessions, models/model_<name>/info/human_test_<fruit>.jsonl: written
-and read here only, one JSON line per finished session, appended under the file's lock and atomically.
-"""
+and read here only, one JSON line per finished session, appended under the file's lock and atomically."""
 from __future__ import annotations
 
 import json

@@ -1,9 +1,8 @@
 """The spot-the-fake page, served by the standard library on 127.0.0.1 only.
 
 GET /, /page.js, /page.css: the page. POST /api/start: the token and image ids (once). GET /img/<id>.png: one
-drawing. POST /api/answer {"token", "id", "answer"}: the truth for practice, the results after the last scored one.
-Any bad request gets a 4xx, one console line, and changes nothing.
-"""
+drawing. POST /api/answer {"token", "id", "answer"}: the truth for practice, the results after the last scored
+one. Any bad request gets a 4xx, one console line, and changes nothing."""
 from __future__ import annotations
 
 import errno

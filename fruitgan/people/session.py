@@ -1,18 +1,17 @@
-"""One spot-the-fake session: the drawings shown, their order, the answers and the score.
-
-Real and fake drawings take the same road to the screen (``png_bytes``, random ids, a seeded shuffle); the truth
-leaves the session only as practice feedback and in the record kept once the scored round is over.
-"""
+"""One spot-the-fake session: the drawings shown, their order, the answers and the score. Real and fake drawings
+take the same road to the screen (``png_bytes``, random ids, a seeded shuffle); the truth leaves the session only
+as practice feedback and in the record kept once the scored round is over."""
 from __future__ import annotations
 
 import io
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from fruitgan.models.index import now
 
 REAL, FAKE = "real", "fake"
 ANSWERS = (REAL, FAKE)
@@ -27,10 +26,6 @@ class Refused(Exception):
     def __init__(self, code: int, why: str):
         super().__init__(why)
         self.code = code
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -52,7 +47,7 @@ class Session:
     seed: int
     images: List[Shown]              # the practice round, then the scored round, each in shuffled order
     started: float = field(default_factory=time.monotonic)
-    started_at: str = field(default_factory=_now)
+    started_at: str = field(default_factory=now)
 
     def round(self, practice: bool) -> List[Shown]:
         return [s for s in self.images if s.practice == practice]
@@ -85,7 +80,7 @@ class Session:
         """The session as it is kept (results.append_session): who was shown what, what they said, when."""
         scored = [{"id": s.id, "truth": s.truth, "drawing": s.drawing, "answer": s.answer, "seconds": s.seconds}
                   for s in self.round(practice=False)]
-        return {**about, "seed": self.seed, "started": self.started_at, "finished": _now(),
+        return {**about, "seed": self.seed, "started": self.started_at, "finished": now(),
                 "practice_answered": sum(s.answer is not None for s in self.round(practice=True)), "images": scored}
 
 
@@ -156,9 +151,9 @@ def result_lines(person: dict, machine: dict, pooled: Optional[dict]) -> List[st
     """What the page and the console show at the end, in plain lines."""
     lines = [f"You judged {person['right']} of {person['judged']} right: {person['accuracy']:.2f} (95% interval "
              f"{person['low']:.2f}-{person['high']:.2f}; {CHANCE} = guessing, 1.0 = never fooled).",
-             f"Fakes taken for real: {person['fakes_taken_for_real']} of {person['fakes']} ({person['fake_error']:.0%});"
-             f" real drawings taken for fake: {person['reals_taken_for_fake']} of {person['reals']} "
-             f"({person['real_error']:.0%})."]
+             f"Fakes taken for real: {person['fakes_taken_for_real']} of {person['fakes']} "
+             f"({person['fake_error']:.0%}); real drawings taken for fake: {person['reals_taken_for_fake']} of "
+             f"{person['reals']} ({person['real_error']:.0%})."]
     figure = machine_figure(machine)
     if figure is not None:
         lines.append("The machine's two-sample test on the same fruit: {:.2f} (95% interval {:.2f}-{:.2f}).".format(

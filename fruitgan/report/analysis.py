@@ -66,8 +66,7 @@ def training_run(run: Run) -> str:
 def epochs_done(run: Run) -> str:
     """4.3: how many epochs ran, and how the two networks ended."""
     s, tail = run.summary, {f: (h.get("epochs") or [])[-TAIL_EPOCHS:] for f, h in run.histories.items()}
-    d_real = {f: np.mean([e["d_real"] for e in t]) for f, t in tail.items() if t}
-    d_fake = {f: np.mean([e["d_fake"] for e in t]) for f, t in tail.items() if t}
+    d_real, d_fake = ({f: np.mean([e[k] for e in t]) for f, t in tail.items() if t} for k in ("d_real", "d_fake"))
     text = (f"Run **{run.name}** trained {s.get('epochs_done')} of {s.get('epochs_planned')} epochs "
             f"({s.get('status')}). Over the last {TAIL_EPOCHS} epochs D(x) was {span(d_real.values(), '.2f')} and "
             f"D(G(z)) {span(d_fake.values(), '.2f')}.")

@@ -32,8 +32,7 @@ def show_gray(fig) -> None:
 
 
 def first_real_drawings(root: Path, resolution: int, count: int) -> Dict[str, np.ndarray]:
-    """{fruit: (<=count, R, R) uint8}: each fruit's first real drawings in rawData/, chosen and drawn as a
-    dataset at this size would choose and draw them (image_conversion's source rule, today's renderer)."""
+    """{fruit: (<=count, R, R) uint8}: each fruit's first real drawings in rawData/, as a dataset would draw them."""
     drawn, _ = render_rawdata_fruits(root, resolution, formats={}, max_per_fruit=count)
     return {f: pictures.to_uint8(x) for f, x in drawn.items()}
 

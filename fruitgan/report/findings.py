@@ -43,10 +43,7 @@ def verdicts(run: Optional[Run]) -> str:
     lines = [f"**Run {run.name}, {run.resolution} px.**"]
     for row in tables.heldout_rows(run):
         f = row["fruit"]
-        if row["text"]:
-            line = measured_verdict(row)
-        else:
-            line = f"not measured: {row['note'] or 'no held-out drawings'}."
+        line = measured_verdict(row) if row["text"] else f"not measured: {row['note'] or 'no held-out drawings'}."
         if f in seen:
             line += f" *Author's opinion* ({seen[f]['verdict']}): {seen[f]['seen']}"
         lines.append(f"- *{f}*: {line}")

@@ -1,8 +1,6 @@
-"""report.ipynb's cells, read from report.md beside this module, and running them.
-
-report.md is the notebook as Markdown: each ```python block is a code cell (a few lines calling this
-package), the text between blocks Markdown cells, split where a line reads ``<!-- cell -->``.
-"""
+"""report.ipynb's cells, read from report.md beside this module, and running them. report.md is the notebook as
+Markdown: each ```python block is a code cell (a few lines calling this package), the text between blocks
+Markdown cells, split where a line reads ``<!-- cell -->``."""
 from __future__ import annotations
 
 import os
@@ -29,7 +27,6 @@ def cell_sources(text: str) -> List[Tuple[str, str]]:
 
 
 def build():
-    """The notebook, without outputs."""
     import nbformat
 
     nb = nbformat.v4.new_notebook()

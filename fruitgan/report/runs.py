@@ -67,7 +67,6 @@ class Run:
         return read_generator(self.folder, fruit)[0]
 
     def split_fruits(self) -> List[str]:
-        """The fruits with held-out drawings."""
         return [f for f, h in self.histories.items() if h.get("num_heldout_real_images")]
 
 
@@ -125,14 +124,12 @@ def commands(config: dict) -> List[str]:
 def recipe_notes(config: dict) -> List[str]:
     """What the commands cannot say about the run's recipe: settings it predates, code that changed since."""
     notes = []
-    older = [k for k in BEFORE_IT_EXISTED if k not in config]
+    defaults = {s.field: s.default for s in settings.TRAIN_SETTINGS}
+    older = [k for k in BEFORE_IT_EXISTED if k not in config and BEFORE_IT_EXISTED[k] != defaults[k]]
     if older:
         then = ", ".join(f"{k} {BEFORE_IT_EXISTED[k]}" for k in older)
         notes.append(f"The run was saved before these settings existed: {then}. That is how it trained, and the "
                      "command above spells it out, so today's defaults do not replace it.")
-    if "diff_augment" not in config:
-        notes.append("In particular it trained **without DiffAugment** (`--diff-augment none`), the default "
-                     "since: its discriminator saw every image as drawn.")
     if REWRITE_MARK not in config:
         notes.append("It was trained by the code before the trainer was rewritten. The recipe above is the same "
                      "(networks, losses, optimizers, moving average, batch, epochs), but the pixels will not be: "

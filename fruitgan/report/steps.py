@@ -13,10 +13,8 @@ STEPS = {
     2: ("Build a simple Discriminator network.", _NETWORK_STEPS + ("Compile the Discriminator network.",)),
     3: ("Build a GAN by stacking the generator and discriminator.", (
         "Plot the images created by the Generator from a normally distributed noise input.",
-        "Generate a normally distributed noise of shape 100x100.",
-        "Generate images for the input noise.",
-        "Reshape images if needed.",
-        "Plot.")),
+        "Generate a normally distributed noise of shape 100x100.", "Generate images for the input noise.",
+        "Reshape images if needed.", "Plot.")),
     4: ("Training", (
         "Train the GAN using the training set, default epoch, and default batch size.",
         "Use the noised input of the Generator and trick it as real data.",

@@ -36,18 +36,16 @@ def data_table(run: Run) -> str:
 
 def cost_table(run: Run) -> str:
     """Each fruit's training time and cost, then the whole run's totals."""
+    usd = lambda money, *keys: ["$" + fmt(money.get(k), ".6f") for k in keys]
     rows = []
     for f, h in run.histories.items():
         c = h.get("cost") or {}
-        money = c.get("cost") or {}
         rows.append((f, fmt(c.get("training_time_minutes"), ".1f"), fmt(c.get("time_per_epoch_seconds"), ".2f"),
-                     fmt(c.get("peak_memory_gb"), ".2f"), "$" + fmt(money.get("compute"), ".6f"),
-                     "$" + fmt(money.get("memory"), ".6f"), "$" + fmt(money.get("total"), ".6f")))
+                     fmt(c.get("peak_memory_gb"), ".2f"), *usd(c.get("cost") or {}, "compute", "memory", "total")))
     report = run.folder.read_cost_report() or {}
     totals = report.get("totals") or {}
     rows.append(("**whole run**", fmt(report.get("training_time_minutes"), ".1f"), "",
-                 fmt(report.get("peak_memory_gb"), ".2f"), "$" + fmt(totals.get("compute"), ".6f"),
-                 "$" + fmt(totals.get("memory"), ".6f"), "$" + fmt(totals.get("training"), ".6f")))
+                 fmt(report.get("peak_memory_gb"), ".2f"), *usd(totals, "compute", "memory", "training")))
     storage = ((report.get("breakdown") or {}).get("storage") or {})
     shared = ("The fruits were stepped together: each fruit's row is an equal share of the run's time. "
               if run.config.get("schedule") == "together" and len(run.fruits) > 1 else "")

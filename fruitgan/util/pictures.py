@@ -15,12 +15,9 @@ PIXEL_HALF_RANGE = PIXEL_MAX / 2  # 127.5: pixel / 127.5 - 1 maps 0..255 onto -1
 
 
 def unit_range(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 (..., R, R) tensor on any device -> float32 (..., 1, R, R) = pixel / 127.5 - 1, so 0 -> -1.0
-    and 255 -> +1.0 exactly. The trainer applies it to each batch on the device (data stays uint8).
-
-    Computed as (pixel - 127.5) / 127.5: the subtraction is exact in float32, so each value is rounded
-    once (the correctly rounded pixel/127.5 - 1, symmetric around 0); dividing first would round twice.
-    """
+    """uint8 (..., R, R) tensor on any device -> float32 (..., 1, R, R) = pixel / 127.5 - 1 (0 -> -1.0, 255 -> +1.0).
+    As (pixel - 127.5) / 127.5: the subtraction is exact in float32, so each value is rounded once (symmetric
+    around 0); dividing first would round twice."""
     if pixels.dtype != torch.uint8:
         raise TypeError(f"expected uint8 pixels, got {pixels.dtype}")
     values = pixels.to(torch.float32)                  # a new tensor: the in-place steps never touch the data
@@ -33,10 +30,8 @@ def to_unit_range(pixels: np.ndarray) -> torch.Tensor:
 
 
 def to_pixels(images: torch.Tensor) -> torch.Tensor:
-    """Floats in [-1, 1] (any shape) -> uint8 on the CPU, same shape: (x + 1) * 127.5, rounded, clamped.
-
-    Values outside [-1, 1] become 0 or 255, so a generator's overshoot never wraps around.
-    """
+    """Floats in [-1, 1] (any shape) -> uint8 on the CPU, same shape: (x + 1) * 127.5, rounded, clamped
+    (a generator's overshoot becomes 0 or 255, never wraps around)."""
     values = images.detach().float().cpu()
     return ((values + 1.0) * PIXEL_HALF_RANGE).round().clamp(0, PIXEL_MAX).to(torch.uint8)
 
@@ -51,7 +46,6 @@ def image_grid(pixels: np.ndarray, columns: int, pad: int, gutter: int, min_tile
     grey ``gutter`` around each, then enlarged by a whole factor (nearest neighbour: crisp pixels) until a
     tile is at least ``min_tile`` pixels wide."""
     from PIL import Image
-
     n, r = pixels.shape[0], pixels.shape[1]
     rows = math.ceil(n / columns)
     step = r + pad

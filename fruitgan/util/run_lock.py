@@ -1,49 +1,21 @@
 """One writer per folder: an exclusive, crash-safe lock for a model folder or a dataset version.
 
-Public API::
+    with RunLock(folder, what="model v1", advice="choose another name") as lock:
+        if lock.previous is not None:   # a run that died (kill -9) held it before us: clean its leftovers
+            ...
 
-    from fruitgan.util.run_lock import RunLock
+A second writer gets a one-line UserError: "model v1 is being written by PID 1234 on host h since 12:03; ...".
+``left_unfinished`` / ``unfinished_until_done`` record which outputs a run that never finished left, so
+the next run replaces them instead of refusing them as "already exists".
 
-    with RunLock(folder, what="model v1", advice="wait for it to finish or choose another name") as lock:
-        if lock.previous is not None:   # a run that died (kill -9, power cut) held it before us
-            ...                         # e.g. clean its leftovers: safe_files.clean_stale_temp(folder)
-        ...                             # every write into ``folder`` (and --overwrite's rmtree of it)
-
-    RunLock(folder, what, advice=...).acquire() / .release()   # the same without ``with``
-    lock_path(folder) -> Path          # where the lock of ``folder`` lives
-    current_holder(folder) -> Holder | None   # who writes ``folder`` now (None: nobody)
-    refuse_if_held(folder, what, advice=...)  # the same one-line refusal, early (e.g. before prompts)
-    left_unfinished(folder); with unfinished_until_done(folder, creates, writes) as done: ...
-        # which outputs a run that never finished (kill -9, Ctrl+C, an error) left: the next run of the
-        # same command replaces them instead of refusing them as "already exists"
-
-A second writer gets a one-line ``user_io.UserError``::
-
-    model v1 is being written by PID 1234 on host h since 12:03; wait for it to finish or choose another name
-
-Design (why it is safe):
-
-* The lock is ``fcntl.flock`` on an open file: the kernel releases it when the holder exits in any
-  way, kill -9 included, so a lock of a dead process is never "held". A leftover lock file of a
-  dead run is simply taken over (``previous`` tells the new holder whose it was); there is no
-  "is that PID alive?" guess, so a PID reused by another process, here or on another host of a
-  shared file system, cannot fool it. The PID, host and start time written into the file only
-  serve the refusal message.
-* The lock file is a hidden SIBLING of the folder, ``<parent>/.<folder name>.lock``, not a file
-  inside it: ``--overwrite`` deletes and recreates the folder, and a partial folder is renamed
-  over it when a dataset version is published; a lock inside would be deleted or replaced with the
-  folder while still held, and a second writer would then lock a fresh file and also "win". The
-  sibling also exists before the folder does, so it guards the folder's creation too. Readers
-  skip it like every hidden entry.
-* Release deletes the lock file while still holding it; a taker that locked a file someone has
-  just deleted notices (the path no longer names the inode it locked) and tries again, so two
-  takers can never both win.
-* The lock file descriptor is close-on-exec and is closed in forked children (worker pools):
-  a child left running after its parent was killed cannot keep the lock alive. (flock locks
-  belong to the open file, which fork shares; closing the child's copy does not release the
-  parent's lock.)
-* One process may hold several locks on different folders. Taking a lock this process already
-  holds is refused with the same one-line message (it would otherwise deadlock or double-write).
+Why it is safe:
+* ``fcntl.flock``: the kernel releases it when the holder exits in any way (kill -9 included), so no
+  "is that PID alive?" guess is needed; the PID, host and time in the file only serve the message.
+* The lock file is a hidden SIBLING ``<parent>/.<name>.lock``: one inside would be deleted with the folder
+  (--overwrite, a published partial folder) while still held.
+* Release deletes the file while still holding it; a taker that locked a deleted file notices and retries.
+* The descriptor is close-on-exec and closed in forked children: an orphaned worker cannot keep the lock.
+* Taking a lock this process already holds is refused (it would deadlock or double-write).
 """
 from __future__ import annotations
 
@@ -55,7 +27,7 @@ import socket
 import stat
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -66,14 +38,12 @@ from fruitgan.util.user_io import UserError
 
 LOCK_SUFFIX = ".lock"
 DEFAULT_ADVICE = "wait for it to finish or choose another name"
-# A taker loops only when a holder released (deleted the file) between its open() and flock();
-# each retry means another process made progress, so a small bound is never reached in practice.
+# A taker retries only when a holder released between its open() and flock(): a bound never reached in practice.
 MAX_TAKE_ATTEMPTS = 50
 # Lock files are tiny JSON records; reading more than this means it is not one of ours.
 MAX_RECORD_BYTES = 4096
 
-# Locks held by this process, by lock file path: lets fork children close their copies and
-# refuses a second take of the same lock by the same process. Guarded by _HELD_GUARD (threads).
+# Locks held by this process, by lock file path (for fork children and second takes); guarded by _HELD_GUARD.
 _HELD: Dict[str, "RunLock"] = {}
 _HELD_GUARD = threading.Lock()
 
@@ -88,16 +58,12 @@ class Holder:
 
     def describe(self) -> str:
         """'PID 1234 on host h since 12:03' (parts that are unknown are left out)."""
-        parts = []
-        parts.append(f"PID {self.pid}" if self.pid is not None else "another process")
+        parts = [f"PID {self.pid}" if self.pid is not None else "another process"]
         if self.host:
             parts.append(f"on host {self.host}")
         if self.started is not None:
             parts.append(f"since {_clock(self.started)}")
         return " ".join(parts)
-
-    def is_this_host(self) -> bool:
-        return self.host == socket.gethostname()
 
 
 def _clock(stamp: float) -> str:
@@ -112,28 +78,23 @@ def lock_path(folder: Path) -> Path:
     return folder.with_name(f".{folder.name}{LOCK_SUFFIX}")
 
 
-def _parse_record(raw: bytes) -> Optional[Holder]:
+def _read_record(fd: int) -> Optional[Holder]:
+    try:
+        raw = os.pread(fd, MAX_RECORD_BYTES, 0)
+    except OSError:
+        return None
     if not raw.strip():
         return None  # the holder has the lock but has not written its record yet
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        return Holder(None, None, None)
+        doc = None
     if not isinstance(doc, dict):
         return Holder(None, None, None)
     pid, host, started = doc.get("pid"), doc.get("host"), doc.get("started")
-    return Holder(
-        pid=pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None,
-        host=host if isinstance(host, str) and host else None,
-        started=float(started) if isinstance(started, (int, float)) and not isinstance(started, bool) else None,
-    )
-
-
-def _read_record(fd: int) -> Optional[Holder]:
-    try:
-        return _parse_record(os.pread(fd, MAX_RECORD_BYTES, 0))
-    except OSError:
-        return None
+    number = isinstance(started, (int, float)) and not isinstance(started, bool)
+    return Holder(pid=pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None,
+                  host=host if isinstance(host, str) and host else None, started=float(started) if number else None)
 
 
 class RunLock:
@@ -159,9 +120,8 @@ class RunLock:
 
     def acquire(self) -> "RunLock":
         """Take the lock or raise UserError naming the holder. Returns self."""
-        key = str(self.path)
         with _HELD_GUARD:
-            if key in _HELD:
+            if str(self.path) in _HELD:
                 raise UserError(f"{self.what} is already being written by this process (PID {os.getpid()}); "
                                 f"{self.advice}")
         try:
@@ -180,8 +140,7 @@ class RunLock:
 
     def _open(self) -> int:
         try:
-            # os.open's descriptors are close-on-exec (not inherited by subprocesses); O_NONBLOCK: a FIFO
-            # put where the lock file belongs must be refused, not waited on.
+            # os.open's descriptors are close-on-exec; O_NONBLOCK: a FIFO there is refused, not waited on.
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY, 0o666)
         except OSError as exc:
             kind = not_regular(self.path)
@@ -232,11 +191,10 @@ class RunLock:
             _HELD[str(self.path)] = self
 
     def _refusal(self, holder: Optional[Holder]) -> str:
-        if holder is None:
-            return f"{self.what} is being written by another process (just started); {self.advice}"
-        if holder.pid is not None and holder.is_this_host() and not process_alive(holder.pid):
-            # The record is still the dead run's: the new holder took over and has not yet
-            # written its own (a kernel lock never outlives its process, so this is not the dead one).
+        # No record yet, or still a dead run's: the new holder has not written its own (a flock never
+        # outlives its process, so the holder is not the dead one).
+        if holder is None or (holder.pid is not None and holder.host == socket.gethostname()
+                              and not process_alive(holder.pid)):
             return f"{self.what} is being written by another process (just started); {self.advice}"
         return f"{self.what} is being written by {holder.describe()}; {self.advice}"
 
@@ -247,17 +205,17 @@ class RunLock:
             return
         with _HELD_GUARD:
             _HELD.pop(str(self.path), None)
-        try:
-            # Delete while still holding: a taker that opened the old file sees it unnamed and retries.
+        # Delete while still holding: a taker that opened the old file sees it unnamed and retries. A lock file
+        # left behind is harmless: the next taker locks and reuses it.
+        with suppress(OSError):
             if self._still_named(fd):
                 os.unlink(self.path)
-        except OSError:
-            pass  # a lock file left behind is harmless: the next taker locks and reuses it
         os.close(fd)  # releases the flock
 
 
 def _special(path: Path, kind: str) -> str:
-    return f"the lock file {path} is {kind}, not a regular file; remove it (it only marks a running writer) and run again"
+    return (f"the lock file {path} is {kind}, not a regular file; "
+            "remove it (it only marks a running writer) and run again")
 
 
 def _refuse_special(fd: int, path: Path) -> None:
@@ -269,11 +227,8 @@ def _refuse_special(fd: int, path: Path) -> None:
 
 
 def current_holder(folder: Path) -> Optional[Holder]:
-    """Who holds ``folder``'s lock now, or None when nobody does.
-
-    A probe for listings (it never creates the file): it holds a shared lock for an instant, so a
-    writer starting in that very instant is refused as if busy; never call it in a loop.
-    """
+    """Who holds ``folder``'s lock now, or None. Never creates the file; its instant shared lock may make
+    a writer starting in that very instant see it busy, so never call it in a loop."""
     path = lock_path(folder)
     with _HELD_GUARD:
         if str(path) in _HELD:
@@ -284,23 +239,18 @@ def current_holder(folder: Path) -> Optional[Holder]:
         return None
     _refuse_special(fd, path)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return _read_record(fd) or Holder(None, None, None)
-        except OSError:
-            return None
-        return None  # we got it, so nobody writes; closing the descriptor lets it go
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_record(fd) or Holder(None, None, None)
+    except OSError:
+        pass
     finally:
-        os.close(fd)
+        os.close(fd)   # after reading the record; it lets our shared lock go
+    return None  # we got the lock (or locks do not work here), so nobody writes
 
 
 def refuse_if_held(folder: Path, what: str, advice: str = DEFAULT_ADVICE) -> None:
-    """Raise the refusal a second writer gets when another process writes ``folder`` now.
-
-    For an early, clear answer (before questions or checks that would say something less
-    precise); the RunLock taken before writing is still what guarantees one writer.
-    """
+    """Raise the refusal a second writer gets, early (before prompts); the RunLock still guarantees one writer."""
     holder = current_holder(folder)
     if holder is not None and holder.pid != os.getpid():
         raise UserError(RunLock(folder, what, advice)._refusal(holder))
@@ -309,14 +259,11 @@ def refuse_if_held(folder: Path, what: str, advice: str = DEFAULT_ADVICE) -> Non
 def _close_in_child() -> None:
     global _HELD_GUARD
     _HELD_GUARD = threading.Lock()  # another thread may have held it at the fork
-    # A forked child shares the parent's open lock files; closing its copies (never LOCK_UN,
-    # which would release the parent's lock) means only the parent's life keeps the lock.
+    # Close the child's copies of the lock files (never LOCK_UN: that would release the parent's lock).
     for lock in list(_HELD.values()):
         if lock._fd is not None:
-            try:
+            with suppress(OSError):
                 os.close(lock._fd)
-            except OSError:
-                pass
             lock._fd = None
     _HELD.clear()
 
@@ -336,11 +283,8 @@ def unfinished_path(folder: Path) -> Path:
 
 
 def left_unfinished(folder: Path) -> List[str]:
-    """The outputs (e.g. fruits) a run of ``folder`` was creating when it stopped without finishing.
-
-    Its own half-done output, which the next run replaces without --overwrite (saying so). Read it
-    holding ``folder``'s RunLock: then no live run owns the record. A damaged record names nothing.
-    """
+    """The outputs (e.g. fruits) a stopped run of ``folder`` was creating: the next run replaces them without
+    --overwrite. Read it holding ``folder``'s RunLock (no live run owns it then); a damaged record names none."""
     path = unfinished_path(folder)
     if not os.path.lexists(path):
         return []
@@ -353,9 +297,8 @@ def left_unfinished(folder: Path) -> List[str]:
 
 
 def _record(folder: Path, outputs: Sequence[str], best_effort: bool = False, start: bool = False) -> None:
-    """Write (atomically) the record of ``outputs``, or remove it when there are none (but at the ``start``: a
-    run writes the same files whatever it creates). ``best_effort``: on the way out of a failed run, whose own
-    error must not be masked by one of the record's."""
+    """Write the record of ``outputs`` (always at the ``start``), or remove it when there are none.
+    ``best_effort``: a failed run's own error must not be masked by one of the record's."""
     path = unfinished_path(folder)
     try:
         if outputs or start:
@@ -369,10 +312,9 @@ def _record(folder: Path, outputs: Sequence[str], best_effort: bool = False, sta
 
 @contextmanager
 def unfinished_until_done(folder: Path, creates: Sequence[str], writes: Sequence[str]) -> Iterator[List[str]]:
-    """Hold ``folder``'s RunLock around this block. Until it ends, the outputs it ``creates`` (new ones) are
-    recorded as unfinished, beside those an earlier stopped run left and this one does not rewrite (not in
-    ``writes``). Append each output to the yielded list once complete: if the block fails (Ctrl+C, an error),
-    the complete ones it created stay recorded, its own half-done work for the next run to replace."""
+    """Hold ``folder``'s RunLock around this block. Until it ends, the outputs it ``creates`` are recorded as
+    unfinished (beside an earlier stopped run's not in ``writes``). Append each output to the yielded list once
+    complete: if the block fails, those it created stay recorded for the next run to replace."""
     kept = [o for o in left_unfinished(folder) if o not in writes]
     _record(folder, [*kept, *creates], start=True)
     done: List[str] = []

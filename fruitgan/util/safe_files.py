@@ -1,29 +1,14 @@
 """Atomic file writes, leftovers of dead writers, safe user-supplied names, checked sizes.
 
-Every model, checkpoint, JSON and NPZ the suite writes goes through here: the data is written
-to a temporary file in the destination folder and moved into place with ``os.replace``, so a
-crash or Ctrl+C at any moment leaves either the old file or the new one, never half of one.
-A write that fails (no space left, quota, read-only file system, permission denied, torch's
-"enforce fail ... unexpected pos" on a full disk) raises a one-line UserError naming the file and
-what to do; the previous file is left as it was and no temp file stays behind.
+Every file the suite writes goes to a temp file beside it, then ``os.replace``: a crash or Ctrl+C
+leaves the old file or the new one, never half of one. A failed write (disk full, quota, read-only,
+permission, torch's "unexpected pos") is a one-line UserError; the old file stays, no temp file does.
 
-Owner-tagged leftovers. Whatever a writer puts beside its final result carries its owner,
-``owner_tag()`` = ``h<8 hex of the host name>-<pid>``, so that the next start can tell a dead
-writer's leftovers from a live one's:
-
-* temp files:       ``.<final name>.<owner>.<random>.tmp``   (made by the atomic_* helpers)
-* partial folders:  ``.<final name>.partial-<owner>``        (``partial_folder(final)`` names it;
-                    a folder built there and renamed onto ``final`` when complete)
-
-``clean_stale_temp(folder)`` removes those whose owner is a dead process of this host; those of
-a live process, or of another host sharing the folder (its PIDs mean nothing here), are kept.
-Legacy ``.<name>.partial-<pid>`` folders (no host part) count as this host's.
-
-Hostile files: ``checked_size`` checks a size, count or dimension read from a file
-against sane bounds BEFORE anything is allocated for it, with a one-line UserError naming the file.
-``open_regular`` / ``read_regular`` open a file that must be a regular one, refusing a FIFO, socket,
-device, folder, symlink loop or unreadable file with one line (never blocking on a FIFO);
-``not_regular`` says what a path is instead; ``list_folder`` lists a folder or says why it cannot.
+Leftovers carry their owner, ``owner_tag()`` = ``h<8 hex of the host name>-<pid>``: temp files
+``.<name>.<owner>.<random>.tmp`` and partial folders ``.<name>.partial-<owner>`` (renamed onto ``name``
+when complete). ``clean_stale_temp`` removes those of dead processes of this host only (another host's
+PIDs mean nothing here); legacy ``.<name>.partial-<pid>`` folders count as this host's.
+Hostile files: see ``checked_size`` and ``open_regular``.
 """
 from __future__ import annotations
 
@@ -38,23 +23,16 @@ import socket
 import stat
 import tempfile
 import zlib
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Tuple
 
 from fruitgan.util.user_io import UserError
 
-# Names the user gives (dataset versions, model names) become folder and file names:
-# letters, digits, '_' and '-' only, so they can never hold '/', '..' or a leading dot.
+# Names the user gives become folder and file names: they can never hold '/', '..' or a leading dot.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
-
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-
+_UMASK = os.umask(0)   # the umask can only be read by setting it: put it straight back
+os.umask(_UMASK)
 BYTES_PER_MB = 1024 ** 2    # file sizes are shown in binary megabytes (MiB), everywhere
 FRUITS = ("apple", "banana", "blackberry", "grapes", "pear", "strawberry", "watermelon")
 
@@ -62,10 +40,8 @@ FRUITS = ("apple", "banana", "blackberry", "grapes", "pear", "strawberry", "wate
 def check_name(name: str, what: str) -> str:
     """Return ``name`` if it is a safe folder/file name component, else raise UserError."""
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise UserError(
-            f"invalid {what} {name!r}: use 1-64 letters, digits, '_' or '-' "
-            "(no '/', '..', spaces or leading dot)"
-        )
+        raise UserError(f"invalid {what} {name!r}: use 1-64 letters, digits, '_' or '-' "
+                        "(no '/', '..', spaces or leading dot)")
     return name
 
 
@@ -108,20 +84,14 @@ LEGACY_TEMP_FILE = re.compile(r"^\..+\.tmp$")  # mkstemp names before owner tags
 def owner_of(name: str, is_folder: bool = False) -> Optional[Tuple[Optional[str], int]]:
     """(host tag, or None for a legacy name; pid) of a leftover temp file / partial folder name, else None."""
     match = (PARTIAL_FOLDER if is_folder else TEMP_FILE).match(name)
-    if match is None:
-        return None
-    return match.group("host"), int(match.group("pid"))
-
-
-def _owner_dead(host: Optional[str], pid: int) -> bool:
-    if host is not None and host != _host_tag():
-        return False  # another host's PID says nothing about processes here
-    return pid != os.getpid() and not process_alive(pid)
+    return (match.group("host"), int(match.group("pid"))) if match else None
 
 
 def owner_dead(host: Optional[str], pid: int) -> bool:
     """Whether the owner (from ``owner_of`` or ``parse_owner``) is a dead process of this host."""
-    return _owner_dead(host, pid)
+    if host is not None and host != _host_tag():
+        return False  # another host's PID says nothing about processes here
+    return pid != os.getpid() and not process_alive(pid)
 
 
 def parse_owner(tag: str) -> Optional[Tuple[Optional[str], int]]:
@@ -142,14 +112,9 @@ def _remove(path: Path) -> bool:
 
 
 def clean_stale_temp(folder: Path, recursive: bool = True, remove_unknown_owner: bool = False) -> List[Path]:
-    """Remove the temp files and partial folders of dead writers in ``folder``; return what went.
-
-    Call it at the start of a run, for the folder it will write (for a model folder after taking
-    its RunLock). ``recursive`` also cleans the subfolders (never following links). Leftovers of a
-    live process or of another host are kept. ``remove_unknown_owner`` also removes legacy temp
-    files without an owner tag (``.<name>.<random>.tmp``): pass it only while holding ``folder``'s
-    RunLock, when no other process may be writing there.
-    """
+    """Remove the temp files and partial folders of dead writers in ``folder`` (and its subfolders when
+    ``recursive``, never following links); return what went. ``remove_unknown_owner`` also removes legacy
+    ``.<name>.<random>.tmp`` files: pass it only holding ``folder``'s RunLock (no other writer there)."""
     removed: List[Path] = []
     try:
         entries = list(os.scandir(folder))
@@ -160,7 +125,7 @@ def clean_stale_temp(folder: Path, recursive: bool = True, remove_unknown_owner:
         is_dir = entry.is_dir(follow_symlinks=False)
         owner = owner_of(entry.name, is_folder=is_dir)
         if owner is not None:
-            if _owner_dead(*owner) and _remove(path):
+            if owner_dead(*owner) and _remove(path):
                 removed.append(path)
         elif remove_unknown_owner and not is_dir and LEGACY_TEMP_FILE.match(entry.name):
             if _remove(path):
@@ -178,13 +143,14 @@ _WRITE_FAULTS = {
     errno.EACCES: "permission denied; choose a folder you can write to (or fix its permissions)",
     errno.EPERM: "operation not permitted; choose a folder you can write to (or fix its permissions)",
 }
-# torch.save reports a full disk as RuntimeError("[enforce fail at inline_container.cc:...] .
-# unexpected pos N vs M") or "PytorchStreamWriter failed writing file ...".
+# torch.save's RuntimeErrors for a full disk ("[enforce fail at ...] unexpected pos N vs M", ...).
 _TORCH_WRITE_FAULT = re.compile(r"enforce fail|unexpected pos|PytorchStreamWriter failed", re.IGNORECASE)
 
 
-def _write_fault(path: Path, existed: bool, exc: BaseException) -> Optional[UserError]:
-    """The one-line error for a failed write of ``path``, or None when ``exc`` is not a write fault."""
+def write_error(path: Path, exc: BaseException, existed: bool = False) -> Optional[UserError]:
+    """The one-line UserError for a failed write of ``path`` (also for writers that cannot use the atomic_*
+    helpers, e.g. files inside a partial folder), or None when ``exc`` is not a write fault."""
+    path = Path(path)
     kept = f"{path.name} was left as it was" if existed else "nothing was written"
     if isinstance(exc, OSError) and exc.errno in _WRITE_FAULTS:
         return UserError(f"cannot write {path}: {_WRITE_FAULTS[exc.errno]} ({kept})")
@@ -196,12 +162,6 @@ def _write_fault(path: Path, existed: bool, exc: BaseException) -> Optional[User
     return None
 
 
-def write_error(path: Path, exc: BaseException, existed: bool = False) -> Optional[UserError]:
-    """The one-line UserError for a failed write of ``path`` (for writers that cannot use the atomic_*
-    helpers, e.g. files inside a partial folder), or None when ``exc`` is not a write fault."""
-    return _write_fault(Path(path), existed, exc)
-
-
 def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
     path = Path(path)
     existed = path.exists()
@@ -209,7 +169,7 @@ def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Pat
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise _write_fault(path, existed, exc) from None
+        raise write_error(path, exc, existed) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -219,11 +179,9 @@ def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Pat
         os.replace(tmp, path)
     except BaseException as exc:
         # Whatever went wrong (disk full, Ctrl+C), the destination keeps its previous content.
-        try:
+        with suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
-        fault = _write_fault(path, existed, exc)
+        fault = write_error(path, exc, existed)
         if fault is None:
             raise
         raise fault from None
@@ -244,13 +202,11 @@ def atomic_write_json(path: Path, obj: Any) -> Path:
 
 def atomic_torch_save(obj: Any, path: Path) -> Path:
     import torch  # imported here so the data-pipeline scripts start without torch
-
     return _atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def atomic_save_npz(path: Path, **arrays: Any) -> Path:
     import numpy as np
-
     return _atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
 
 
@@ -274,17 +230,13 @@ def inside(base: Path, *parts: str) -> Path:
 
 
 def default_workdir() -> Path:
-    """The folder holding rawData/ imageData/ npzData/ models/: by default the scripts' folder, which holds
-    this package (fruitgan/util/safe_files.py -> three levels up)."""
+    """The folder holding rawData/ imageData/ npzData/ models/: the scripts' folder, above this package."""
     return Path(__file__).resolve().parents[2]
 
 
 def checked_size(value: Any, what: str, lo: int, hi: int, path: Path) -> int:
     """``value`` (a size/count read from ``path``) as an int if lo <= value <= hi, else a one-line UserError.
-
-    Call it before allocating anything from a number a file claims: a damaged or hostile file
-    must not make us try to allocate hundreds of GiB.
-    """
+    Call it before allocating anything from it: a damaged or hostile file must not make us allocate 100s of GiB."""
     try:
         if isinstance(value, bool):
             raise TypeError
@@ -299,27 +251,19 @@ def checked_size(value: Any, what: str, lo: int, hi: int, path: Path) -> int:
 
 
 def read_npy_header(fh: Any, path: Path) -> Tuple[Tuple[int, ...], Any, int]:
-    """(shape, dtype, header bytes) of the .npy stream ``fh`` (positioned at its start), reading only the header.
-
-    Lets a reader check what a file claims (``checked_size``) before numpy allocates for it.
-    Only the header versions numpy writes for plain arrays (1.0, 2.0) are accepted.
-    """
+    """(shape, dtype, header bytes) of the .npy stream ``fh`` (at its start), reading only the header, so a
+    reader can check what a file claims before numpy allocates. Only header versions 1.0 and 2.0 are accepted."""
     import numpy.lib.format as npy_format
-
+    readers = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}
     try:
         version = npy_format.read_magic(fh)
-        if version == (1, 0):
-            shape, _fortran, dtype = npy_format.read_array_header_1_0(fh)
-        elif version == (2, 0):
-            shape, _fortran, dtype = npy_format.read_array_header_2_0(fh)
-        else:
+        if version not in readers:
             raise ValueError(f"npy format version {version} is not supported")
+        shape, _fortran, dtype = readers[version](fh)
         return tuple(shape), dtype, fh.tell()
     except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
         raise UserError(f"{path}: unreadable array header ({exc}); "
                         "the file is damaged or not one this suite wrote: recreate it") from None
-
-
 
 
 # ----------------------------------------------------------------------------- special files
@@ -359,11 +303,8 @@ def _refusal(path: Path, kind: str, fix: str) -> UserError:
 
 def open_regular(path: Path, fix: str):
     """``path`` opened for binary reading if it is a regular file, else a one-line UserError
-    "<path> is a named pipe (FIFO), not a regular file; <fix>".
-
-    Never blocks: a FIFO is refused before it is opened, and opened with O_NONBLOCK in case one was
-    swapped in since (then fstat refuses it); a device is never opened at all.
-    """
+    "<path> is a named pipe (FIFO), not a regular file; <fix>". Never blocks: O_NONBLOCK and fstat catch
+    a FIFO swapped in after the check; a device is never opened."""
     kind = not_regular(path)
     if kind is not None:
         raise _refusal(path, kind, fix)

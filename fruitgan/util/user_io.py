@@ -4,16 +4,8 @@ Prompts show their default, validate the answer and ask again on a bad one; an e
 takes the default. With ``--yes`` they never ask (that is how a script takes the defaults). When
 stdin is not a terminal they still read answers line by line (so scripts can pipe answers in).
 End of input (Ctrl+D, an exhausted pipe, no stdin) stops the script with ``EndOfInput``, a
-one-line UserError: work never starts on defaults nobody chose.
-
-Public API:
-    run_main(main, argv=None, interrupted_hint=None) -> exit code   (UserError -> "error: ...", 2;
-        Ctrl+C -> "interrupted; files already written are complete[; <hint>]", 130)
-    interrupt_exits_130()    first line of a script: Ctrl+C during its imports exits 130 too
-    Interrupted(hint)        raise it (from a KeyboardInterrupt) to say what can be continued and how
-    Prompter(assume_yes).ask(question, default, parse, show_default=None, flag=None) / .confirm(...)
-    Bounds(lo, hi, lo_open, hi_open), number_in(bounds, kind), int_in_range, float_in_range, choice_of, list_of:
-        answer parsers; cli_value(parse, flag): for argparse; ArgumentParser: argparse with one-line errors
+one-line UserError: work never starts on defaults nobody chose. ``run_main`` turns UserError into
+"error: ..." (exit 2) and Ctrl+C into "interrupted; files already written are complete[; <hint>]" (130).
 """
 from __future__ import annotations
 
@@ -41,29 +33,18 @@ class EndOfInput(UserError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl+C with a ``hint`` saying what can be continued and how (e.g. the --resume command).
-
-    A script catches KeyboardInterrupt where it knows that, and raises ``Interrupted(hint) from None``.
-    """
+    """Ctrl+C with a ``hint`` saying what can be continued and how (e.g. the --resume command): a script
+    catches KeyboardInterrupt where it knows that, and raises ``Interrupted(hint) from None``."""
 
     def __init__(self, hint: str):
         super().__init__(hint)
         self.hint = hint
 
 
-def _interrupted_line(exc: KeyboardInterrupt, hint: Union[None, str, Callable[[], Optional[str]]]) -> str:
-    text = exc.hint if isinstance(exc, Interrupted) else (hint() if callable(hint) else hint)
-    return f"{INTERRUPTED_MESSAGE}; {text}" if text else INTERRUPTED_MESSAGE
-
-
 def run_main(main: Callable[[Optional[Sequence[str]]], Optional[int]], argv=None,
              interrupted_hint: Union[None, str, Callable[[], Optional[str]]] = None) -> int:
-    """Run a script's main(); turn UserError and Ctrl+C into a one-line message and exit code.
-
-    After Ctrl+C it promises nothing it does not know: the hint of an ``Interrupted`` raised by the
-    script, else ``interrupted_hint`` (a string, or a callable asked at that moment, which may
-    return None), else only that the files already written are complete.
-    """
+    """Run a script's main(); turn UserError and Ctrl+C into a one-line message and exit code. After Ctrl+C
+    the hint is an ``Interrupted``'s, else ``interrupted_hint`` (a string, or a callable asked then), else none."""
     if threading.current_thread() is threading.main_thread():
         # Ctrl+C raises KeyboardInterrupt even where SIGINT was inherited as ignored (a shell's background job).
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -73,11 +54,11 @@ def run_main(main: Callable[[Optional[Sequence[str]]], Optional[int]], argv=None
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as exc:
-        print("\n" + _interrupted_line(exc, interrupted_hint), file=sys.stderr)
+        hint = exc.hint if isinstance(exc, Interrupted) else (
+            interrupted_hint() if callable(interrupted_hint) else interrupted_hint)
+        print(f"\n{INTERRUPTED_MESSAGE}; {hint}" if hint else f"\n{INTERRUPTED_MESSAGE}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error of ours
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
@@ -111,12 +92,8 @@ class Prompter:
     def ask(self, question: str, default: T, parse: Callable[[str], T], show_default: Optional[str] = None,
             flag: Optional[str] = None) -> T:
         """Ask ``question``; an empty answer takes ``default``; ``parse`` raises ValueError on a bad answer.
-
-        A text ``default`` is checked with ``parse`` too, when taken (Enter, or ``--yes``): a refused one
-        asks again (with ``--yes``: a one-line UserError naming ``flag``).
-
-        ``flag`` (e.g. "--epochs N") is named in the EndOfInput message as the way to answer it.
-        """
+        A text ``default`` is parsed too when taken: refused, it asks again (with ``--yes``: a UserError naming
+        ``flag``, e.g. "--epochs N", which the EndOfInput message also names)."""
         shown = show_default if show_default is not None else str(default)
         if self.assume_yes:
             try:
@@ -146,18 +123,14 @@ class Prompter:
 def _checked_default(default: T, parse: Callable[[str], T]) -> T:
     """A text default goes through ``parse`` like a typed answer (it may name e.g. an existing model);
     other defaults (numbers, lists, switches) are declared values that need no check."""
-    if isinstance(default, str) and default != "":
-        return parse(default)
-    return default
+    return parse(default) if isinstance(default, str) and default != "" else default
 
 
 def parse_yes_no(text: str) -> bool:
-    t = text.strip().lower()
-    if t in ("y", "yes"):
-        return True
-    if t in ("n", "no"):
-        return False
-    raise ValueError("answer y or n")
+    answer = {"y": True, "yes": True, "n": False, "no": False}.get(text.strip().lower())
+    if answer is None:
+        raise ValueError("answer y or n")
+    return answer
 
 
 @dataclass(frozen=True)
