@@ -110,10 +110,13 @@ def is_stroke_recipe(name: str) -> bool:
     return name.startswith(STROKE_RECIPES)
 
 
+KEEP_EVERY = 50      # epochs between kept generators: bench_checkpoint_choice.py ranks them
+
+
 def run_recipe(workdir: Path, name: str, fruit: str, epochs: int, version: str = BENCH_VERSION,
                steps_per_epoch: Optional[int] = None, seed: int = 0, last_epoch: bool = False) -> dict:
     cfg = TrainConfig(dataset_version=version, model_name=recipe_model(name, seed), epochs=epochs, fruits=[fruit],
-                      device="auto", keep_checkpoint_every=0, steps_per_epoch=steps_per_epoch, seed=seed,
+                      device="auto", keep_checkpoint_every=KEEP_EVERY, steps_per_epoch=steps_per_epoch, seed=seed,
                       evaluate=not last_epoch, **RECIPES[name])
     started = time.perf_counter()
     summary = MultiFruitGANTrainer(cfg, workdir, log=lambda _: None).train()[fruit]
