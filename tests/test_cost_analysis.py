@@ -305,13 +305,18 @@ def test_without_background_a_burst_between_readings_is_missed(pricing):
 
 
 def test_memory_sampler_context_manager_with_real_rss():
+    import mmap
+
     block_size = 64 * 1024 * 1024
     with memory.MemorySampler(interval_s=0.01) as sampler:
         assert sampler.running
         baseline = memory.process_rss_bytes()
-        block = b"\x01" * block_size  # written, so its pages really are resident
+        # A fresh mapping, written, so its pages really become resident (a malloc'd block may reuse pages that
+        # earlier tests freed, and then RSS does not grow).
+        block = mmap.mmap(-1, block_size)
+        block.write(b"\x01" * block_size)
         sampler.sample()
-        del block
+        block.close()
     assert not sampler.running
     assert sampler.peak_bytes >= baseline + block_size * 3 // 4
     assert sampler.samples >= 2
