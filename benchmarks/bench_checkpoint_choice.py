@@ -1,7 +1,7 @@
 """Does the milestones' cheap check pick the checkpoint the full test would? Both rank a run's kept checkpoints.
 
 At milestones the trainer ranks checkpoints with a cheap two-sample check on the validation part
-(two_sample.CHECK_EPOCHS passes on at most CHECK_MAX_REAL drawings) and keeps the full test for the test part,
+(the two-sample test at two_sample.CHECK power) and keeps the full test for the test part,
 once. Here every kept checkpoint (checkpoints/epoch_NNNN.pt, at the moving average) of a model trained by
 bench_quality.py is ranked both ways on the validation part, by scores.quality_score as the trainer ranks it,
 and the test part, which chose nothing, measures each one: the cheap pick should measure no worse than the full
@@ -28,7 +28,7 @@ import bench_quality as bq  # noqa: E402
 from bench_header import add_threads_flag, header, use_threads  # noqa: E402
 from data_loader import load_fruit  # noqa: E402
 from fruitgan.learn.milestones import EVAL_SEED_OFFSET, MilestoneQuality, OneGenerator  # noqa: E402
-from fruitgan.metrics import scores  # noqa: E402
+from fruitgan.metrics import scores, two_sample  # noqa: E402
 from fruitgan.models import folder as model_store  # noqa: E402
 from fruitgan.models.loading import load_generator  # noqa: E402
 from fruitgan.util import settings as st  # noqa: E402
@@ -38,12 +38,18 @@ from fruitgan.util.user_io import UserError, choice_of, cli_value, int_in_range,
 WAYS = ("cheap check", "full test")     # how the validation part ranks: at milestones, and the reference
 
 
+def _powers() -> Dict[str, two_sample.Power]:
+    return dict(zip(WAYS, (two_sample.CHECK, two_sample.FULL)))     # read when called: tests shrink them
+
+
 def rank_figures(quality: MilestoneQuality, fruit: str, model: OneGenerator, epoch: int) -> Dict[str, dict]:
     """{way: validation figures} of one checkpoint, both on the same fakes, and {"test part": figures}."""
     ds = quality.datasets[fruit]
-    fakes = quality._two_sample_fakes([fruit], model, EVAL_SEED_OFFSET + 1, epoch, lambda d: d.validation_index)
-    out = {way: quality._heldout_figures(fruit, ds.validation_index, fakes[fruit], check=(way == WAYS[0]))
-           for way in WAYS}
+    powers = _powers()
+    fakes = quality.two_sample_fakes([fruit], model, EVAL_SEED_OFFSET + 1, epoch, lambda d: d.validation_index,
+                                     powers[WAYS[1]])      # the full test needs the most fakes
+    out = {way: quality.heldout_figures(fruit, ds.validation_index, fakes[fruit], power)
+           for way, power in powers.items()}
     return {**out, "test part": quality.test_figures(fruit, model, epoch)}
 
 

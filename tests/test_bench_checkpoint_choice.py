@@ -22,7 +22,7 @@ def test_each_kept_checkpoint_is_ranked_both_ways_and_each_pick_measured(tmp_pat
     MultiFruitGANTrainer(cfg, tmp_path, log=lambda _: None).train()
     monkeypatch.setattr(ts, "TWO_SAMPLE_MIN_STEPS", 20)
     monkeypatch.setattr(ts, "TWO_SAMPLE_MAX_STEPS", 20)
-    monkeypatch.setattr(ts, "CHECK_MAX_REAL", 50)
+    monkeypatch.setattr(ts, "CHECK", ts.CHECK._replace(max_real=50))
     assert bc.main(["--kept", str(tmp_path / "models"), "--model", "m", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     rows = [ln.split("|") for ln in out.splitlines() if ln.startswith("| ") and ln[2].isdigit()]

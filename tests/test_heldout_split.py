@@ -143,7 +143,7 @@ def test_trainer_history_carries_the_heldout_figures(split_workdir, tmp_path, qu
     base, _ = split_workdir
     passes, full_test = [], ts.two_sample_test          # the cheap check at milestones, the full test at the end
     monkeypatch.setattr(ts, "two_sample_test", lambda *a, **k: passes.append(k["epochs"]) or full_test(*a, **k))
-    monkeypatch.setattr(ts, "CHECK_MAX_REAL", 60)
+    monkeypatch.setattr(ts, "CHECK", ts.CHECK._replace(max_real=60))
     shutil.copytree(base / "npzData", tmp_path / "npzData")
     shutil.copytree(base / "rawData", tmp_path / "rawData")
     logs = []
@@ -165,7 +165,7 @@ def test_trainer_history_carries_the_heldout_figures(split_workdir, tmp_path, qu
     assert t["two_sample_low"] <= t["two_sample_accuracy"] <= t["two_sample_high"] and t["memorisation_ratio"] > 0
     assert summary["apple"]["test_quality"] == t
     # apple: the estimate's probe and the one milestone check cheaply, then the test part once, in full
-    assert passes == [ts.CHECK_EPOCHS, ts.CHECK_EPOCHS, ts.TWO_SAMPLE_EPOCHS]
+    assert passes == [ts.CHECK.epochs, ts.CHECK.epochs, ts.FULL.epochs]
     pear = json.loads((tmp_path / "models" / "model_q" / "info" / "training_history_pear.json").read_text())
     p = pear["quality"][-1]
     assert p["val_two_sample_accuracy"] is None and p["val_two_sample_note"].startswith("not enough real drawings")

@@ -4,7 +4,7 @@ The trainer hands this part its datasets once (``setup``) and a group's networks
 (``figures``); it gets back plain dicts for the histories. What is measured (fruitgan/metrics/):
 
 * on the fruit's **validation part** of the held-out drawings, at every milestone: a cheap two-sample check
-  (``val_``-prefixed figures: two_sample.CHECK_EPOCHS passes on at most CHECK_MAX_REAL drawings), which only
+  (``val_``-prefixed figures: the test at two_sample.CHECK power), which only
   ranks the checkpoints; the best checkpoint is the milestone where it is lowest;
 * on the **test part**, once the run ends, for the best checkpoint only (``test_quality``): the figure
   the README, the model table and the report show, measured on drawings and fakes that took part in no
@@ -144,23 +144,23 @@ class MilestoneQuality:
         gen = torch.Generator().manual_seed(self.seed * SEED_STRIDE + offset + epoch)
         return torch.randn(n_fruits, count, nz, generator=gen).to(self.device)
 
-    def _heldout_figures(self, fruit: str, part: torch.Tensor, fakes: torch.Tensor, check: bool = False) -> dict:
-        """The two-sample test (``check``: the milestones' cheap one) and the memorisation ratio of ``fakes``
-        against the held-out drawings ``part``."""
+    def heldout_figures(self, fruit: str, part: torch.Tensor, fakes: torch.Tensor, power: two_sample.Power) -> dict:
+        """The two-sample test at ``power`` and the memorisation ratio of ``fakes`` against the held-out
+        drawings ``part``."""
         ds = self.datasets[fruit]
         if not ds.has_split:
             return {"two_sample_accuracy": None, "two_sample_note": ds.split_note,
                     "memorisation_ratio": None, "memorisation_note": ds.split_note}
-        real = ds.images_at(self._capped(ds, part, _max_real(check)))   # a full download's part is large
+        real = ds.images_at(self._capped(ds, part, power.max_real))   # a full download's part is large
         kept = fakes[:memorisation.MEMORISATION_MAX_GENERATED]
-        epochs = two_sample.CHECK_EPOCHS if check else two_sample.TWO_SAMPLE_EPOCHS
-        return {**two_sample.two_sample_test(real, fakes, epochs=epochs),
+        return {**two_sample.two_sample_test(real, fakes, epochs=power.epochs),
                 **memorisation.memorisation_ratio(kept, ds.pixels[ds.train_index], real)}
 
-    def _two_sample_fakes(self, group: List[str], model, offset: int, epoch: int, part_of,
-                          check: bool = False) -> Dict[str, torch.Tensor]:
-        """{fruit: fakes} for the two-sample test of each fruit with a split, as many as its part needs."""
-        need = max((two_sample.two_sample_fakes_needed(part_of(self.datasets[f]).numel(), _max_real(check))
+    def two_sample_fakes(self, group: List[str], model, offset: int, epoch: int, part_of,
+                         power: two_sample.Power) -> Dict[str, torch.Tensor]:
+        """{fruit: fakes} for the two-sample test at ``power`` of each fruit with a split, as many as its part
+        needs."""
+        need = max((min(part_of(self.datasets[f]).numel(), power.max_real)
                     for f in group if self.datasets[f].has_split), default=0)
         if not need:
             return {}
@@ -172,8 +172,8 @@ class MilestoneQuality:
         recognisability and, on the validation part, the two-sample test and memorisation ratio."""
         noise = self._noise(len(group), self.eval_samples, EVAL_SEED_OFFSET, epoch, model.config.noise_dim)
         samples = model.generate(noise)                                     # (F, S, 1, R, R)
-        held = self._two_sample_fakes(group, model, EVAL_SEED_OFFSET + 1, epoch, lambda ds: ds.validation_index,
-                                      check=True)
+        check = two_sample.CHECK
+        held = self.two_sample_fakes(group, model, EVAL_SEED_OFFSET + 1, epoch, lambda ds: ds.validation_index, check)
         out = {}
         for i, f in enumerate(group):
             fakes = samples[i].float()
@@ -187,9 +187,8 @@ class MilestoneQuality:
                 metrics["recognizer_note"] = self.recognizer_info["note"]
             ds = self.datasets[f]
             t0 = time.perf_counter()
-            found = self._heldout_figures(f, ds.validation_index, held.get(f, fakes.cpu()), check=True)
-            steps = two_sample.two_sample_steps(min(ds.validation_index.numel(), two_sample.CHECK_MAX_REAL),
-                                                epochs=two_sample.CHECK_EPOCHS)
+            found = self.heldout_figures(f, ds.validation_index, held.get(f, fakes.cpu()), check)
+            steps = two_sample.two_sample_steps(ds.validation_index.numel(), check)
             if steps:     # what one step of the two-sample test cost here: the end's test part is priced by it
                 self.seconds_per_test_step = (time.perf_counter() - t0) / steps
             metrics.update({VALIDATION_PREFIX + k: v for k, v in found.items()})
@@ -203,8 +202,9 @@ class MilestoneQuality:
         if not (self.active and ds.has_split):
             return None
         t0 = time.perf_counter()
-        fakes = self._two_sample_fakes([fruit], generator_model, TEST_SEED_OFFSET, epoch, lambda d: d.test_index)
-        figures = {"epoch": epoch, "part": "test", **self._heldout_figures(fruit, ds.test_index, fakes[fruit])}
+        full = two_sample.FULL
+        fakes = self.two_sample_fakes([fruit], generator_model, TEST_SEED_OFFSET, epoch, lambda d: d.test_index, full)
+        figures = {"epoch": epoch, "part": "test", **self.heldout_figures(fruit, ds.test_index, fakes[fruit], full)}
         figures["seconds"] = round(time.perf_counter() - t0, 1)
         return figures
 
@@ -225,7 +225,7 @@ class MilestoneQuality:
         the cost per step measured by the last ``figures`` call (0 before one, or without evaluation)."""
         if not self.active:
             return 0.0
-        steps = sum(two_sample.two_sample_steps(self.datasets[f].test_index.numel()) for f in group)
+        steps = sum(two_sample.two_sample_steps(self.datasets[f].test_index.numel(), two_sample.FULL) for f in group)
         return steps * self.seconds_per_test_step
 
     # ------------------------------------------------------------------ the best checkpoint
@@ -236,10 +236,6 @@ class MilestoneQuality:
         plain = {k: v for k, v in metrics.items() if not k.startswith(VALIDATION_PREFIX)
                  and k not in ("two_sample_accuracy", "memorisation_ratio")}
         return scores.quality_score({**plain, **chosen})
-
-
-def _max_real(check: bool) -> int:
-    return two_sample.CHECK_MAX_REAL if check else two_sample.TWO_SAMPLE_MAX_REAL
 
 
 class OneGenerator:

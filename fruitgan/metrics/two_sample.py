@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Tuple
+from typing import NamedTuple, Tuple
 
 import torch
 import torch.nn as nn
@@ -28,10 +28,18 @@ TWO_SAMPLE_LR = 2e-3              # one-cycle peak learning rate
 TWO_SAMPLE_WEIGHT_DECAY = 1e-2
 TWO_SAMPLE_WIDTH = 16             # first convolution's channels of the two-sample CNN
 TWO_SAMPLE_MAX_REAL = 4000        # real drawings used at most (a seeded choice): time stays bounded
+
+
+class Power(NamedTuple):
+    """How hard the test tries: passes over a fold's training images, real drawings used at most."""
+    epochs: int
+    max_real: int
+
+
+FULL = Power(TWO_SAMPLE_EPOCHS, TWO_SAMPLE_MAX_REAL)      # the reported figure, measured once on the test part
 # At milestones the test only ranks a run's checkpoints, on the validation part: a fifth of the passes on at most
 # a quarter of the drawings keeps evaluation under a fifth of a run (bench_checkpoint_choice.py: the same picks).
-CHECK_EPOCHS = 40
-CHECK_MAX_REAL = 1000
+CHECK = Power(epochs=40, max_real=1000)
 TWO_SAMPLE_SEED = 0
 CONFIDENCE_Z = 1.959964           # 95% two-sided
 # A figure is called only when its interval is this narrow: 0.5 and 0.7 are then told apart.
@@ -49,10 +57,6 @@ def wilson_interval(correct: int, total: int, z: float = CONFIDENCE_Z) -> Tuple[
     centre = (p + z * z / (2 * total)) / (1 + z * z / total)
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
     return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def two_sample_fakes_needed(n_real: int, max_real: int = TWO_SAMPLE_MAX_REAL) -> int:
-    return min(int(n_real), max_real)
 
 
 class TwoSampleNet(nn.Module):
@@ -94,11 +98,11 @@ def _autocast():
     return torch.autocast("cpu", dtype=torch.bfloat16) if cpu_has_bf16() else contextlib.nullcontext()
 
 
-def two_sample_steps(n_real: int, folds: int = TWO_SAMPLE_FOLDS, epochs: int = TWO_SAMPLE_EPOCHS) -> int:
-    """Training steps two_sample_test takes for ``n_real`` real drawings (and as many fakes), every fold."""
-    n = min(int(n_real), TWO_SAMPLE_MAX_REAL)
+def two_sample_steps(n_real: int, power: Power, folds: int = TWO_SAMPLE_FOLDS) -> int:
+    """Training steps the test at ``power`` takes for ``n_real`` real drawings (and as many fakes), every fold."""
+    n = min(int(n_real), power.max_real)
     per_fold = 2 * (n - n // folds)                       # both sets' images outside one fold (about)
-    return folds * _fold_steps(per_fold, epochs) if n >= MIN_TWO_SAMPLE_REAL else 0
+    return folds * _fold_steps(per_fold, power.epochs) if n >= MIN_TWO_SAMPLE_REAL else 0
 
 
 def _train_two_sample_net(real: torch.Tensor, fake: torch.Tensor, seed: int, epochs: int) -> TwoSampleNet:
