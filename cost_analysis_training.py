@@ -4,8 +4,7 @@ Prices come from ``render_pricing_config.json`` (user-editable, USD); the formul
 (fruitgan/learn/cost_report.py), also written into every model's description.txt, with
 HOURS_PER_MONTH = 720 (the course's convention, not 730); GB are 2**30 bytes (plans are sized in binary
 gigabytes). RAM charged is the peak RSS, sampled every 0.5 s by fruitgan/learn/memory.py. ``fixed_monthly_cost``
-is the subscription the unit prices were derived from (19/64 per CPU, 19/512 per GB): reported, NOT added.
-"""
+is the subscription the unit prices were derived from (19/64 per CPU, 19/512 per GB): reported, NOT added."""
 from __future__ import annotations
 
 if __name__ == "__main__":   # first of all: Ctrl+C while the imports below load exits 130 too

@@ -3,8 +3,7 @@
     npzData/<fruit>_version<NAME>.npz  ->  FruitDataset(pixels (N,R,R) uint8, the split as indices, ...)
 
 The file format is npz_format.py's, the held-out split heldout_split.py's, the pixel map pictures.py's.
-Every problem (missing version or fruit, a malformed file) is a UserError saying what exists and what to run.
-"""
+Every problem (missing version or fruit, a malformed file) is a UserError saying what exists and what to run."""
 from __future__ import annotations
 
 import os

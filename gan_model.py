@@ -4,8 +4,7 @@ Shapes below use B = batch, nz = noise size (100), R = image size, S = R // 4 (g
 C = cfg.g_channels, D = cfg.d_channels. Images are (B, 1, R, R) in [-1, 1], white strokes on black.
 
 The reference training step (``train_step``) is deliberately plain: the fast multi-fruit path in
-grouped_gan.py must reproduce exactly what it computes for each fruit.
-"""
+grouped_gan.py must reproduce exactly what it computes for each fruit."""
 from __future__ import annotations
 
 import copy
@@ -17,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from fruitgan.util import settings
+from fruitgan.util.safe_files import DAMAGED_FIX
 from fruitgan.util.user_io import UserError
 
 NOISE_DIM = settings.NOISE_DIM.default
@@ -70,7 +70,7 @@ class GANConfig:
         """A config read from a file (model, checkpoint, milestone file, kept epoch): every field checked
         against the settings' bounds BEFORE any network is built from it; a one-line UserError naming
         ``source`` (the file) otherwise."""
-        hint = "the file is damaged or not one this suite wrote: recreate it (or train the model again)"
+        hint = f"{DAMAGED_FIX} (or train the model again)"
         if not isinstance(d, dict):
             raise UserError(f"{source}: the GAN config is not a mapping of settings (it is of type "
                             f"{type(d).__name__}); {hint}")
@@ -211,19 +211,10 @@ def compile_gan(cfg: GANConfig, device: str | torch.device = "cpu") -> CompiledG
     """Build both networks on ``device`` and attach Adam + BCE-with-logits to each."""
     generator = Generator(cfg).to(device)
     discriminator = Discriminator(cfg).to(device)
-    ema = None
-    if cfg.ema_decay > 0:
-        ema = copy.deepcopy(generator).eval().requires_grad_(False)
-    return CompiledGAN(
-        config=cfg,
-        generator=generator,
-        discriminator=discriminator,
-        stacked=StackedGAN(generator, discriminator),
-        g_optimizer=make_adam(generator.parameters(), cfg),
-        d_optimizer=make_adam(discriminator.parameters(), cfg),
-        loss_fn=nn.BCEWithLogitsLoss(),
-        ema=ema,
-    )
+    ema = copy.deepcopy(generator).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
+    return CompiledGAN(config=cfg, generator=generator, discriminator=discriminator,
+                       stacked=StackedGAN(generator, discriminator), g_optimizer=make_adam(generator.parameters(), cfg),
+                       d_optimizer=make_adam(discriminator.parameters(), cfg), loss_fn=nn.BCEWithLogitsLoss(), ema=ema)
 
 
 # The moving average's warm-up: after t generator steps its decay is min(ema_decay, (1+t)/(EMA_WARMUP+t)),
@@ -255,10 +246,8 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 def train_step(gan: CompiledGAN, real: torch.Tensor, noise: torch.Tensor) -> dict:
     """One reference GAN step on a real batch (B,1,R,R) and noise (B,nz); returns float metrics.
-
     1. Discriminator: real images labelled ``real_label``, G(z).detach() labelled 0.
-    2. Generator: D(G(z)) labelled real (the stacked model), reusing the same G(z).
-    """
+    2. Generator: D(G(z)) labelled real (the stacked model), reusing the same G(z)."""
     g, d, loss_fn, cfg = gan.generator, gan.discriminator, gan.loss_fn, gan.config
     g.train()
     d.train()
@@ -281,21 +270,16 @@ def train_step(gan: CompiledGAN, real: torch.Tensor, noise: torch.Tensor) -> dic
     if gan.ema is not None:
         update_ema(gan.ema, g, cfg.ema_decay)
 
-    return {
-        "d_loss": d_loss.item(),
-        "g_loss": g_loss.item(),
-        "d_real": torch.sigmoid(logits_real.detach()).mean().item(),
-        "d_fake": torch.sigmoid(logits_fake.detach()).mean().item(),
-    }
+    return {"d_loss": d_loss.item(), "g_loss": g_loss.item(),
+            "d_real": torch.sigmoid(logits_real.detach()).mean().item(),
+            "d_fake": torch.sigmoid(logits_fake.detach()).mean().item()}
 
 
 @torch.no_grad()
 def generate(generator: nn.Module, noise: torch.Tensor, batch_size: Optional[int] = None) -> torch.Tensor:
     """Images (B,1,R,R) in [-1,1] from noise (B,nz), in eval mode (BN running statistics), mode restored after.
-
     With ``batch_size`` the noise goes through in slices of that many (bounded memory) and the images are
-    gathered on the CPU; without it, in one pass on the generator's device.
-    """
+    gathered on the CPU; without it, in one pass on the generator's device."""
     was_training = generator.training
     generator.eval()
     try:

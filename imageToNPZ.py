@@ -7,8 +7,7 @@ whether to replace existing files.
 Examples:
   python imageToNPZ.py                                  # list versions, ask which to pack
   python imageToNPZ.py --version 28px --yes             # every complete fruit of version28px
-  python imageToNPZ.py --version 28px --fruits apple,pear --yes --overwrite
-"""
+  python imageToNPZ.py --version 28px --fruits apple,pear --yes --overwrite"""
 from __future__ import annotations
 
 if __name__ == "__main__":   # first of all: Ctrl+C while the imports below load exits 130 too

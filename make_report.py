@@ -6,8 +6,7 @@
     python make_report.py --collect-heldout models/model_heldout --execute   # the held-out run (+1 generator)
     python make_report.py --collect models/model_x --execute --out /tmp/x/report.ipynb   # a copy elsewhere
 
-The notebook reads its runs' recorded files only (one generator for step 3): executing it never trains a GAN.
-"""
+The notebook reads its runs' recorded files only (one generator for step 3): executing it never trains a GAN."""
 from __future__ import annotations
 
 if __name__ == "__main__":   # first of all: Ctrl+C while the imports below load exits 130 too

@@ -5,8 +5,7 @@
 
 Output (layout: image_version.py): imageData/<fruit>/version<NAME>/real_000000.png ... (+ aug_*.png with
 --augment) and metadata.json; an interrupted run never leaves a half version. The work itself is
-image_conversion.py's; this script asks the questions and prints the summary.
-"""
+image_conversion.py's; this script asks the questions and prints the summary."""
 from __future__ import annotations
 
 if __name__ == "__main__":   # first of all: Ctrl+C while the imports below load exits 130 too
@@ -32,15 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="rawDataToImage.py", description="Render Quick, Draw! fruit drawings from "
                             "rawData/ as PNG datasets in imageData/.")
     st.FRUIT_LIST.add_to(parser, shown="every fruit with data")
-    st.RESOLUTION.add_to(parser)
-    st.QUALITY.add_to(parser)
-    st.COUNT.add_to(parser)
-    st.IMAGE_VERSION.add_to(parser)
-    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                        help=st.AUGMENT.help_text())
-    st.SEED.add_to(parser)
-    st.FORMATS.add_to(parser)
-    st.WORKERS.add_to(parser)
+    for setting in (st.RESOLUTION, st.QUALITY, st.COUNT, st.IMAGE_VERSION):
+        setting.add_to(parser)
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help=st.AUGMENT.help_text())
+    for setting in (st.SEED, st.FORMATS, st.WORKERS):
+        setting.add_to(parser)
     parser.add_argument("--workdir", type=Path, default=None,
                         help="folder holding rawData/ imageData/ npzData/ models/ (default: the scripts' folder)")
     parser.add_argument("--yes", "-y", action="store_true", help="never ask: take defaults and flags")
@@ -78,8 +73,7 @@ def gather_options(args, prompter: Prompter, scan: qf.RawDataScan, workdir: Path
     formats = st.FORMATS.given(args.formats)
     found = scan.fruits_with_data(formats)
     if not found:
-        raise UserError(f"no usable Quick, Draw! data in {scan.raw_dir} (formats: {formats}); "
-                        "see rawData/README.md")
+        raise UserError(f"no usable Quick, Draw! data in {scan.raw_dir} (formats: {formats}); see rawData/README.md")
     fruits = args.fruits
     if fruits is None:
         fruits = prompter.ask("Fruits to convert (comma-separated, 'all' for every one)", found,
@@ -109,10 +103,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     workdir = Path(args.workdir) if args.workdir else default_workdir()
     prompter = Prompter(assume_yes=args.yes)
-    scan = scan_workdir(workdir)
-    options = gather_options(args, prompter, scan, workdir)
-    summary = convert(options)
-    print(format_summary(summary))
+    options = gather_options(args, prompter, scan_workdir(workdir), workdir)
+    print(format_summary(convert(options)))
     return 0
 
 

@@ -3,11 +3,9 @@
     python run_pipeline.py                 # strokes -> images -> NPZ -> one GAN per fruit -> new images
     python run_pipeline.py --epochs 400    # a longer run (same steps)
 
-It runs the project's own scripts with flags, printing each command so that you can rerun or change any step
-by hand. Its settings (PipelineConfig) finish in about 7 minutes on a 2-core CPU without a GPU; a full run uses
-the scripts' defaults (64 px, 400 epochs). It writes only its own names ("quickstart" by default), replaced on
-each run.
-"""
+It runs the project's own scripts with flags, printing each command so that you can rerun or change any step by
+hand. Its settings (PipelineConfig) finish in about 7 minutes on a 2-core CPU without a GPU; a full run uses the
+scripts' defaults (64 px, 400 epochs). It writes only its own names ("quickstart" by default), replaced each run."""
 from __future__ import annotations
 
 if __name__ == "__main__":   # first of all: Ctrl+C while the imports below load exits 130 too

@@ -6,8 +6,7 @@
 
 The real drawings are the model's held-out test drawings where it has them, else its training drawings. The
 share judged right is set beside the machine's two-sample figure; each finished session is added to the model
-folder's info/human_test_<fruit>.jsonl (a session left halfway is not kept).
-"""
+folder's info/human_test_<fruit>.jsonl (a session left halfway is not kept)."""
 from __future__ import annotations
 
 if __name__ == "__main__":   # first of all: Ctrl+C while the imports below load exits 130 too

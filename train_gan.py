@@ -5,8 +5,7 @@
     python train_gan.py --yes --model-name v1 --resume   # continue an interrupted model
     torchrun --nproc-per-node 2 train_gan.py --yes ...   # fruits shared among the processes
 
-Writes models/model_<name>/ (see README: "The models tree").
-"""
+Writes models/model_<name>/ (see README: "The models tree")."""
 from __future__ import annotations
 
 if __name__ == "__main__":   # first of all: Ctrl+C while the imports below load exits 130 too

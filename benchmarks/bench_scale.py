@@ -16,6 +16,7 @@ would, and the benchmark samples that process's memory (with its workers) while 
 It prints drawings (or images) per second and peak RSS of each stage, and for training the bound the
 data loader promises: peak RSS <= 1.5 x the datasets' uint8 size + the networks (weights, Adam moments and
 moving average of every fruit, fp32) + the process before any data (Python, torch, the evaluators' code).
+With evaluation on, it also projects the evaluation's share of a default run on this data from the parts measured.
 """
 from __future__ import annotations
 
@@ -125,6 +126,30 @@ def run_parts(workdir: Path) -> dict:
     return (ModelFolder.in_workdir(workdir, VERSION).read_summary() or {}).get("time", {})
 
 
+def default_run_evaluation(workdir: Path, steps: int, batch: int) -> dict:
+    """The evaluation's share of a default run on this data (settings.EPOCHS epochs, the default milestones),
+    projected from the training stage's measured parts: its seconds per step, one milestone's cheap check (epoch
+    1 is a milestone) and the test part's full test, which a run pays once whatever its length; the estimate's
+    probe before training is one more check."""
+    from fruitgan.learn.batches import steps_per_epoch
+    from fruitgan.learn.config import milestone_epochs
+    from fruitgan.models.folder import ModelFolder
+    from fruitgan.util import settings
+
+    folder = ModelFolder.in_workdir(workdir, VERSION)
+    parts = (folder.read_summary() or {}).get("time", {})
+    histories = [folder.read_history(f) or {} for f in FRUITS]
+    final = sum((h.get("test_quality") or {}).get("seconds", 0.0) for h in histories)
+    check = parts.get("evaluation", 0.0) - final
+    epochs = settings.EPOCHS.default
+    marks = len(milestone_epochs(settings.MILESTONES.default, epochs))
+    run_steps = steps_per_epoch(None, [h.get("num_train_images", 0) for h in histories], batch) * epochs
+    step_seconds = parts.get("steps", 0.0) / steps * run_steps
+    evaluation = (marks + 1) * check + final
+    return {"epochs": epochs, "marks": marks, "check": check, "final": final, "steps": run_steps,
+            "step_seconds": step_seconds, "share": evaluation / (step_seconds + evaluation)}
+
+
 def network_bytes() -> int:
     """Weights, Adam moments and moving average of every fruit's two networks, fp32 (an upper bound)."""
     import gan_model as gm
@@ -167,8 +192,10 @@ def run_benchmark(cfg: ScaleConfig) -> dict:
         stages[0]["items"] = stages[1]["items"] = images
         stages[2]["items"] = len(FRUITS) * cfg.steps * cfg.batch
         stages[2]["parts"] = run_parts(work)
+        projected = default_run_evaluation(work, cfg.steps, cfg.batch) if cfg.evaluate else None
         return {"drawings": cfg.drawings, "stages": stages, "uint8": data, "networks": network_bytes(),
-                "baseline": baseline_bytes(), "evaluate": cfg.evaluate, "load": os.getloadavg()[0]}
+                "baseline": baseline_bytes(), "evaluate": cfg.evaluate, "load": os.getloadavg()[0],
+                "projected": projected}
     finally:
         if cfg.keep:
             print(f"kept {work}")
@@ -198,6 +225,12 @@ def format_table(r: dict) -> str:
              f"({(train - r['baseline'] - r['networks']) / r['uint8']:.2f} x the data)",
              f"evaluation {'on' if r['evaluate'] else 'off'}; 1-min load average at the end {r['load']:.2f} on "
              f"{os.cpu_count()} cores"]
+    e = r.get("projected")
+    if e:
+        rows.append(f"a default run on this data ({e['epochs']} epochs, {e['steps']} steps, {e['marks']} milestones), "
+                    f"projected from the parts above: steps {e['step_seconds'] / 3600:.1f} h; evaluation "
+                    f"{e['marks'] + 1} cheap checks of {e['check']:.0f} s and the test part's full test once "
+                    f"({e['final']:.0f} s): {e['share']:.1%} of the run")
     return "\n".join(rows)
 
 

@@ -221,6 +221,29 @@ def test_bench_scale_converts_packs_and_trains_with_each_stage_s_memory():
     assert "training peak" in r.stdout and "against the bound 1.5 x data" in r.stdout
 
 
+def test_bench_scale_projects_the_default_run_s_evaluation_share_from_the_measured_parts(tmp_path):
+    """Made-up parts of a 10-step run: the projection scales the steps, counts the checks, pays the test once."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_scale
+    from fruitgan.learn.config import milestone_epochs
+    from fruitgan.models.folder import ModelFolder
+    from fruitgan.util import settings
+
+    folder = ModelFolder.in_workdir(tmp_path, bench_scale.VERSION)
+    folder.write_summary({"time": {"steps": 20.0, "evaluation": 7 * 3.0 + 50.0}})
+    for i, fruit in enumerate(bench_scale.FRUITS):       # the largest training part sets the steps per epoch
+        folder.write_history(fruit, {"num_train_images": 6400 - i, "test_quality": {"seconds": 50.0 if i == 0 else 0}})
+    e = bench_scale.default_run_evaluation(tmp_path, steps=10, batch=64)
+    marks = len(milestone_epochs(settings.MILESTONES.default, settings.EPOCHS.default))
+    assert e["steps"] == 100 * settings.EPOCHS.default and e["step_seconds"] == pytest.approx(2.0 * e["steps"])
+    assert e["check"] == pytest.approx(21.0) and e["final"] == 50.0 and e["marks"] == marks
+    evaluation = (marks + 1) * 21.0 + 50.0
+    assert e["share"] == pytest.approx(evaluation / (evaluation + e["step_seconds"]))
+    assert "projected from the parts above" in bench_scale.format_table({
+        "stages": [{"stage": "train", "items": 640, "seconds": 90.0, "cpu": 90.0, "peak": 1}], "uint8": 1,
+        "networks": 1, "baseline": 1, "evaluate": True, "load": 0.0, "projected": e})
+
+
 
 def test_bench_two_sample_prints_each_known_answer_case(monkeypatch, capsys):
     """In process, with the test's CNN trained briefly: the table's rows, sizes and a clear noise verdict."""

@@ -114,3 +114,14 @@ def test_report_source_splits_into_cells():
     cells = notebook.cell_sources("# T\n\ntext\n<!-- cell -->\n## b\n```python\n# 1.1 x\nx = 1\n```\nafter\n")
     assert cells == [("markdown", "# T\n\ntext"), ("markdown", "## b"), ("code", "# 1.1 x\nx = 1"),
                      ("markdown", "after")]
+
+
+def test_verdict_names_the_cheap_check_only_where_the_validation_figure_came_from_it():
+    test = {"epoch": 3, "two_sample_accuracy": 0.7, "two_sample_low": 0.65, "two_sample_high": 0.75,
+            "two_sample_decided": True, "two_sample_epochs": 200}
+    row = {"test": test, "text": "0.70", "n": 500, "memo": None,
+           "validation": [{"epoch": 3, "val_two_sample_accuracy": 0.55, "val_two_sample_epochs": 40}]}
+    assert "a quicker check (fewer passes) reads lower" in findings.measured_verdict(row)
+    row["validation"][0]["val_two_sample_epochs"] = 200        # a full test at milestones: selection alone
+    text = findings.measured_verdict(row)
+    assert "quicker" not in text and "milestones on the same drawings flatters, so the test part is" in text

@@ -3,8 +3,7 @@
 rawDataToImage.py records ``choose_heldout`` in the version's metadata and the NPZ's ``heldout`` array;
 data_loader.py divides the held-out drawings with ``validation_mask``: the **validation part** picks each
 fruit's best checkpoint, the **test part** (never part of any choice) gives the figures reported.
-Both are seeded by the fruit's name only, so every version made from the same drawings holds out the same.
-"""
+Both are seeded by the fruit's name only, so every version made from the same drawings holds out the same."""
 from __future__ import annotations
 
 import zlib

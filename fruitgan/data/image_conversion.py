@@ -7,8 +7,7 @@ and writes imageData/<fruit>/version<NAME>/ through image_version.py (the folder
 
 Speed: a multiprocessing Pool (``workers``) parses, validates, renders and PNG-encodes chunks of lines;
 the main process only de-duplicates and writes bytes. A few chunks at most are in flight, so memory stays
-flat whatever the file size, and reading stops as soon as ``count`` images are kept.
-"""
+flat whatever the file size, and reading stops as soon as ``count`` images are kept."""
 from __future__ import annotations
 
 import dataclasses
@@ -324,8 +323,7 @@ def _make_augmented(runner: TaskRunner, job: RenderJob, count: int, writer: Frui
             bar.update(1)
 
 
-def convert_fruit(runner: TaskRunner, opts: ConvertOptions, scan: qf.RawDataScan, fruit: str,
-                  version: str) -> dict:
+def convert_fruit(runner: TaskRunner, opts: ConvertOptions, scan: qf.RawDataScan, fruit: str, version: str) -> dict:
     """Build imageData/<fruit>/version<NAME>/ and return this fruit's summary."""
     from tqdm import tqdm
     started = time.perf_counter()

@@ -8,11 +8,10 @@
 metadata.json's "heldout" record (``heldout_record``) names the real drawings kept out of GAN training; a copy
 of one counts as held out too; older versions have no record, no split. Images are 8-bit grayscale, square.
 
-A version is written in the hidden sibling ".version<NAME>.partial-<owner>" and renamed into place when
-complete (FruitWriter), so a reader never sees half a version; an overwritten one is swapped out at the
-very end through ".version<NAME>.old-<owner>" (``recover_fruit_folder`` repairs a writer killed between
-the two renames). One process writes a version at a time (``version_lock``).
-"""
+A version is written in the hidden sibling ".version<NAME>.partial-<owner>" and renamed into place when complete
+(FruitWriter), so a reader never sees half a version; an overwritten one leaves at the very end through
+".version<NAME>.old-<owner>" (``recover_fruit_folder`` repairs a writer killed between the two renames). One process
+writes a version at a time (``version_lock``)."""
 from __future__ import annotations
 
 import json
@@ -318,9 +317,8 @@ def read_folder_metadata(folder: Path, workdir: Path, fruit: str, version: str) 
         raise UserError(f"{relative_path(workdir, path)} is not a JSON object; {RERUN_HINT}")
     for key, expected in (("fruit", fruit), ("version", version)):
         if key in meta and meta[key] != expected:
-            raise UserError(f"{relative_path(workdir, path)} says {key} {meta[key]!r} "
-                            f"but the folder is for {expected!r}; "
-                            "was the folder copied or renamed? recreate it with rawDataToImage.py")
+            raise UserError(f"{relative_path(workdir, path)} says {key} {meta[key]!r} but the folder is for "
+                            f"{expected!r}; was the folder copied or renamed? recreate it with rawDataToImage.py")
     return meta
 
 

@@ -9,8 +9,7 @@
                files without it (older ones) read as "no split" (PackedFruit.heldout None)
 
 Written by imageToNPZ.py, read by data_loader.py. Files are written atomically and opened with
-allow_pickle=False (a dataset can never run code); numpy only (no torch), so the packing script starts fast.
-"""
+allow_pickle=False (a dataset can never run code); numpy only (no torch), so the packing script starts fast."""
 from __future__ import annotations
 
 import json
@@ -83,12 +82,9 @@ def list_versions(workdir: Path) -> dict:
 def packed_metadata(folder_metadata: dict, fruit: str, version: str, resolution: int, real_count: int,
                     image_files: Sequence[str]) -> dict:
     """The NPZ's metadata: the version's metadata.json with identity and counts set from what was packed."""
-    metadata = dict(folder_metadata)
-    metadata.update(fruit=fruit, version=version, resolution=int(resolution), count=len(image_files),
-                    real_count=real_count, augmented_count=len(image_files) - real_count,
-                    npz_created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    image_files=list(image_files))
-    return metadata
+    return dict(folder_metadata, fruit=fruit, version=version, resolution=int(resolution), count=len(image_files),
+                real_count=real_count, augmented_count=len(image_files) - real_count,
+                npz_created=datetime.now(timezone.utc).isoformat(timespec="seconds"), image_files=list(image_files))
 
 
 def write_npz(path: Path, packed: PackedFruit) -> Path:
@@ -143,8 +139,7 @@ def _check_headers(npz, path: Path) -> None:
     for key in ("augmented", "source_index", *OPTIONAL_ARRAYS):
         if key in claimed:
             checked_size(claimed[key][0], f"{key} length", 0, MAX_IMAGES, path)
-    checked_size(claimed["metadata"][1].itemsize * claimed["metadata"][0], "metadata size", 0, MAX_METADATA_BYTES,
-                 path)
+    checked_size(claimed["metadata"][1].itemsize * claimed["metadata"][0], "metadata size", 0, MAX_METADATA_BYTES, path)
 
 
 def _check_pixel_arrays(arrays: dict, path: Path, hint: str) -> None:

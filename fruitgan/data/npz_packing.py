@@ -4,8 +4,7 @@
 
 Reads imageData/<fruit>/version<NAME>/ through image_version.py and writes npzData/<fruit>_version<NAME>.npz
 through npz_format.py. Every image is checked before anything is written, each NPZ is written atomically and
-one packer writes a version at a time (its lock). Memory: one fruit's uint8 images at a time.
-"""
+one packer writes a version at a time (its lock). Memory: one fruit's uint8 images at a time."""
 from __future__ import annotations
 
 import os
@@ -149,8 +148,7 @@ def pack_fruits(workdir: Path, version: str, fruits: Sequence[str], progress: bo
             refuse_new_files(workdir, version, fruits, replace)
         redo = existing_npz_fruits(workdir, version, fruits, unfinished=True)
         if redo:
-            log(f"{', '.join(redo)} of npz version {version} left unfinished by a packer that stopped early; "
-                "replacing")
+            log(f"{', '.join(redo)} of npz version {version} left unfinished by a packer that stopped early; replacing")
         existing = existing_npz_fruits(workdir, version, fruits)
         creates = [f for f in fruits if f not in existing]
         with unfinished_until_done(lock.folder, creates, fruits) as done:

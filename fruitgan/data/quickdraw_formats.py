@@ -9,8 +9,7 @@ Everything is streamed (ndjson a bounded line at a time, bitmaps memory-mapped),
 whatever the file size. Bad records never raise: they come back as ``Skip(reason)``.
 
 User downloads directly in rawData/ whose name holds the fruit as a word (``full_simplified_apple.ndjson``)
-replace the bundled rawData/sample/ for that fruit; other fruits keep using the sample.
-"""
+replace the bundled rawData/sample/ for that fruit; other fruits keep using the sample."""
 from __future__ import annotations
 
 import math
@@ -154,16 +153,11 @@ def _check_coordinates(values, fmt: str) -> Optional[str]:
     if not values:
         return None
     try:
-        low, high = min(values), max(values)
-        total = sum(values)
-    except TypeError:
-        return SKIP_NON_NUMERIC
-    if type(low) not in _NUMBER_TYPES or type(high) not in _NUMBER_TYPES or type(total) not in _NUMBER_TYPES:
-        return SKIP_NON_NUMERIC  # all strings, all lists, booleans ...
-    try:
-        if not math.isfinite(total):
-            return SKIP_NON_NUMERIC
-    except OverflowError:  # an integer too large for a float
+        low, high, total = min(values), max(values), sum(values)
+        if (type(low) not in _NUMBER_TYPES or type(high) not in _NUMBER_TYPES or type(total) not in _NUMBER_TYPES
+                or not math.isfinite(total)):
+            return SKIP_NON_NUMERIC  # all strings, all lists, booleans, NaN or inf ...
+    except (TypeError, OverflowError):  # mixed types; an integer too large for a float
         return SKIP_NON_NUMERIC
     if fmt == SIMPLIFIED and (low < 0 or high > SIMPLIFIED_MAX):
         return SKIP_RANGE

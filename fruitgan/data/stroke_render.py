@@ -1,15 +1,13 @@
 """Turning QuickDraw strokes (or 28x28 bitmaps) into grayscale images, plus stroke-level augmentation.
 
-Colour convention (same as Google's numpy bitmaps): WHITE strokes (255) on a BLACK background (0),
-mode "L". Strokes are drawn with PIL on a canvas at least ``MIN_CANVAS`` pixels wide (``supersample_for``)
-and box-averaged down (``Image.reduce``), which gives anti-aliased edges at C speed. The drawing is
-centred on its bounding box and scaled to fit with its aspect ratio kept; pen and margin are fixed
-fractions of the image side, so a drawing looks the same at every resolution.
+Colour convention (as in Google's numpy bitmaps): WHITE strokes (255) on BLACK (0), mode "L". Strokes are drawn with
+PIL on a canvas at least ``MIN_CANVAS`` pixels wide (``supersample_for``) and box-averaged down (``Image.reduce``):
+anti-aliased edges at C speed. The drawing is centred on its bounding box and scaled to fit with its aspect ratio
+kept; pen and margin are fixed fractions of the side, so it looks the same at every resolution.
 
 The geometry is that of Google's 28x28 bitmaps: a 16-unit pen in a frame of 304 units (BITMAP_FRAME). In
 the two-sample test on the bundled apples (100 renders against 100 other Google bitmaps) it scores 0.50
-[0.43, 0.56], like Google against Google (0.45 [0.38, 0.52]); a 5% pen, 6% margin and 4x canvas scored 0.74.
-"""
+[0.43, 0.56], like Google against Google (0.45 [0.38, 0.52]); a 5% pen, 6% margin and 4x canvas scored 0.74."""
 from __future__ import annotations
 
 import io

@@ -1,19 +1,16 @@
 """Randomness of one training step, drawn per fruit, and DiffAugment of the discriminator's inputs.
 
-A step of one fruit's GAN needs random numbers beyond its noise: the discriminator's Dropout2d masks
-and, with DiffAugment on, where each image is shifted and cut out. ``draw_step_random`` draws them all
-from the fruit's own generator, in a fixed order, so a fruit trains exactly alike whether it is
-stepped alone or with other fruits (in any group, on any rank): nothing comes from a shared stream.
+A step of one fruit's GAN needs random numbers beyond its noise: the Dropout2d masks and, with DiffAugment on, each
+image's shift and cut-out. ``draw_step_random`` draws them from the fruit's own generator in a fixed order, so a
+fruit trains exactly alike alone or with other fruits (in any group, on any rank).
 
-DiffAugment (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN Training"):
-every image the discriminator sees, real or fake, in its own step and in the generator's, is shifted
-and has a square cut out, both filled with the background (-1, black). The operations are
-differentiable, so the generator learns through them; the discriminator cannot memorise the few
-real drawings pixel for pixel, which is what overfits a GAN trained on a few hundred drawings.
+DiffAugment (Zhao et al. 2020): every image the discriminator sees, real or fake, in its own step and in the
+generator's, is shifted and has a square cut out, both filled with the background (-1, black). The operations are
+differentiable, so the generator learns through them, and the discriminator cannot memorise the few real drawings
+pixel for pixel (what overfits a GAN trained on a few hundred drawings).
 
-Shapes: F fruits, B images per fruit, G fruits in one pass (F in the grouped layout, 1 in the loop
-layout), R image side, K = D_CALLS discriminator passes per step.
-"""
+Shapes: F fruits, B images per fruit, G fruits in one pass (F in the grouped layout, 1 in the loop layout), R image
+side, K = D_CALLS discriminator passes per step."""
 from __future__ import annotations
 
 from typing import Dict, Optional, Sequence
@@ -61,13 +58,11 @@ def random_shapes(cfg, batch: int) -> Dict[str, tuple]:
 
 def draw_step_random(cfg, batch: int, generator: Optional[torch.Generator], device) -> Dict[str, torch.Tensor]:
     """One fruit's random numbers for one step, beyond its noise: {name: (D_CALLS, B, ...)}.
-
     "dropout": uniforms (K, B, D+2D+4D), one per channel of each Dropout2d layer of each pass (when
     cfg.dropout > 0); "shift": (K, B, 2) whole pixels in [-s, s] (translation); "cutout": (K, B, 2) the
     cut square's top-left corner (cutout). Drawn in this order from ``generator`` (None: torch's global one).
     With cfg.augment_p < 1, one uniform per image and operation then leaves the images it misses untouched:
-    their shift becomes 0 and their square moves out of the frame.
-    """
+    their shift becomes 0 and their square moves out of the frame."""
     r, out = cfg.resolution, {}
     for name, shape in random_shapes(cfg, batch).items():
         if name == "dropout":

@@ -4,8 +4,7 @@ An epoch is the same number of full batches for every fruit of a run (by default
 see each training image once), so fruits of any size step together. A fruit walks its images in passes, each
 a permutation seeded by the fruit's seed and the pass number: the stream after ``t`` steps depends on ``t``
 alone, so a resume needs no saved order and a fruit sees the same batches in any group or rank. Images stay
-uint8 (N, R, R) on the training device; a batch becomes [-1, 1] when it is drawn.
-"""
+uint8 (N, R, R) on the training device; a batch becomes [-1, 1] when it is drawn."""
 from __future__ import annotations
 
 import hashlib

@@ -1,12 +1,10 @@
 """One training run's settings and the rules derived from them (no training here).
 
-``TrainConfig`` is what train_gan.py builds from flags and prompts (each field declared in settings.py)
-and what a run saves as info/training_config_<name>.json; ``resumed`` says what a resume may change and
-``load_resume`` reads a resume's saved settings (once).
-The rest are small rules the trainer and the benchmarks share: which device and arithmetic a run uses,
-each fruit's own seed, the milestone epochs, the epochs that always checkpoint, and where a process
-stands under torchrun.
-"""
+``TrainConfig`` is what train_gan.py builds from flags and prompts (each field declared in settings.py) and what a
+run saves as info/training_config_<name>.json; ``resumed`` says what a resume may change and ``load_resume`` reads a
+resume's saved settings (once). The rest are small rules the trainer and the benchmarks share: which device and
+arithmetic a run uses, each fruit's own seed, the milestone epochs, the epochs that always checkpoint, and where a
+process stands under torchrun."""
 from __future__ import annotations
 
 import copy
@@ -38,9 +36,7 @@ BEFORE_IT_EXISTED = {"g_channels": 128, "d_channels": 32, "beta1": 0.5, "beta2":
 @dataclass
 class TrainConfig:
     """Everything one training run needs; saved as info/training_config_<name>.json.
-
-    Defaults, bounds and help of each field are declared in settings.py.
-    """
+    Defaults, bounds and help of each field are declared in settings.py."""
 
     dataset_version: str                                       # npzData/<fruit>_version<NAME>.npz to train on
     model_name: str = settings.MODEL_NAME.default              # models/model_<name>/
@@ -75,9 +71,8 @@ class TrainConfig:
     def gan_config(self, resolution: int) -> GANConfig:
         """The networks and optimisers this config trains at ``resolution``."""
         return GANConfig(resolution=resolution, lr=self.lr, ema_decay=self.ema_decay, real_label=self.real_label,
-                         g_channels=self.g_channels, d_channels=self.d_channels, beta1=self.beta1,
-                         beta2=self.beta2, diff_augment=self.diff_augment,
-                         augment_p=self.augment_p, r1_gamma=self.r1_gamma)
+                         g_channels=self.g_channels, d_channels=self.d_channels, beta1=self.beta1, beta2=self.beta2,
+                         diff_augment=self.diff_augment, augment_p=self.augment_p, r1_gamma=self.r1_gamma)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -91,16 +86,13 @@ class TrainConfig:
         values["device"] = saved.get("requested_device", saved.get("device"))  # "auto" stays auto
         if not isinstance(values.get("dataset_version"), str):
             raise UserError(f"{source}: dataset_version is missing or not text; fix the file or train a new model")
-        checked = settings.check_values(values, settings.TRAIN_SETTINGS, source,
-                                        "fix the file or train a new model")
+        checked = settings.check_values(values, settings.TRAIN_SETTINGS, source, "fix the file or train a new model")
         return cls(**checked)
 
     def resumed(self, changes: dict) -> "TrainConfig":
         """This saved config with ``changes`` ({field: value} the user gave) applied.
-
         Settings that shaped the past epochs (FIXED_ON_RESUME) cannot change, and epochs can only grow:
-        either is refused with a one-line UserError naming the flag.
-        """
+        either is refused with a one-line UserError naming the flag."""
         cfg = copy.deepcopy(self)
         for name, value in changes.items():
             saved = getattr(self, name)
@@ -147,8 +139,7 @@ def load_resume(folder: ModelFolder, changes: dict) -> Resumed:
 def check_bounds(cfg: TrainConfig) -> None:
     """Every setting within its declared bounds (UserError); the device is resolve_device's to check."""
     checked = [s for s in settings.TRAIN_SETTINGS if s is not settings.DEVICE]
-    settings.check_values(cfg.to_dict(), checked, "training settings", "choose a value within its bounds",
-                          by_flag=True)
+    settings.check_values(cfg.to_dict(), checked, "training settings", "choose a value within its bounds", by_flag=True)
 
 
 def _same_setting(given, saved) -> bool:
@@ -181,10 +172,8 @@ def resolve_device(name: str) -> torch.device:
 
 def resolve_precision(name: str, device: torch.device) -> str:
     """'auto' is bf16 where the device multiplies bf16 in hardware, else fp32; the others are themselves.
-
     On the 2-core CPU with AVX512-BF16 bf16 made the 7-fruit step 1.4x (28 px) to 1.9x (64 px) faster,
-    and 400-epoch runs of apple and banana were as real on the held-out tests as fp32 ones (README).
-    """
+    and 400-epoch runs of apple and banana were as real on the held-out tests as fp32 ones (README)."""
     if name != "auto":
         return name
     if device.type == "cuda":

@@ -1,6 +1,5 @@
 """What the records say about a training's cost: the console summary per fruit, the cost fields of a fruit's
-history, info/cost_analysis_report.json and the text of info/description.txt (model_store writes them).
-"""
+history, info/cost_analysis_report.json and the text of info/description.txt (model_store writes them)."""
 from __future__ import annotations
 
 import json

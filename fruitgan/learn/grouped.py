@@ -11,8 +11,7 @@ Either way checkpoints are the same. Speed switches change no function (bf16 onl
 "bf16" (see cpu_has_bf16()), channels_last (default on CPU), compile (measured slower on the 2-core CPU),
 cuda_graph (the whole step replayed as one CUDA graph) and tune_cpu_allocator().
 
-Shapes: F fruits, B images per fruit, nz noise size, R image side.
-"""
+Shapes: F fruits, B images per fruit, nz noise size, R image side."""
 from __future__ import annotations
 
 import contextlib
@@ -304,8 +303,7 @@ class GroupedGAN:
             p.grad = g if g.stride() == p.stride() else g.contiguous()
 
     def _prepare(self, real: torch.Tensor, noise: torch.Tensor, random):
-        f, b = self.num_fruits, noise.shape[1]
-        r = self.config.resolution
+        f, b, r = self.num_fruits, noise.shape[1], self.config.resolution
         if real.shape != (f, b, 1, r, r) or noise.shape != (f, b, self.config.noise_dim):
             raise ValueError(f"expected real ({f}, {b}, 1, {r}, {r}) and noise ({f}, {b}, "
                              f"{self.config.noise_dim}); got {tuple(real.shape)} and {tuple(noise.shape)}")

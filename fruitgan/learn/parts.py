@@ -110,8 +110,7 @@ def checkpoints(store, cfg, data: RunData, models: list, device) -> TrainingChec
 
 def records(store, cfg, data: RunData, dist, workdir, device, requested_precision: str, pricing) -> RunRecords:
     settings = resolved_settings(cfg, data, device, requested_precision, dist.world)
-    return RunRecords(store, dist, workdir, settings, dataset_info(cfg.dataset_version, data),
-                      data.states, pricing)
+    return RunRecords(store, dist, workdir, settings, dataset_info(cfg.dataset_version, data), data.states, pricing)
 
 
 def estimate(cfg, data: RunData, models: list, device, milestones: set, quality, grids, ckpts) -> RunEstimate:

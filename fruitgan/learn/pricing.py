@@ -32,9 +32,7 @@ class PricingConfig:
 
     def to_dict(self) -> Dict[str, Any]:
         """The prices as in the file (extra keys included), for the report."""
-        out: Dict[str, Any] = {key: getattr(self, key) for key in PRICING_KEYS}
-        out.update(self.extra)
-        return out
+        return {**{key: getattr(self, key) for key in PRICING_KEYS}, **self.extra}
 
 
 def _price_value(raw: Mapping[str, Any], key: str, path: Path) -> float:
@@ -84,8 +82,7 @@ def format_money(value: float) -> str:
     if value == 0 or not math.isfinite(value):
         return f"${value:.2f}"
     decimals = max(2, MONEY_SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(abs(value))))
-    text = f"{value:.{decimals}f}"
-    whole, frac = text.split(".")
+    whole, frac = f"{value:.{decimals}f}".split(".")
     # Trailing zeros past the cents say nothing: 0.00000120 -> 0.0000012, but 12.30 stays.
     frac = frac[:2] + frac[2:].rstrip("0")
     return f"${whole}.{frac}"

@@ -4,8 +4,7 @@ as one stride-2 transposed conv with a 4x4 kernel from the 3x3 weights (sub-pixe
 2.25x fewer multiply-adds and no upsampled tensor; the 3x3 weights stay the parameters, so exports load into
 gan_model.Generator.
 
-Shapes: G fruits, B images per fruit, nz noise size, R image side, C channels of a layer.
-"""
+Shapes: G fruits, B images per fruit, nz noise size, R image side, C channels of a layer."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence

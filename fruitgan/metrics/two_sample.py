@@ -168,7 +168,7 @@ def two_sample_test(real_heldout: torch.Tensor, fake: torch.Tensor, folds: int =
     low, high = wilson_interval(right, total)
     half = (high - low) / 2
     out.update(two_sample_accuracy=right / total, two_sample_low=low, two_sample_high=high,
-               two_sample_half_width=half, two_sample_n=total, two_sample_real=n,
+               two_sample_half_width=half, two_sample_n=total, two_sample_real=n, two_sample_epochs=epochs,
                two_sample_decided=half <= TWO_SAMPLE_MAX_HALF_WIDTH)
     if not out["two_sample_decided"]:
         out["two_sample_note"] = (f"too few held-out drawings to call ({n} real: the 95% interval "

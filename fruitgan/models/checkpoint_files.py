@@ -6,8 +6,7 @@
   files hold the same weights, and --checkpoint N reads them; a resume that moves past it writes its epoch file.
 * generator_<fruit>.pt, best/generator_<fruit>.pt: gan_model payloads of the generator that draws (the moving
   average when the run kept one, flagged "averaged"); discriminator_<fruit>.pt: the discriminator.
-Checkpoints are CPU snapshots written by one background thread, never two at once; network files are written at once.
-"""
+Checkpoints are CPU snapshots written by one background thread, never two at once; network files are written at once."""
 from __future__ import annotations
 
 import pickle

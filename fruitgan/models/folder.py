@@ -8,8 +8,7 @@
     models_index.json; evaluators/<kind>_version<V>_<R>px.pt      index.py; the metrics' cached classifiers
 
 Readers of the JSON records give None for a missing or damaged file (a listing never fails on one bad file);
-every name is checked, so a model folder can never point outside models/.
-"""
+every name is checked, so a model folder can never point outside models/."""
 from __future__ import annotations
 
 import json

@@ -59,8 +59,7 @@ def _whole(record: object) -> bool:
     """A finished session of this format: every scored image has a truth and an answer."""
     images = record.get("images") if isinstance(record, dict) else None
     return (record.get("format") == FORMAT and isinstance(images, list) and len(images) > 0
-            and all(isinstance(i, dict) and i.get("truth") in ANSWERS and i.get("answer") in ANSWERS
-                    for i in images))
+            and all(isinstance(i, dict) and i.get("truth") in ANSWERS and i.get("answer") in ANSWERS for i in images))
 
 
 def read_sessions(model_dir: Path, fruit: str) -> List[dict]:

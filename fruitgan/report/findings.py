@@ -25,9 +25,12 @@ def measured_verdict(row: dict) -> str:
         text += " **Not told apart**: the interval holds 0.5; on these drawings the test cannot tell them from real."
     chose = next((q for q in row["validation"] if q["epoch"] == t.get("epoch")), {})
     val = chose.get(VALIDATION_PREFIX + "two_sample_accuracy")
+    quick = chose.get(VALIDATION_PREFIX + "two_sample_epochs") != t.get("two_sample_epochs")   # the cheap check
     if number(val) and val < t.get("two_sample_low", val):
-        text += (f" On the validation part that chose it, the same checkpoint scored {val:.2f}: the best of "
-                 f"{len(row['validation'])} milestones on the same drawings flatters, so the test part is reported.")
+        text += (f" On the validation part that chose it, the same checkpoint scored {val:.2f}: "
+                 + ("a quicker check (fewer passes) reads lower; " if quick else "")
+                 + f"the best of {len(row['validation'])} milestones on the same drawings flatters, so the test part"
+                 + (", measured in full," if quick else "") + " is reported.")
     if number(row["memo"]):
         healthy = row["memo"] >= HEALTHY_MEMORISATION
         text += (f" Memorisation ratio {row['memo']:.2f}: " + ("no sign of copying." if healthy

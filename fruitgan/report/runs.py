@@ -61,10 +61,9 @@ class Run:
 
     def trained_generator(self):
         """The first fruit's final generator (its moving average where saved), or None without weights."""
-        fruit = self.fruits[0] if self.fruits else None
-        if fruit is None or not self.folder.generator_path(fruit).is_file():
+        if not self.fruits or not self.folder.generator_path(self.fruits[0]).is_file():
             return None
-        return read_generator(self.folder, fruit)[0]
+        return read_generator(self.folder, self.fruits[0])[0]
 
     def split_fruits(self) -> List[str]:
         return [f for f, h in self.histories.items() if h.get("num_heldout_real_images")]

@@ -1,8 +1,7 @@
 """Pixels <-> network values, and image grids: defined once for the data, the trainer and the scripts.
 
 Stored images are uint8, white strokes (255) on black (0); the networks see floats in [-1, 1]
-(the generator ends in tanh). The map is linear: 0 <-> -1.0, 255 <-> +1.0.
-"""
+(the generator ends in tanh). The map is linear: 0 <-> -1.0, 255 <-> +1.0."""
 from __future__ import annotations
 
 import math

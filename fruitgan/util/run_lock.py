@@ -15,8 +15,7 @@ Why it is safe:
   (--overwrite, a published partial folder) while still held.
 * Release deletes the file while still holding it; a taker that locked a deleted file notices and retries.
 * The descriptor is close-on-exec and closed in forked children: an orphaned worker cannot keep the lock.
-* Taking a lock this process already holds is refused (it would deadlock or double-write).
-"""
+* Taking a lock this process already holds is refused (it would deadlock or double-write)."""
 from __future__ import annotations
 
 import errno
@@ -135,8 +134,7 @@ class RunLock:
                 self._claim(fd)
                 return self
             os.close(fd)
-        raise UserError(f"could not take the lock {self.path} for {self.what} (it keeps changing hands); "
-                        "run again")
+        raise UserError(f"could not take the lock {self.path} for {self.what} (it keeps changing hands); run again")
 
     def _open(self) -> int:
         try:

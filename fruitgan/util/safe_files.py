@@ -8,8 +8,7 @@ Leftovers carry their owner, ``owner_tag()`` = ``h<8 hex of the host name>-<pid>
 ``.<name>.<owner>.<random>.tmp`` and partial folders ``.<name>.partial-<owner>`` (renamed onto ``name``
 when complete). ``clean_stale_temp`` removes those of dead processes of this host only (another host's
 PIDs mean nothing here); legacy ``.<name>.partial-<pid>`` folders count as this host's.
-Hostile files: see ``checked_size`` and ``open_regular``.
-"""
+Hostile files: see ``checked_size`` and ``open_regular``."""
 from __future__ import annotations
 
 import errno
@@ -33,6 +32,7 @@ from fruitgan.util.user_io import UserError
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 _UMASK = os.umask(0)   # the umask can only be read by setting it: put it straight back
 os.umask(_UMASK)
+DAMAGED_FIX = "the file is damaged or not one this suite wrote: recreate it"
 BYTES_PER_MB = 1024 ** 2    # file sizes are shown in binary megabytes (MiB), everywhere
 FRUITS = ("apple", "banana", "blackberry", "grapes", "pear", "strawberry", "watermelon")
 
@@ -155,8 +155,7 @@ def write_error(path: Path, exc: BaseException, existed: bool = False) -> Option
     if isinstance(exc, OSError) and exc.errno in _WRITE_FAULTS:
         return UserError(f"cannot write {path}: {_WRITE_FAULTS[exc.errno]} ({kept})")
     if isinstance(exc, RuntimeError) and _TORCH_WRITE_FAULT.search(str(exc)):
-        return UserError(f"cannot write {path}: the disk is probably full; "
-                         f"free some space and run again ({kept})")
+        return UserError(f"cannot write {path}: the disk is probably full; free some space and run again ({kept})")
     if isinstance(exc, OSError):
         return UserError(f"cannot write {path}: {exc.strerror or exc} ({kept})")
     return None
@@ -242,11 +241,9 @@ def checked_size(value: Any, what: str, lo: int, hi: int, path: Path) -> int:
             raise TypeError
         number = operator.index(value)  # ints and numpy integers; not floats or strings
     except TypeError:
-        raise UserError(f"{path}: {what} is {value!r}, not a whole number; "
-                        "the file is damaged or not one this suite wrote: recreate it") from None
+        raise UserError(f"{path}: {what} is {value!r}, not a whole number; {DAMAGED_FIX}") from None
     if not lo <= number <= hi:
-        raise UserError(f"{path}: {what} is {number}, outside {lo}-{hi}; "
-                        "the file is damaged or not one this suite wrote: recreate it")
+        raise UserError(f"{path}: {what} is {number}, outside {lo}-{hi}; {DAMAGED_FIX}")
     return number
 
 
@@ -262,8 +259,7 @@ def read_npy_header(fh: Any, path: Path) -> Tuple[Tuple[int, ...], Any, int]:
         shape, _fortran, dtype = readers[version](fh)
         return tuple(shape), dtype, fh.tell()
     except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
-        raise UserError(f"{path}: unreadable array header ({exc}); "
-                        "the file is damaged or not one this suite wrote: recreate it") from None
+        raise UserError(f"{path}: unreadable array header ({exc}); {DAMAGED_FIX}") from None
 
 
 # ----------------------------------------------------------------------------- special files

@@ -4,8 +4,7 @@ The scripts' flags (``Setting.add_to``), their prompts (``Setting.ask``), the co
 defaults (``Setting.default``) and checks (``check_values``: GANConfig, TrainConfig, ConvertOptions, and
 every config read from a file) all read these declarations, so a default or a bound (``Setting.bounds``,
 either edge open or closed) changes here and nowhere else. Light on purpose (no torch):
-every script imports it before it knows whether it will train anything.
-"""
+every script imports it before it knows whether it will train anything."""
 from __future__ import annotations
 
 import argparse
@@ -119,10 +118,8 @@ class Setting:
 
     def ask(self, prompter: Prompter, default: Any = None, parse: Optional[Callable[[str], Any]] = None) -> Any:
         """The prompt for this setting, showing the declared default (or a script's own ``default``).
-
         ``parse`` replaces the declared parser where a script knows more (e.g. which devices exist);
-        end of input names this setting's flag.
-        """
+        end of input names this setting's flag."""
         parse = parse or self.parse
         flag = None if self.flag is None else self.flag if self.kind is bool else f"{self.flag} {self.field.upper()}"
         if default is None:
@@ -194,8 +191,7 @@ RESOLUTION = _number("resolution", 64, int, Bounds(RESOLUTION_MIN, RESOLUTION_MA
 parse_resolution = RESOLUTION.parse   # an image side the networks can train: a multiple of 4 in 16..256
 SEED = _number("seed", 0, int, Bounds(0, SEED_MAX), f"random seed, 0-{SEED_MAX}")
 EPOCHS = _number("epochs", 400, int, Bounds(1, EPOCHS_MAX), "epochs per fruit", question="Epochs")
-BATCH_SIZE = _number("batch_size", 64, int, Bounds(1, BATCH_MAX), "images per fruit per step",
-                     question="Batch size")
+BATCH_SIZE = _number("batch_size", 64, int, Bounds(1, BATCH_MAX), "images per fruit per step", question="Batch size")
 FRUIT_LIST = _flag_setting("fruits", None, list, list_of(FRUITS, "fruit"), "comma-separated fruits, or 'all'",
                            shown="all of the dataset version")
 
@@ -285,16 +281,14 @@ NOISE_DIM = _number("noise_dim", 100, int, Bounds(2, NOISE_DIM_MAX), "length of 
                     flag=False)
 DROPOUT = _number("dropout", 0.25, float, Bounds(0.0, 1.0, hi_open=True),
                   "Dropout2d probability after each discriminator block", flag=False)
-LEAKY_SLOPE = _number("leaky_slope", 0.2, float, Bounds(0.0, 1.0, hi_open=True), "LeakyReLU negative slope",
-                      flag=False)
+LEAKY_SLOPE = _number("leaky_slope", 0.2, float, Bounds(0.0, 1.0, hi_open=True), "LeakyReLU negative slope", flag=False)
 GAN_SETTINGS = (RESOLUTION, NOISE_DIM, G_CHANNELS, D_CHANNELS, DROPOUT, LEAKY_SLOPE, LR, BETA1, BETA2, REAL_LABEL,
                 EMA_DECAY, DIFF_AUGMENT, AUGMENT_P, R1_GAMMA)
 
 TRAIN_SETTINGS = (DATASET_VERSION, MODEL_NAME, EPOCHS, BATCH_SIZE, LR, DESCRIPTION, DEVICE, FRUIT_LIST, SEED,
-                  PRECISION, SCHEDULE, MILESTONES, KEEP_CHECKPOINT_EVERY, CHECKPOINT_MINUTES, EVALUATE, EVAL_SAMPLES, EMA_DECAY,
-                  REAL_LABEL, G_CHANNELS, D_CHANNELS, BETA1, BETA2, DIFF_AUGMENT, AUGMENT_P, R1_GAMMA,
-                  STEPS_PER_EPOCH,
-                  STOP_AFTER_EPOCHS, COMPILE, CUDA_GRAPH)
+                  PRECISION, SCHEDULE, MILESTONES, KEEP_CHECKPOINT_EVERY, CHECKPOINT_MINUTES, EVALUATE, EVAL_SAMPLES,
+                  EMA_DECAY, REAL_LABEL, G_CHANNELS, D_CHANNELS, BETA1, BETA2, DIFF_AUGMENT, AUGMENT_P, R1_GAMMA,
+                  STEPS_PER_EPOCH, STOP_AFTER_EPOCHS, COMPILE, CUDA_GRAPH)
 CONVERT_SETTINGS = (FRUIT_LIST, RESOLUTION, QUALITY, COUNT, IMAGE_VERSION, AUGMENT, SEED, FORMATS, WORKERS)
 
 # ------------------------------------------------------------------------------ spot_the_fake.py
@@ -315,10 +309,8 @@ def add_switch(parser: argparse.ArgumentParser, setting: Setting) -> None:
 
 def check_values(values: dict, settings: Sequence[Setting], source: str, hint: str, by_flag: bool = False) -> dict:
     """``values`` (e.g. a saved config) checked against ``settings``: {field: value} for those present.
-
     A wrong type or an out-of-bounds value is a one-line UserError naming ``source`` and the setting (its flag
-    when ``by_flag``: values the user gave; else its field, as a file spells it), ending with ``hint``.
-    """
+    when ``by_flag``: values the user gave; else its field, as a file spells it), ending with ``hint``."""
     checked = {}
     for s in settings:
         if s.field in values:

@@ -5,8 +5,7 @@ takes the default. With ``--yes`` they never ask (that is how a script takes the
 stdin is not a terminal they still read answers line by line (so scripts can pipe answers in).
 End of input (Ctrl+D, an exhausted pipe, no stdin) stops the script with ``EndOfInput``, a
 one-line UserError: work never starts on defaults nobody chose. ``run_main`` turns UserError into
-"error: ..." (exit 2) and Ctrl+C into "interrupted; files already written are complete[; <hint>]" (130).
-"""
+"error: ..." (exit 2) and Ctrl+C into "interrupted; files already written are complete[; <hint>]" (130)."""
 from __future__ import annotations
 
 import argparse
