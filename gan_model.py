@@ -246,6 +246,7 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 def train_step(gan: CompiledGAN, real: torch.Tensor, noise: torch.Tensor) -> dict:
     """One reference GAN step on a real batch (B,1,R,R) and noise (B,nz); returns float metrics.
+
     1. Discriminator: real images labelled ``real_label``, G(z).detach() labelled 0.
     2. Generator: D(G(z)) labelled real (the stacked model), reusing the same G(z)."""
     g, d, loss_fn, cfg = gan.generator, gan.discriminator, gan.loss_fn, gan.config
@@ -278,6 +279,7 @@ def train_step(gan: CompiledGAN, real: torch.Tensor, noise: torch.Tensor) -> dic
 @torch.no_grad()
 def generate(generator: nn.Module, noise: torch.Tensor, batch_size: Optional[int] = None) -> torch.Tensor:
     """Images (B,1,R,R) in [-1,1] from noise (B,nz), in eval mode (BN running statistics), mode restored after.
+
     With ``batch_size`` the noise goes through in slices of that many (bounded memory) and the images are
     gathered on the CPU; without it, in one pass on the generator's device."""
     was_training = generator.training

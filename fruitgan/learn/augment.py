@@ -58,6 +58,7 @@ def random_shapes(cfg, batch: int) -> Dict[str, tuple]:
 
 def draw_step_random(cfg, batch: int, generator: Optional[torch.Generator], device) -> Dict[str, torch.Tensor]:
     """One fruit's random numbers for one step, beyond its noise: {name: (D_CALLS, B, ...)}.
+
     "dropout": uniforms (K, B, D+2D+4D), one per channel of each Dropout2d layer of each pass (when
     cfg.dropout > 0); "shift": (K, B, 2) whole pixels in [-s, s] (translation); "cutout": (K, B, 2) the
     cut square's top-left corner (cutout). Drawn in this order from ``generator`` (None: torch's global one).

@@ -118,6 +118,7 @@ class Setting:
 
     def ask(self, prompter: Prompter, default: Any = None, parse: Optional[Callable[[str], Any]] = None) -> Any:
         """The prompt for this setting, showing the declared default (or a script's own ``default``).
+
         ``parse`` replaces the declared parser where a script knows more (e.g. which devices exist);
         end of input names this setting's flag."""
         parse = parse or self.parse
@@ -309,6 +310,7 @@ def add_switch(parser: argparse.ArgumentParser, setting: Setting) -> None:
 
 def check_values(values: dict, settings: Sequence[Setting], source: str, hint: str, by_flag: bool = False) -> dict:
     """``values`` (e.g. a saved config) checked against ``settings``: {field: value} for those present.
+
     A wrong type or an out-of-bounds value is a one-line UserError naming ``source`` and the setting (its flag
     when ``by_flag``: values the user gave; else its field, as a file spells it), ending with ``hint``."""
     checked = {}
