@@ -204,8 +204,8 @@ COUNT = _number("count", 1000, int, Bounds(1, COUNT_MAX), "images per fruit", qu
 IMAGE_VERSION = Setting("version", "--version", None, str, _name_parser("version"), "dataset version name",
                         question="Dataset version name", shown="the next free number")
 # On by default: a fruit with fewer real drawings than --count (five fruits have 23-40) is filled up with
-# stroke-level copies, which measured best for few drawings (docs/quality.md, section 5); a fruit with enough
-# real drawings gets none.
+# stroke-level copies, the lowest mean of four recipes for few drawings (docs/quality.md, section 5); a fruit
+# with enough real drawings gets none.
 AUGMENT = _flag_setting("augment", True, bool, _bool,
                         "fill up to --count with augmented copies of real drawings (--no-augment: real only)",
                         shown="on")
@@ -254,7 +254,7 @@ D_CHANNELS = _number("d_channels", 32, int, Bounds(CHANNELS_MIN, CHANNELS_MAX),
 BETA1 = _number("beta1", 0.5, float, Bounds(0.0, 1.0, hi_open=True), "Adam beta1, both networks")
 BETA2 = _number("beta2", 0.999, float, Bounds(0.0, 1.0, hi_open=True), "Adam beta2, both networks")
 # Off by default: on apple and on banana (28 px, 150 epochs, 3 seeds each, test parts) no DiffAugment variant beat
-# the plain recipe beyond the spread over seeds; on banana every one did a little worse (docs/quality.md).
+# the plain recipe beyond the spread over seeds, nor with 30 apple drawings and stroke-level copies (docs/quality.md).
 DIFF_AUGMENT = _flag_setting("diff_augment", "none", str, parse_diff_augment,
                              "DiffAugment of every image the discriminator sees: none, translation, cutout "
                              "or translation,cutout (shift and cut-out filled with the black background)")
