@@ -166,12 +166,14 @@ def test_memorisation_ratio_says_not_enough_real_drawings(apples):
     assert result["memorisation_note"] == f"not enough real drawings ({few} held out, need {mem.MIN_MEMORISATION_HELDOUT})"
 
 
-def test_nearest_distances_in_blocks_equal_one_block(apples, monkeypatch):
-    queries, reference = apples[:23].reshape(23, -1), apples[100:141].reshape(41, -1)
-    whole = torch.cdist(queries.double(), reference.double()).min(dim=1).values
+def test_nearest_distances_in_blocks_equal_exact_differences_and_a_copy_is_at_zero(apples, monkeypatch):
+    queries, reference = apples[:23].reshape(23, -1), apples[100:141].reshape(41, -1).clone()
+    reference[17] = queries[4]                                          # one exact copy
+    whole = torch.cdist(queries.double(), reference.double(), compute_mode="donot_use_mm_for_euclid_dist")
     monkeypatch.setattr(mem, "NEAREST_CHUNK", 7)
     blocks = [reference[s:s + 5] for s in range(0, 41, 5)]
-    assert torch.allclose(mem._nearest_distances(queries, blocks), whole, atol=1e-4)
+    nearest = mem._nearest_distances(queries, blocks)
+    assert torch.allclose(nearest, whole.min(dim=1).values, rtol=0, atol=1e-9) and nearest[4].item() == 0.0
 
 
 def test_memorisation_ratio_reads_stored_pixels_block_by_block(apples, monkeypatch):
