@@ -23,11 +23,12 @@ def _nearest_distances(queries: torch.Tensor, reference_blocks) -> torch.Tensor:
     queries = queries.double()
     for block in reference_blocks:
         block = block.double()
+        block_norms = (block * block).sum(dim=1)                                        # (T,) |b|^2, once a block
         for qs in range(0, queries.shape[0], NEAREST_CHUNK):
             q = queries[qs:qs + NEAREST_CHUNK]
             # The nearest row by the matrix-product form |q|^2 - 2 q.b + |b|^2 (fast, float64), then its exact
             # distance from the differences: an exact copy comes out at exactly 0.
-            squared = torch.addmm((block * block).sum(dim=1), q, block.T, alpha=-2)      # (Q, T) less |q|^2
+            squared = torch.addmm(block_norms, q, block.T, alpha=-2)                     # (Q, T) less |q|^2
             exact = (q - block[squared.argmin(dim=1)]).norm(dim=1)
             nearest[qs:qs + NEAREST_CHUNK] = torch.minimum(nearest[qs:qs + NEAREST_CHUNK], exact)
     return nearest
