@@ -126,18 +126,17 @@ def run_parts(workdir: Path) -> dict:
     return (ModelFolder.in_workdir(workdir, VERSION).read_summary() or {}).get("time", {})
 
 
-def default_run_evaluation(workdir: Path, steps: int, batch: int) -> dict:
+def default_run_evaluation(workdir: Path, parts: dict, steps: int, batch: int) -> dict:
     """The evaluation's share of a default run on this data (settings.EPOCHS epochs, the default milestones),
     projected from the training stage's measured parts: its seconds per step, one milestone's cheap check (epoch
     1 is a milestone) and the test part's full test, which a run pays once whatever its length; the estimate's
-    probe before training is one more check."""
+    probe before training is one more check. ``parts``: the stage's time split (run_parts)."""
     from fruitgan.learn.batches import steps_per_epoch
     from fruitgan.learn.config import milestone_epochs
     from fruitgan.models.folder import ModelFolder
     from fruitgan.util import settings
 
     folder = ModelFolder.in_workdir(workdir, VERSION)
-    parts = (folder.read_summary() or {}).get("time", {})
     histories = [folder.read_history(f) or {} for f in FRUITS]
     final = sum((h.get("test_quality") or {}).get("seconds", 0.0) for h in histories)
     check = parts.get("evaluation", 0.0) - final
@@ -192,7 +191,7 @@ def run_benchmark(cfg: ScaleConfig) -> dict:
         stages[0]["items"] = stages[1]["items"] = images
         stages[2]["items"] = len(FRUITS) * cfg.steps * cfg.batch
         stages[2]["parts"] = run_parts(work)
-        projected = default_run_evaluation(work, cfg.steps, cfg.batch) if cfg.evaluate else None
+        projected = default_run_evaluation(work, stages[2]["parts"], cfg.steps, cfg.batch) if cfg.evaluate else None
         return {"drawings": cfg.drawings, "stages": stages, "uint8": data, "networks": network_bytes(),
                 "baseline": baseline_bytes(), "evaluate": cfg.evaluate, "load": os.getloadavg()[0],
                 "projected": projected}

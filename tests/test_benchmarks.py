@@ -233,7 +233,7 @@ def test_bench_scale_projects_the_default_run_s_evaluation_share_from_the_measur
     folder.write_summary({"time": {"steps": 20.0, "evaluation": 7 * 3.0 + 50.0}})
     for i, fruit in enumerate(bench_scale.FRUITS):       # the largest training part sets the steps per epoch
         folder.write_history(fruit, {"num_train_images": 6400 - i, "test_quality": {"seconds": 50.0 if i == 0 else 0}})
-    e = bench_scale.default_run_evaluation(tmp_path, steps=10, batch=64)
+    e = bench_scale.default_run_evaluation(tmp_path, bench_scale.run_parts(tmp_path), steps=10, batch=64)
     marks = len(milestone_epochs(settings.MILESTONES.default, settings.EPOCHS.default))
     assert e["steps"] == 100 * settings.EPOCHS.default and e["step_seconds"] == pytest.approx(2.0 * e["steps"])
     assert e["check"] == pytest.approx(21.0) and e["final"] == 50.0 and e["marks"] == marks
