@@ -31,6 +31,9 @@ PADDING = 1                # ... with "same" padding
 FAKE_LABEL = 0.0
 BN_MOMENTUM = 0.1          # PyTorch's BatchNorm defaults, named so grouped_gan.py uses the same
 BN_EPS = 1e-5
+# Pixels drawn per generator pass outside training: each activation of the default generator then stays near
+# 130 MB (C/2 = 64 channels x 2^19 pixels x 4 bytes) at any resolution and however many fruits draw at once.
+GENERATE_PIXELS = 1 << 19
 
 
 @dataclass(frozen=True)
@@ -276,20 +279,22 @@ def train_step(gan: CompiledGAN, real: torch.Tensor, noise: torch.Tensor) -> dic
             "d_fake": torch.sigmoid(logits_fake.detach()).mean().item()}
 
 
+def generate_batch(resolution: int, fruits: int = 1) -> int:
+    """Images per fruit in one generator pass outside training (GENERATE_PIXELS in all, at least one)."""
+    return max(1, GENERATE_PIXELS // (fruits * resolution * resolution))
+
+
 @torch.no_grad()
 def generate(generator: nn.Module, noise: torch.Tensor, batch_size: Optional[int] = None) -> torch.Tensor:
-    """Images (B,1,R,R) in [-1,1] from noise (B,nz), in eval mode (BN running statistics), mode restored after.
-
-    With ``batch_size`` the noise goes through in slices of that many (bounded memory) and the images are
-    gathered on the CPU; without it, in one pass on the generator's device."""
+    """Images (B,1,R,R) in [-1,1] on the CPU from noise (B,nz), in eval mode (BN running statistics), mode
+    restored after; in passes of ``batch_size`` (default generate_batch) images, so memory stays bounded."""
     was_training = generator.training
     generator.eval()
+    step = batch_size or generate_batch(generator.config.resolution)
     try:
-        if batch_size is None:
-            return generator(noise)
         device = next(generator.parameters()).device
-        return torch.cat([generator(noise[s:s + batch_size].to(device)).cpu()
-                          for s in range(0, noise.shape[0], batch_size)])
+        starts = range(0, max(noise.shape[0], 1), step)             # no noise: one empty pass, (0,1,R,R) out
+        return torch.cat([generator(noise[s:s + step].to(device)).cpu() for s in starts])
     finally:
         generator.train(was_training)
 

@@ -46,7 +46,6 @@ MAX_FILE_IMAGES = 100_000    # --outdir alone: enough for a dataset, not enough 
 FILE_BATCH = 256             # images generated and written per step with --outdir (bounded memory)
 DEFAULT_GRID_IMAGES = 16
 TRANSITION_COLUMNS = 16      # frames per grid row of an --interpolate transition (read left to right, top to bottom)
-GENERATE_BATCH = 64          # images per generator pass (bounded memory at 128 px)
 MIN_TILE_PX = 64             # small images are enlarged (nearest neighbour, whole factor) to at least this
 GRID_PAD = 1                 # pixels between tiles, before enlarging
 GRID_PAD_VALUE = 96          # grey: separates the black tile backgrounds
@@ -473,7 +472,7 @@ def draw(cfg: argparse.Namespace) -> int:
     print(drawn_figures_line(cfg.workdir, cfg.model, cfg.fruit, meta))
     tag = output_tag(cfg, seed)
     if cfg.files_only:
-        batches = (pictures.to_uint8(gan_model.generate(generator, z, GENERATE_BATCH))
+        batches = (pictures.to_uint8(gan_model.generate(generator, z))
                    for z in noise_batches(n, nz, seed, FILE_BATCH))
         write_image_files(batches, n, cfg.outdir, tag)        # no grid: any number, in bounded memory
         return 0
@@ -482,7 +481,7 @@ def draw(cfg: argparse.Namespace) -> int:
     else:
         noise, columns, kind = sample_noise(n, nz, seed), math.ceil(math.sqrt(n)), "image"
     labels = [f"{kind} {i + 1:>3}" for i in range(n)]
-    images = gan_model.generate(generator, noise, GENERATE_BATCH)       # (N,1,R,R) on the CPU
+    images = gan_model.generate(generator, noise)       # (N,1,R,R) on the CPU
     pixels = pictures.to_uint8(images)
     if cfg.outdir is not None:
         write_image_files([pixels], n, cfg.outdir, tag)

@@ -86,7 +86,7 @@ def load_session(cfg: argparse.Namespace):
         raise UserError(f"there are only {len(reals)} real {cfg.fruit} drawings ({which}) for {wanted} "
                         f"({PRACTICE_EACH} for practice); give --num-images {max(1, len(reals) - PRACTICE_EACH)}")
     noise = gi.sample_noise(wanted, generator.config.noise_dim, cfg.seed)
-    fakes = pictures.to_uint8(gan_model.generate(generator, noise, gi.GENERATE_BATCH))
+    fakes = pictures.to_uint8(gan_model.generate(generator, noise))
     if fakes.shape != reals.shape:
         raise UserError(f"the model draws {fakes.shape[1]} px images but its dataset holds {reals.shape[1]} px "
                         "drawings; they cannot be shown side by side")

@@ -82,7 +82,7 @@ def test_part_and_fakes(workdir: Path, model: str, fruit: str) -> tuple:
     real = ds.images_at(ds.sample_index(ds.test_index, ts.TWO_SAMPLE_MAX_REAL))
     net, _ = loading.read_generator(folder, fruit, best=True)
     noise = torch.randn(real.shape[0], net.config.noise_dim, generator=torch.Generator().manual_seed(NOISE_SEED))
-    return real, gan_model.generate(net, noise, mi.EVAL_BATCH).float(), version
+    return real, gan_model.generate(net, noise).float(), version
 
 
 def format_pixels(real: torch.Tensor, fakes: torch.Tensor) -> str:

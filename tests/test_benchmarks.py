@@ -208,8 +208,8 @@ def test_run_projection_scales_each_part_by_what_it_is_paid_per():
 
 
 def test_bench_scale_converts_packs_and_trains_with_each_stage_s_memory():
-    r = run_script("benchmarks/bench_scale.py", "--drawings", "40", "--steps", "1", "--batch", "8", "--no-eval",
-                   timeout=900)
+    r = run_script("benchmarks/bench_scale.py", "--drawings", "40", "--reference-drawings", "10", "--steps", "1",
+                   "--batch", "8", "--no-eval", timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "synthetic-from-real drawings" in r.stdout
     rows = {ln.split("|")[1].strip(): ln.split("|") for ln in r.stdout.splitlines() if ln.startswith("| ")}
@@ -218,7 +218,21 @@ def test_bench_scale_converts_packs_and_trains_with_each_stage_s_memory():
     assert all(float(rows[k][6]) > 0 for k in ("convert (drawings)", "pack (images)", "train (images stepped)"))
     data = next(ln for ln in r.stdout.splitlines() if ln.startswith("datasets as uint8"))
     assert f"{7 * 40 * 64 * 64 / 1024 ** 3:.2f} GiB" in data      # N x 64 x 64 bytes per fruit, read from the files
-    assert "training peak" in r.stdout and "against the bound 1.5 x data" in r.stdout
+    assert "reference run on 7 x 10 drawings" in r.stdout and "x its size to the training peak" in r.stdout
+
+
+def test_bench_scale_s_memory_bound_counts_only_what_the_data_adds():
+    """Made-up peaks: the reference run's peak is what does not grow with the data; the rest is the data's."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_scale
+
+    gib = 1024 ** 3
+    run = {"stages": [{"peak": 9 * gib}], "uint8": 5 * gib, "reference": {"drawings": 10, "peak": 3 * gib,
+                                                                          "uint8": 1 * gib}}
+    assert bench_scale.memory_lines(run)[-1].endswith("1.50 x its size to the training peak, against the bound 1.5: within")
+    run["stages"][0]["peak"] = 10 * gib
+    assert bench_scale.memory_lines(run)[-1].endswith("OVER") and "1.75 x" in bench_scale.memory_lines(run)[-1]
+    assert "not measured" in bench_scale.memory_lines({**run, "reference": None})[-1]
 
 
 def test_bench_scale_projects_the_default_run_s_evaluation_share_from_the_measured_parts(tmp_path):
@@ -241,7 +255,7 @@ def test_bench_scale_projects_the_default_run_s_evaluation_share_from_the_measur
     assert e["share"] == pytest.approx(evaluation / (evaluation + e["step_seconds"]))
     assert "projected from the parts above" in bench_scale.format_table({
         "stages": [{"stage": "train", "items": 640, "seconds": 90.0, "cpu": 90.0, "peak": 1}], "uint8": 1,
-        "networks": 1, "baseline": 1, "evaluate": True, "load": 0.0, "projected": e})
+        "reference": None, "evaluate": True, "load": 0.0, "projected": e})
 
 
 

@@ -51,7 +51,7 @@ def test_same_seed_same_bytes_other_seed_other_images(modeldir, tmp_path):
 def test_grid_shows_the_generators_images(modeldir):
     g, _ = loading.load_generator(modeldir, "v1", "banana")
     noise = gi.sample_noise(4, 100, seed=11)
-    pixels = pictures.to_uint8(gan_model.generate(g, noise, gi.GENERATE_BATCH))
+    pixels = pictures.to_uint8(gan_model.generate(g, noise))
     with torch.no_grad():
         direct = ((g(noise)[:, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
     assert np.array_equal(pixels, direct)
@@ -141,7 +141,7 @@ def test_checkpoint_n_of_a_torchrun_model_reads_the_rank_file_holding_the_fruit(
     outdir = tmp_path / "each"
     assert run(tmp_path, "d2", "banana", "--num-images", 3, "--seed", 4, "--outdir", outdir, "--checkpoint", 4) == 0
     assert "epoch-4 checkpoint (epoch 4)" in capsys.readouterr().out
-    expected = pictures.to_uint8(gan_model.generate(written[("banana", 4)], gi.sample_noise(3, 100, seed=4), gi.GENERATE_BATCH))
+    expected = pictures.to_uint8(gan_model.generate(written[("banana", 4)], gi.sample_noise(3, 100, seed=4)))
     files = sorted(outdir.glob("*.png"))
     assert len(files) == 3
     for file, pixels in zip(files, expected):
@@ -252,7 +252,7 @@ def test_checkpoint_latest_draws_the_last_epoch_and_milestone_the_generator_file
         outdir = tmp_path / checkpoint
         assert run(modeldir, "v1", "apple", "--num-images", 3, "--seed", 1, "--outdir", outdir,
                    "--checkpoint", checkpoint) == 0
-        pixels = pictures.to_uint8(gan_model.generate(expected, noise, gi.GENERATE_BATCH))
+        pixels = pictures.to_uint8(gan_model.generate(expected, noise))
         files = sorted(outdir.glob("*.png"))
         assert [np.asarray(Image.open(f)).tolist() for f in files] == [p.tolist() for p in pixels]
     out = capsys.readouterr().out
@@ -267,7 +267,7 @@ def test_num_images_beyond_a_grid_writes_files_in_batches(modeldir, tmp_path):
     assert len(files) == 300 and files[-1].name == "generated_v1_apple_seed3_0300.png"
     # The batches are slices of one seeded stream: the files are the images of the same noise in one pass.
     g, _ = loading.load_generator(modeldir, "v1", "apple")
-    whole = pictures.to_uint8(gan_model.generate(g, gi.sample_noise(300, 100, seed=3), gi.GENERATE_BATCH))
+    whole = pictures.to_uint8(gan_model.generate(g, gi.sample_noise(300, 100, seed=3)))
     for i in (0, gi.FILE_BATCH - 1, gi.FILE_BATCH, 299):
         assert np.array_equal(np.asarray(Image.open(files[i])), whole[i])
     with pytest.raises(UserError, match="a grid, .*at most 1024 images .*--outdir DIR alone"):

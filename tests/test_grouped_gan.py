@@ -161,6 +161,20 @@ def test_adam_state_is_imported_from_trained_gans(float64):
     assert max(diffs.values()) < 1e-9
 
 
+def test_generation_in_bounded_passes_draws_what_one_pass_draws(monkeypatch):
+    cfg = gm.GANConfig(resolution=32, **SMALL)
+    torch.manual_seed(4)
+    group = gg.GroupedGAN(cfg, 2)
+    noise = torch.randn(2, 7, gm.NOISE_DIM)
+    whole, plain = group.generate(noise), gm.Generator(cfg)
+    one_pass = gm.generate(plain, noise[0])
+    monkeypatch.setattr(gm, "GENERATE_PIXELS", 3 * 2 * 32 * 32)       # 3 images per fruit per pass: 3 passes
+    assert gm.generate_batch(32, 2) == 3 and gm.generate_batch(32) == 6 and gm.generate_batch(4096) == 1
+    torch.testing.assert_close(group.generate(noise), whole, atol=1e-6, rtol=0)
+    torch.testing.assert_close(gm.generate(plain, noise[0]), one_pass, atol=1e-6, rtol=0)
+    assert gm.generate(plain, noise[0, :0]).shape == (0, 1, 32, 32)
+
+
 def test_exported_weights_load_into_plain_networks():
     cfg = gm.GANConfig(resolution=32, ema_decay=0.5, **SMALL)
     torch.manual_seed(2)

@@ -181,8 +181,13 @@ def test_memorisation_ratio_reads_stored_pixels_block_by_block(apples, monkeypat
     train, heldout, generated = apples[:300], apples[300:400], apples[400:450]
     pixels = ((train[:, 0] + 1) * 127.5).round().to(torch.uint8)
     monkeypatch.setattr(mem, "NEAREST_TRAIN_CHUNK", 64)
-    assert mem.memorisation_ratio(generated, pixels, heldout) == pytest.approx(
-        mem.memorisation_ratio(generated, train, heldout))
+    expected = mem.memorisation_ratio(generated, train, heldout)
+    assert mem.memorisation_ratio(generated, pixels, heldout) == pytest.approx(expected)
+    # ... and as chosen rows of a larger store (the dataset's training part, never copied out whole)
+    whole = ((apples[:, 0] + 1) * 127.5).round().to(torch.uint8)
+    rows = torch.arange(300).flip(0)
+    assert mem.memorisation_ratio(generated, whole, heldout, train_rows=rows) == pytest.approx(expected)
+    assert mem.memorisation_ratio(generated, whole, heldout, train_rows=rows[:0])["memorisation_ratio"] is None
 
 
 # --------------------------------------------------------------------------------------------- recognisability
@@ -213,6 +218,10 @@ def test_recognizer_knows_every_fruit_of_rawdata_and_excludes_heldout(workdir):
     kept, details2 = real_drawings.render_rawdata_fruits(workdir, RES, exclude_key_ids=first_keys,
                                                          exclude_images=by_pixels)
     assert details2["apple"]["excluded"] == 7 and kept["apple"].shape[0] == apple.shape[0] - 7
+    as_pixels = [((part[:, 0] + 1) * 127.5).round().to(torch.uint8) for part in (by_pixels[:1], by_pixels[1:])]
+    kept3, details3 = real_drawings.render_rawdata_fruits(workdir, RES, exclude_key_ids=first_keys,
+                                                          exclude_images=iter(as_pixels))   # a fruit at a time
+    assert details3["apple"]["excluded"] == 7 and torch.equal(kept3["apple"], kept["apple"])
     held = torch.cat([apple[:3], by_pixels]).reshape(7, -1)
     assert not (torch.cdist(kept["apple"].reshape(kept["apple"].shape[0], -1), held) == 0).any()
     assert kept["banana"].shape == images["banana"].shape                   # other fruits untouched

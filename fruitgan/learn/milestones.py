@@ -27,7 +27,6 @@ import torch
 from fruitgan.metrics import classifier as fc
 from fruitgan.metrics import memorisation, scores, two_sample
 from fruitgan.metrics.features import QualityEvaluator
-from fruitgan.metrics.images import EVAL_BATCH
 import gan_model as gm
 from fruitgan.data.heldout_split import VALIDATION_PREFIX
 from fruitgan.learn.config import SEED_STRIDE
@@ -67,7 +66,7 @@ class MilestoneQuality:
         self.eval_samples, self.log, self.active = eval_samples, log, active
         self.evaluator = self.recognizer = None
         self.recognizer_info: dict = {}
-        self.seconds_per_test_step = 0.0
+        self.unit_seconds = (0.0, 0.0)     # a two-sample step's and a memorisation query's, as last measured
 
     # ------------------------------------------------------------------ set-up
     def _capped(self, ds, index: torch.Tensor, cap: int) -> torch.Tensor:
@@ -98,12 +97,12 @@ class MilestoneQuality:
     def _setup_recognizer(self) -> None:
         """The all-fruit recogniser (rawData/, this version's held-out drawings excluded, in the dataset's
         formats); None with a note when rawData/ has too few fruits (no one-class verdicts)."""
-        held = [ds.pixels[ds.heldout_index] for ds in self.datasets.values() if ds.has_split]
+        held = (ds.pixels[ds.heldout_index] for ds in self.datasets.values() if ds.has_split)   # a fruit at a time
         formats = {f: d.metadata["formats"] for f, d in self.datasets.items()
                    if isinstance(d.metadata.get("formats"), list)}
         resolution = next(iter(self.datasets.values())).resolution
         self.recognizer, self.recognizer_info = fc.load_or_train_recognizer(
-            self.workdir, self.version, resolution, exclude_images=torch.cat(held) if held else None,
+            self.workdir, self.version, resolution, exclude_images=held,
             formats=formats, device=self.device, seed=self.seed, log=self.log)
         if self.recognizer is None:
             self.log(f"all-fruit recogniser: {self.recognizer_info['note']} (recognisability falls back to the "
@@ -153,8 +152,16 @@ class MilestoneQuality:
                     "memorisation_ratio": None, "memorisation_note": ds.split_note}
         real = ds.images_at(self._capped(ds, part, power.max_real))   # a full download's part is large
         kept = fakes[:memorisation.MEMORISATION_MAX_GENERATED]
-        return {**two_sample.two_sample_test(real, fakes, epochs=power.epochs),
-                **memorisation.memorisation_ratio(kept, ds.pixels[ds.train_index], real)}
+        t0 = time.perf_counter()
+        found = two_sample.two_sample_test(real, fakes, epochs=power.epochs)
+        t1 = time.perf_counter()
+        found.update(memorisation.memorisation_ratio(kept, ds.pixels, real, train_rows=ds.train_index))
+        # The end's test part is priced by these: the test's cost grows with its steps, the memorisation's with
+        # its queries (each walks the whole training part).
+        steps = two_sample.two_sample_steps(real.shape[0], power)
+        self.unit_seconds = ((t1 - t0) / steps if steps else 0.0,
+                             (time.perf_counter() - t1) / (kept.shape[0] + real.shape[0]))
+        return found
 
     def two_sample_fakes(self, group: List[str], model, offset: int, epoch: int, part_of,
                          power: two_sample.Power) -> Dict[str, torch.Tensor]:
@@ -185,12 +192,7 @@ class MilestoneQuality:
                 metrics.update(self._recognition(f, fakes))
             else:   # fallback: the dataset classifier's verdict (refused by it when it knows one fruit only)
                 metrics["recognizer_note"] = self.recognizer_info["note"]
-            ds = self.datasets[f]
-            t0 = time.perf_counter()
-            found = self.heldout_figures(f, ds.validation_index, held.get(f, fakes.cpu()), check)
-            steps = two_sample.two_sample_steps(ds.validation_index.numel(), check)
-            if steps:     # what one step of the two-sample test cost here: the end's test part is priced by it
-                self.seconds_per_test_step = (time.perf_counter() - t0) / steps
+            found = self.heldout_figures(f, self.datasets[f].validation_index, held.get(f, fakes.cpu()), check)
             metrics.update({VALIDATION_PREFIX + k: v for k, v in found.items()})
             out[f] = metrics
         return out
@@ -221,12 +223,16 @@ class MilestoneQuality:
                 s.history["test_quality"] = figures
 
     def final_seconds(self, group: List[str]) -> float:
-        """What the end's test-part measurements cost: the two-sample test's steps on each fruit's test part, at
-        the cost per step measured by the last ``figures`` call (0 before one, or without evaluation)."""
-        if not self.active:
-            return 0.0
-        steps = sum(two_sample.two_sample_steps(self.datasets[f].test_index.numel(), two_sample.FULL) for f in group)
-        return steps * self.seconds_per_test_step
+        """What the end's test-part measurements cost: the two-sample test's steps and the memorisation's queries
+        on each fruit's test part, at the unit costs the last ``figures`` call measured (0 before one, or
+        without evaluation)."""
+        per_step, per_query = self.unit_seconds if self.active else (0.0, 0.0)
+        total = 0.0
+        for f in group:
+            n = min(self.datasets[f].test_index.numel(), two_sample.FULL.max_real)     # real drawings, and fakes
+            queries = min(n, memorisation.MEMORISATION_MAX_GENERATED) + n
+            total += two_sample.two_sample_steps(n, two_sample.FULL) * per_step + queries * per_query
+        return total
 
     # ------------------------------------------------------------------ the best checkpoint
     @staticmethod
@@ -247,4 +253,4 @@ class OneGenerator:
 
     def generate(self, noise: torch.Tensor) -> torch.Tensor:
         """(1, B, nz) -> (1, B, 1, R, R), eval mode, in bounded batches."""
-        return gm.generate(self.net, noise[0], batch_size=EVAL_BATCH).unsqueeze(0)
+        return gm.generate(self.net, noise[0]).unsqueeze(0)

@@ -263,7 +263,7 @@ def load_cached_classifier(workdir: Path, dataset_version: str, resolution: int,
 
 # --------------------------------------------------------------------------------------------- all-fruit recogniser
 def load_or_train_recognizer(workdir: Path, dataset_version: str, resolution: int,
-                             exclude_key_ids: Sequence[str] = (), exclude_images: Optional[torch.Tensor] = None,
+                             exclude_key_ids: Sequence[str] = (), exclude_images=None,
                              max_per_fruit: int = RECOGNIZER_MAX_PER_FRUIT, device="cpu", seed: int = 0,
                              train_config: Optional[ClassifierTrainConfig] = None,
                              log: Optional[Callable[[str], None]] = None,

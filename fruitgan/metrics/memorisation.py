@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 
@@ -41,24 +42,28 @@ def _pixel_vectors(images: torch.Tensor) -> torch.Tensor:
     return to_work_resolution(quantise_pixels(images)).reshape(images.shape[0], -1)
 
 
-def memorisation_ratio(generated: torch.Tensor, train: torch.Tensor, heldout_real: torch.Tensor) -> dict:
+def memorisation_ratio(generated: torch.Tensor, train: torch.Tensor, heldout_real: torch.Tensor,
+                       train_rows: Optional[torch.Tensor] = None) -> dict:
     """Median distance to the nearest TRAINING image of the generated images over that of held-out real ones:
     about 1 is healthy, well below 1 is copying. generated, heldout_real: (N,1,R,R) in [-1,1]; train the same or
-    (N,R,R) uint8. Pixels at the work resolution: copying is a pixel-level fact, and shrinking forgives a copy
-    moved by a fraction of a pixel. None with a note under MIN_MEMORISATION_HELDOUT."""
+    (N,R,R) uint8, of which ``train_rows`` (all by default) are the training images: read a block at a time, a
+    full download's training part is never copied whole. Pixels at the work resolution: copying is a
+    pixel-level fact, and shrinking forgives a copy moved by a fraction of a pixel. None with a note under
+    MIN_MEMORISATION_HELDOUT."""
     train_view = train.unsqueeze(1) if train.dtype == torch.uint8 and train.dim() == 3 else train
     check_same_size(generated=generated, train=train_view, heldout_real=heldout_real)
+    rows = torch.arange(train.shape[0]) if train_rows is None else train_rows
     n_held = int(heldout_real.shape[0])
     out = {"memorisation_ratio": None, "memorisation_generated_median": None,
            "memorisation_heldout_median": None, "memorisation_n_heldout": n_held}
     if n_held < MIN_MEMORISATION_HELDOUT:
         return {**out, "memorisation_note": not_enough_real(n_held, MIN_MEMORISATION_HELDOUT)}
-    if train.shape[0] == 0 or generated.shape[0] == 0:
+    if rows.numel() == 0 or generated.shape[0] == 0:
         return {**out, "memorisation_note": "no training or no generated images to compare"}
     with few_cpu_threads("cpu"):
         queries = torch.cat([_pixel_vectors(generated), _pixel_vectors(heldout_real)])
-        blocks = (_pixel_vectors(train[s:s + NEAREST_TRAIN_CHUNK].cpu())
-                  for s in range(0, train.shape[0], NEAREST_TRAIN_CHUNK))
+        blocks = (_pixel_vectors(train[rows[s:s + NEAREST_TRAIN_CHUNK]].cpu())
+                  for s in range(0, rows.numel(), NEAREST_TRAIN_CHUNK))
         nearest = _nearest_distances(queries, blocks)
         gen_median = nearest[:generated.shape[0]].median().item()
         held_median = nearest[generated.shape[0]:].median().item()

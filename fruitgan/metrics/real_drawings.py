@@ -1,8 +1,9 @@
 """Every fruit of rawData/ rendered in memory, for the all-fruit recogniser, held-out drawings left out."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Mapping, Sequence, Tuple, Union
 
 import torch
 
@@ -12,18 +13,23 @@ RECOGNIZER_MAX_PER_FRUIT = 500    # drawings rendered per fruit (memory and time
 
 
 def _pixel_key(pixels) -> bytes:
-    """An image's identity: its (R,R) 8-bit pixels (a held-out PNG and the same drawing rendered again match)."""
-    return bytes(pixels.astype("uint8", copy=False).tobytes())
+    """An image's identity: a digest of its (R,R) 8-bit pixels (a held-out PNG and the same drawing rendered again
+    match); 16 bytes, so a full download's held-out drawings take megabytes, not their pixels' gigabyte."""
+    return hashlib.blake2b(pixels.astype("uint8", copy=False).tobytes(), digest_size=16).digest()
 
 
-def _excluded_pixel_keys(exclude_images: Optional[torch.Tensor]) -> set:
-    """Identities of (K,R,R) uint8 pixels, or of (K,1,R,R) images in [-1,1]."""
+def _excluded_pixel_keys(exclude_images) -> set:
+    """Identities of (K,R,R) uint8 pixels or (K,1,R,R) images in [-1,1]: one tensor, or an iterable of them
+    (e.g. one fruit's at a time, never all fruits' copied together)."""
     if exclude_images is None:
         return set()
-    if exclude_images.dtype == torch.uint8 and exclude_images.dim() == 3:
-        return {_pixel_key(img.numpy()) for img in exclude_images.cpu()}
-    check_images("exclude_images", exclude_images)
-    return {_pixel_key(img.to(torch.uint8).numpy()) for img in pixel_levels(exclude_images)[:, 0]}
+    keys = set()
+    for block in [exclude_images] if isinstance(exclude_images, torch.Tensor) else exclude_images:
+        if block.dtype != torch.uint8 or block.dim() != 3:
+            check_images("exclude_images", block)
+            block = pixel_levels(block)[:, 0].to(torch.uint8)
+        keys.update(_pixel_key(img.numpy()) for img in block.cpu())
+    return keys
 
 
 def _rendered_drawings(info, fruit: str, resolution: int):
@@ -43,13 +49,14 @@ def _rendered_drawings(info, fruit: str, resolution: int):
 
 
 def render_rawdata_fruits(workdir: Path, resolution: int, exclude_key_ids: Sequence[str] = (),
-                          exclude_images: Optional[torch.Tensor] = None,
+                          exclude_images: Union[None, torch.Tensor, Iterable[torch.Tensor]] = None,
                           max_per_fruit: int = RECOGNIZER_MAX_PER_FRUIT,
                           formats="auto") -> Tuple[Dict[str, torch.Tensor], Dict[str, dict]]:
     """Every fruit with drawings in <workdir>/rawData/ rendered at ``resolution``, up to ``max_per_fruit`` each:
     ({fruit: (N,1,R,R) in [-1,1]}, {fruit: {"count", "excluded", "files"}}). ``formats``: "auto", a list, or
     {fruit: formats} (the others as a dataset of them would choose), so the recogniser sees the dataset's style.
-    Skipped: key_ids in ``exclude_key_ids``, 8-bit pixels in ``exclude_images`` (bitmaps have no key_id)."""
+    Skipped: key_ids in ``exclude_key_ids``, 8-bit pixels in ``exclude_images`` (bitmaps have no key_id; a
+    tensor or an iterable of them, see _excluded_pixel_keys)."""
     from fruitgan.data import quickdraw_formats as qf
     from fruitgan.data.image_conversion import choose_files
     raw_dir = Path(workdir) / "rawData"
