@@ -227,12 +227,9 @@ class MilestoneQuality:
         on each fruit's test part, at the unit costs the last ``figures`` call measured (0 before one, or
         without evaluation)."""
         per_step, per_query = self.unit_seconds if self.active else (0.0, 0.0)
-        total = 0.0
-        for f in group:
-            n = min(self.datasets[f].test_index.numel(), two_sample.FULL.max_real)     # real drawings, and fakes
-            queries = min(n, memorisation.MEMORISATION_MAX_GENERATED) + n
-            total += two_sample.two_sample_steps(n, two_sample.FULL) * per_step + queries * per_query
-        return total
+        parts = [min(self.datasets[f].test_index.numel(), two_sample.FULL.max_real) for f in group]   # real, fakes
+        return sum(two_sample.two_sample_steps(n, two_sample.FULL) * per_step
+                   + (min(n, memorisation.MEMORISATION_MAX_GENERATED) + n) * per_query for n in parts)
 
     # ------------------------------------------------------------------ the best checkpoint
     @staticmethod

@@ -21,10 +21,8 @@ def _pixel_key(pixels) -> bytes:
 def _excluded_pixel_keys(exclude_images) -> set:
     """Identities of (K,R,R) uint8 pixels or (K,1,R,R) images in [-1,1]: one tensor, or an iterable of them
     (e.g. one fruit's at a time, never all fruits' copied together)."""
-    if exclude_images is None:
-        return set()
     keys = set()
-    for block in [exclude_images] if isinstance(exclude_images, torch.Tensor) else exclude_images:
+    for block in [exclude_images] if isinstance(exclude_images, torch.Tensor) else exclude_images or ():
         if block.dtype != torch.uint8 or block.dim() != 3:
             check_images("exclude_images", block)
             block = pixel_levels(block)[:, 0].to(torch.uint8)
