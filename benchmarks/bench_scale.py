@@ -151,7 +151,8 @@ def default_run_evaluation(workdir: Path, parts: dict, steps: int, batch: int) -
 
 
 def pipeline(work: Path, drawings: int, cfg: ScaleConfig) -> dict:
-    """Synthetic input, then convert, pack and train in ``work``: {"stages", "uint8", "parts"}."""
+    """Synthetic input, then convert, pack and train in ``work``: {"stages", "uint8"}, the train stage with its
+    time split ("parts")."""
     shutil.copytree(SAMPLE, work / "rawData" / "sample")
     t0 = time.perf_counter()
     size = write_synthetic(work / "rawData", drawings, cfg.seed)
