@@ -2,6 +2,7 @@
 the steps (every fruit takes the same steps per epoch) plus its own evaluation, which grows with its drawings.
 Nothing here is timed: the estimate's clock is a fake one that a stand-in evaluation advances by a cost per
 drawing, and the step and plot probes return fixed seconds."""
+import os
 import shutil
 
 import torch
@@ -58,7 +59,7 @@ def test_each_fruit_gets_its_steps_share_and_its_own_evaluation(tiny_dataset_dir
     sizes = {f: trainer.streams[f].size for f in ("apple", "pear")}
     assert sizes["apple"] > sizes["pear"]
     estimate, clock = trainer.estimate, FakeClock()
-    estimate.clock, estimate.quality = clock, SizedQuality(clock, sizes)
+    estimate.clock, estimate.quality, estimate.load = clock, SizedQuality(clock, sizes), lambda: 0.0
     monkeypatch.setattr(estimate, "epoch_seconds", lambda gi, epochs=1: EPOCH_SECONDS)
     monkeypatch.setattr(estimate, "_plot_seconds", lambda last, figures: 0.0)
     monkeypatch.setattr(estimate, "_checkpoint_seconds", lambda: 0.0)
@@ -78,3 +79,7 @@ def test_each_fruit_gets_its_steps_share_and_its_own_evaluation(tiny_dataset_dir
     for line, f in zip(lines[1:3], ("apple", "pear")):
         assert line.split()[0] == f and f"({sizes[f]} training images, " in line
     assert lines[1].split()[1] != lines[2].split()[1]                # the two fruits' times differ
+    # Measured while other programs kept every CPU busy: one more line says the times hold only while that lasts.
+    busy = estimate.lines({**result, "load": float(torch.get_num_threads() + os.cpu_count())}, 1, 10)
+    assert busy[:4] == lines and len(busy) == 5 and "busy machine" in busy[4]
+    assert estimate.lines({**result, "load": None}, 1, 10) == lines    # no load average (Windows): no line

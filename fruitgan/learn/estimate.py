@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import copy
 import io
+import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 
@@ -30,6 +31,17 @@ ETA_PROBE_SECONDS = 2.0           # ... and more until this long has passed (a s
 ETA_PROBE_MAX_STEPS = 30          # ... but never more than this many,
 ETA_PROBE_SHARE = 0.01            # ... nor longer than this share of the steps it estimates (short runs)
 PARTS = ("steps", "evaluation", "milestone_images", "checkpoints")
+# Other programs' load (the 1-minute load average less this run's threads) above this share of the CPUs: the
+# estimate says it was measured on a busy machine, so its times hold only while that load lasts.
+BUSY_SHARE = 0.5
+
+
+def load_average() -> Optional[float]:
+    """The machine's 1-minute load average; None where there is none (Windows)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 def _forked_rng(device: torch.device):
@@ -49,10 +61,10 @@ class RunEstimate:
     def __init__(self, *, groups: List[List[str]], models: list, streams: dict, cfg, gan_config,
                  steps_per_epoch: int, device: torch.device, milestones: set, quality,
                  grids: Callable[[int], list], history: dict, snapshot: Callable[[int], dict],
-                 clock: Callable[[], float] = time.perf_counter):
+                 clock: Callable[[], float] = time.perf_counter, load: Callable[[], Optional[float]] = load_average):
         self.groups, self.models, self.streams, self.cfg, self.gan_config = groups, models, streams, cfg, gan_config
         self.steps_per_epoch, self.device, self.milestones, self.quality = steps_per_epoch, device, milestones, quality
-        self.grids, self.history, self.snapshot, self.clock = grids, history, snapshot, clock
+        self.grids, self.history, self.snapshot, self.clock, self.load = grids, history, snapshot, clock, load
         self.first = 1
 
     def epoch_seconds(self, gi: int, epochs: int = 1) -> float:
@@ -122,8 +134,8 @@ class RunEstimate:
     def run(self, first: int, last: int) -> dict:
         """Measured estimate of epochs ``first..last``.
 
-        Returns {"per_fruit": {fruit: s}, "parts": {part: s}, "total": s}: a fruit gets its share of its group's
-        steps, grids and plots, and its own evaluation.
+        Returns {"per_fruit": {fruit: s}, "parts": {part: s}, "total": s, "load": the load average as measured}:
+        a fruit gets its share of its group's steps, grids and plots, and its own evaluation.
         """
         self.first = first
         epochs = max(0, last - first + 1)
@@ -148,11 +160,11 @@ class RunEstimate:
         by_time = int(parts["steps"] // cadence) if cadence else epochs
         fixed = sum(1 for e in checkpoint_epochs(last, self.milestones, self.cfg.keep_checkpoint_every) if e >= first)
         parts["checkpoints"] = self._checkpoint_seconds() * min(epochs, fixed + by_time)
-        return {"per_fruit": per_fruit, "parts": parts, "total": sum(parts.values())}
+        return {"per_fruit": per_fruit, "parts": parts, "total": sum(parts.values()), "load": self.load()}
 
     def lines(self, estimate: dict, first: int, last: int) -> List[str]:
         """What the console says before training: a line per fruit (its training images and steps, its own
-        evaluation), then the checkpoints and the total by part."""
+        evaluation), then the checkpoints and the total by part, and whether the machine was busy."""
         out = [f"estimated time for epochs {first}-{last} (measured on this machine):"]
         steps = self.steps_per_epoch * max(0, last - first + 1)
         for f, seconds in estimate["per_fruit"].items():
@@ -165,4 +177,9 @@ class RunEstimate:
         out.append(f"  checkpoints {fmt_duration(parts['checkpoints'])}; total {fmt_duration(estimate['total'])} "
                    f"(steps {fmt_duration(parts['steps'])}, evaluation {fmt_duration(parts['evaluation'])}, "
                    f"images and plots {fmt_duration(parts['milestone_images'])})")
+        load, cpus = estimate.get("load"), os.cpu_count() or 1          # a machine-wide figure: all its CPUs
+        own = torch.get_num_threads() if self.device.type == "cpu" else 1
+        if load is not None and load - own > BUSY_SHARE * cpus:
+            out.append(f"  measured on a busy machine (load average {load:.1f} on {cpus} CPUs, this run's threads "
+                       f"{own}): these times hold only while that load lasts")
         return out
