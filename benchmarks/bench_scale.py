@@ -251,8 +251,8 @@ def main(argv=None) -> int:
     p.add_argument("--tmp-dir", type=Path, default=None, help="where the work folder goes (default /dev/shm)")
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     a = p.parse_args(argv)
-    cfg = ScaleConfig(drawings=a.drawings, reference_drawings=a.reference_drawings, steps=a.steps, batch=a.batch, workers=a.workers, evaluate=not a.no_eval,
-                      seed=a.seed, tmp_dir=a.tmp_dir, keep=a.keep)
+    cfg = ScaleConfig(drawings=a.drawings, reference_drawings=a.reference_drawings, steps=a.steps, batch=a.batch,
+                      workers=a.workers, evaluate=not a.no_eval, seed=a.seed, tmp_dir=a.tmp_dir, keep=a.keep)
     print(header("bench_scale.py", argv))
     print(format_table(run_benchmark(cfg)))
     return 0

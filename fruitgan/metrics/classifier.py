@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -263,7 +263,8 @@ def load_cached_classifier(workdir: Path, dataset_version: str, resolution: int,
 
 # --------------------------------------------------------------------------------------------- all-fruit recogniser
 def load_or_train_recognizer(workdir: Path, dataset_version: str, resolution: int,
-                             exclude_key_ids: Sequence[str] = (), exclude_images=None,
+                             exclude_key_ids: Sequence[str] = (),
+                             exclude_images: Union[None, torch.Tensor, Iterable[torch.Tensor]] = None,
                              max_per_fruit: int = RECOGNIZER_MAX_PER_FRUIT, device="cpu", seed: int = 0,
                              train_config: Optional[ClassifierTrainConfig] = None,
                              log: Optional[Callable[[str], None]] = None,
