@@ -285,12 +285,12 @@ def generate_batch(resolution: int, fruits: int = 1) -> int:
 
 
 @torch.no_grad()
-def generate(generator: nn.Module, noise: torch.Tensor, batch_size: Optional[int] = None) -> torch.Tensor:
+def generate(generator: nn.Module, noise: torch.Tensor) -> torch.Tensor:
     """Images (B,1,R,R) in [-1,1] on the CPU from noise (B,nz), in eval mode (BN running statistics), mode
-    restored after; in passes of ``batch_size`` (default generate_batch) images, so memory stays bounded."""
+    restored after; in passes of generate_batch images, so memory stays bounded."""
     was_training = generator.training
     generator.eval()
-    step = batch_size or generate_batch(generator.config.resolution)
+    step = generate_batch(generator.config.resolution)
     try:
         device = next(generator.parameters()).device
         starts = range(0, max(noise.shape[0], 1), step)             # no noise: one empty pass, (0,1,R,R) out
